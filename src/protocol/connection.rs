@@ -1,0 +1,168 @@
+//! Reading and writing frames: newline-delimited JSON, optionally sealed.
+//!
+//! A connection is split into a [`FrameReader`] and a [`FrameWriter`] so a
+//! peer can read and write at once. Both start in clear; after SRP, native
+//! peers install one [`DirectionKey`] on each side and from then on every line
+//! on the wire is a [`Sealed`] frame. Callers only ever see JSON text.
+
+use std::io;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+
+use super::wire::Sealed;
+use crate::crypto::transport::{DirectionKey, SealError};
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("a line was longer than {limit} bytes")]
+    TooLong { limit: usize },
+    #[error("a line was not valid UTF-8")]
+    NotUtf8,
+    #[error("a line was not the expected JSON: {0}")]
+    Malformed(String),
+    #[error("a clear-text line arrived where a sealed frame was required")]
+    NotSealed,
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("connection error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The receiving half of a connection.
+pub struct FrameReader<R> {
+    lines: FramedRead<R, LinesCodec>,
+    /// Present once the session is sealed.
+    opener: Option<DirectionKey>,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Reads lines of at most `max_line` bytes.
+    pub fn new(inner: R, max_line: usize) -> Self {
+        Self {
+            lines: FramedRead::new(inner, LinesCodec::new_with_max_length(max_line)),
+            opener: None,
+        }
+    }
+
+    /// Changes the line limit, e.g. from the small pre-authentication limit to
+    /// the member limit. Bytes already buffered are kept.
+    pub fn set_max_line(&mut self, max_line: usize) {
+        *self.lines.decoder_mut() = LinesCodec::new_with_max_length(max_line);
+    }
+
+    /// From now on every line must be sealed with `key`'s direction.
+    pub fn seal(&mut self, key: DirectionKey) {
+        self.opener = Some(key);
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.opener.is_some()
+    }
+
+    /// The next frame's JSON text, opened if the session is sealed.
+    /// `Ok(None)` is a clean end of stream.
+    ///
+    /// Cancel-safe: the only await is on the line stream.
+    pub async fn read_text(&mut self) -> Result<Option<String>, FrameError> {
+        let line = match self.lines.next().await {
+            None => return Ok(None),
+            Some(Ok(line)) => line,
+            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                return Err(FrameError::TooLong {
+                    limit: self.lines.decoder().max_length(),
+                });
+            }
+            Some(Err(LinesCodecError::Io(e))) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(FrameError::NotUtf8);
+            }
+            Some(Err(LinesCodecError::Io(e))) => return Err(FrameError::Io(e)),
+        };
+        let line = line.strip_suffix('\r').map(str::to_owned).unwrap_or(line);
+        let Some(opener) = self.opener.as_mut() else {
+            return Ok(Some(line));
+        };
+        let sealed: Sealed = serde_json::from_str(&line).map_err(|_| FrameError::NotSealed)?;
+        let bytes = STANDARD.decode(sealed.sealed.as_bytes()).map_err(|_| SealError::Forged)?;
+        let plain = opener.open(&bytes)?;
+        String::from_utf8(plain)
+            .map(Some)
+            .map_err(|_| FrameError::NotUtf8)
+    }
+
+    /// The next frame parsed as `T`. `Ok(None)` is a clean end of stream.
+    pub async fn read<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+        match self.read_text().await? {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| FrameError::Malformed(e.to_string())),
+        }
+    }
+}
+
+/// The sending half of a connection. Writes are buffered until [`flush`](Self::flush),
+/// so a burst of frames leaves in few system calls.
+pub struct FrameWriter<W: AsyncWrite> {
+    out: BufWriter<W>,
+    /// Present once the session is sealed.
+    sealer: Option<DirectionKey>,
+}
+
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            out: BufWriter::new(inner),
+            sealer: None,
+        }
+    }
+
+    /// From now on every line is sealed with `key`.
+    pub fn seal(&mut self, key: DirectionKey) {
+        self.sealer = Some(key);
+    }
+
+    /// Queues one frame whose JSON text is `json` (no newline).
+    pub async fn write_text(&mut self, json: &str) -> Result<(), FrameError> {
+        debug_assert!(!json.contains('\n'));
+        match self.sealer.as_mut() {
+            None => {
+                self.out.write_all(json.as_bytes()).await?;
+            }
+            Some(sealer) => {
+                let sealed = sealer.seal(json.as_bytes())?;
+                let mut line = String::with_capacity(sealed.len() * 4 / 3 + 16);
+                line.push_str("{\"sealed\":\"");
+                STANDARD.encode_string(&sealed, &mut line);
+                line.push_str("\"}");
+                self.out.write_all(line.as_bytes()).await?;
+            }
+        }
+        self.out.write_all(b"\n").await?;
+        Ok(())
+    }
+
+    /// Queues one frame serialized from `value`.
+    pub async fn write<T: Serialize>(&mut self, value: &T) -> Result<(), FrameError> {
+        let json = serde_json::to_string(value).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        self.write_text(&json).await
+    }
+
+    /// Sends everything queued.
+    pub async fn flush(&mut self) -> Result<(), FrameError> {
+        self.out.flush().await?;
+        Ok(())
+    }
+
+    /// Flushes and half-closes the connection.
+    pub async fn shutdown(&mut self) -> Result<(), FrameError> {
+        self.out.shutdown().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,282 @@
+//! Every JSON line cmd-chat sends or receives, as types.
+//!
+//! The shapes are those of cmd-chat 1.x; native peers add a `native` field to
+//! `srp_init` (which the original ignores) and then wrap every later line in a
+//! [`Sealed`] frame. Unknown fields are ignored, so 1.x peers' extras pass.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the sealed native protocol this build speaks.
+pub const NATIVE_PROTOCOL: u32 = 1;
+
+/// Client → server, before authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum HandshakeRequest {
+    SrpInit {
+        username: String,
+        /// The client's public value `A`, standard base64.
+        #[serde(rename = "A")]
+        a: String,
+        /// Present (with [`NATIVE_PROTOCOL`]) when the client wants the sealed transport.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        native: Option<u32>,
+    },
+    SrpVerify {
+        user_id: String,
+        /// The client's proof `M`, standard base64.
+        #[serde(rename = "M")]
+        m: String,
+    },
+}
+
+/// Server → client: the answer to `srp_init`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub user_id: String,
+    #[serde(rename = "B")]
+    pub b: String,
+    pub salt: String,
+    /// Sent in clear to legacy clients only; native clients get it sealed in `init`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_salt: Option<String>,
+    /// Echoes the native protocol version when the server will seal the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<u32>,
+}
+
+/// Server → client: the answer to a correct `srp_verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    #[serde(rename = "H_AMK")]
+    pub h_amk: String,
+    /// Random bytes for cmd-chat 1.x clients, which require the field and never
+    /// use it. Unrelated to the SRP key; never sent to native clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
+}
+
+/// A machine-readable reason that accompanies every error line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line was not a request the server understands at this point.
+    BadRequest,
+    /// The SRP proof was wrong: wrong password.
+    AuthFailed,
+    /// Another member (or a login in progress) has the name.
+    NameTaken,
+    /// The name breaks the username rules.
+    NameInvalid,
+    /// The server admits native clients only.
+    LegacyRefused,
+    /// The room has reached its member limit.
+    RoomFull,
+    /// Too many logins in progress; try again shortly.
+    Busy,
+    /// The handshake took too long.
+    Timeout,
+    /// A message was refused (not a Fernet token, too long); the member stays.
+    MessageRefused,
+    /// The member did not read its messages fast enough and was disconnected.
+    TooSlow,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+/// `{"error": "...", "code": "..."}`: a refusal, in the shape 1.x clients know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
+}
+
+impl ErrorReply {
+    pub fn new(code: ErrorCode, error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            code: Some(code),
+        }
+    }
+}
+
+/// A reply that is either the expected value or an error line.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Reply<T> {
+    Error(ErrorReply),
+    Ok(T),
+}
+
+/// Client → server, once a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// A message; `text` is a Fernet token made with the room key.
+    Message { text: String },
+    /// Empty the room's history for everyone.
+    Clear,
+    /// A clean goodbye (native only), so the server can tell it from a cut connection.
+    Leave,
+}
+
+/// A member as listed in `init`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub user_id: String,
+    pub username: String,
+}
+
+/// A stored message, as relayed and replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageData {
+    pub id: String,
+    /// Server-assigned, increasing; absent from cmd-chat 1.x servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The Fernet token.
+    pub text: String,
+    /// RFC 3339, UTC, set by the server.
+    pub timestamp: String,
+    pub username: String,
+}
+
+/// Server → client, once a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEvent {
+    Init {
+        messages: Vec<MessageData>,
+        users: Vec<UserInfo>,
+        /// Native sessions only: the room salt, which never crosses the wire in clear.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_salt: Option<String>,
+    },
+    UserJoined {
+        user_id: String,
+        username: String,
+    },
+    UserLeft {
+        user_id: String,
+    },
+    Message {
+        data: MessageData,
+    },
+    Cleared,
+    /// The server is going away (native only).
+    Closing {
+        reason: String,
+    },
+}
+
+/// Anything a member can receive: an event or an error line.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ServerFrame {
+    Error(ErrorReply),
+    Event(ServerEvent),
+}
+
+/// `{"sealed": base64}`: one AEAD-sealed line of a native session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    pub sealed: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(
+        value: T,
+        expected: serde_json::Value,
+    ) {
+        assert_eq!(serde_json::to_value(&value).unwrap(), expected);
+        assert_eq!(serde_json::from_value::<T>(expected).unwrap(), value);
+    }
+
+    #[test]
+    fn handshake_lines_match_cmd_chat_1x() {
+        round_trip(
+            HandshakeRequest::SrpInit {
+                username: "ann".into(),
+                a: "QQ==".into(),
+                native: None,
+            },
+            json!({"cmd": "srp_init", "username": "ann", "A": "QQ=="}),
+        );
+        round_trip(
+            HandshakeRequest::SrpVerify {
+                user_id: "u1".into(),
+                m: "TQ==".into(),
+            },
+            json!({"cmd": "srp_verify", "user_id": "u1", "M": "TQ=="}),
+        );
+        round_trip(
+            Challenge {
+                user_id: "u1".into(),
+                b: "Qg==".into(),
+                salt: "cw==".into(),
+                room_salt: Some("cg==".into()),
+                native: None,
+            },
+            json!({"user_id": "u1", "B": "Qg==", "salt": "cw==", "room_salt": "cg=="}),
+        );
+        round_trip(
+            Welcome {
+                h_amk: "SA==".into(),
+                session_key: None,
+            },
+            json!({"H_AMK": "SA=="}),
+        );
+    }
+
+    #[test]
+    fn events_match_cmd_chat_1x() {
+        round_trip(
+            ServerEvent::Message {
+                data: MessageData {
+                    id: "7".into(),
+                    seq: Some(7),
+                    text: "gAAA".into(),
+                    timestamp: "2026-01-01T00:00:00.000Z".into(),
+                    username: "ann".into(),
+                },
+            },
+            json!({"type": "message", "data": {"id": "7", "seq": 7, "text": "gAAA",
+                   "timestamp": "2026-01-01T00:00:00.000Z", "username": "ann"}}),
+        );
+        round_trip(
+            ServerEvent::UserLeft { user_id: "u".into() },
+            json!({"type": "user_left", "user_id": "u"}),
+        );
+        round_trip(ServerEvent::Cleared, json!({"type": "cleared"}));
+        round_trip(ClientFrame::Clear, json!({"type": "clear"}));
+        round_trip(
+            ClientFrame::Message { text: "gAAA".into() },
+            json!({"type": "message", "text": "gAAA"}),
+        );
+    }
+
+    #[test]
+    fn error_lines_and_extras() {
+        let frame: ServerFrame = serde_json::from_value(json!({"error": "Name taken"})).unwrap();
+        assert_eq!(
+            frame,
+            ServerFrame::Error(ErrorReply {
+                error: "Name taken".into(),
+                code: None
+            })
+        );
+        // A 1.x server's message carries `user_ip`, which is ignored.
+        let frame: ServerFrame = serde_json::from_value(json!({"type": "message", "data": {
+            "id": "x", "text": "t", "timestamp": "now", "username": "u", "user_ip": "10.0.0.1"}}))
+        .unwrap();
+        assert!(matches!(frame, ServerFrame::Event(ServerEvent::Message { .. })));
+        let reply: Reply<Welcome> =
+            serde_json::from_value(json!({"H_AMK": "SA==", "session_key": "eA=="})).unwrap();
+        assert!(matches!(reply, Reply::Ok(_)));
+    }
+}
