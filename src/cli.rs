@@ -1,1 +1,322 @@
-//! placeholder
+//! The `cmd-chat` command line: argument parsing, password sourcing, and the
+//! glue between the library and the process (signals, exit codes).
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+
+use clap::builder::TypedValueParser as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{self, Client, ClientConfig, ClientError, exit_code};
+use crate::crypto::Password;
+use crate::server::{Server, ServerConfig, limits};
+
+const PASSWORD_ENV: &str = "CMD_CHAT_PASSWORD";
+
+/// Throwaway, password-protected chat rooms in the terminal.
+///
+/// One person runs a room with `cmd-chat serve`; the others join it with
+/// `cmd-chat connect`. The password never crosses the network (SRP-6a); every
+/// message is encrypted by its sender with a key derived from the password, so
+/// the server relays and remembers only ciphertext, in memory. When the server
+/// stops, the room and its history are gone.
+#[derive(Debug, Parser)]
+#[command(name = "cmd-chat", version, propagate_version = true)]
+#[command(
+    after_help = "EXIT CODES:\n  0 normal end   2 usage error   3 cannot connect   4 wrong password\n  \
+                        5 username taken or invalid   6 protocol error   7 connection lost   1 other failure"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a room on this machine.
+    ///
+    /// Prints the address it listens on and the `cmd-chat connect` line to
+    /// share. Stop it with Ctrl-C: members are told the room is closing and all
+    /// history is dropped.
+    Serve(ServeArgs),
+    /// Join a room.
+    ///
+    /// On a terminal this opens the chat. With --json, or when standard input
+    /// is not a terminal, it runs the scripting mode: each input line is a
+    /// message (or /who, /clear, /quit) and each event is one JSON line on
+    /// standard output.
+    Connect(ConnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on: 0.0.0.0 for every interface, 127.0.0.1 for this machine only.
+    pub ip: IpAddr,
+    /// Port to listen on; 0 picks a free one (printed at start).
+    pub port: u16,
+    /// The room password. Without it, CMD_CHAT_PASSWORD is used, else you are
+    /// asked on the terminal. Note: a password on the command line shows in
+    /// `ps` and in your shell history; prefer the prompt or the variable.
+    #[arg(short, long, env = PASSWORD_ENV, hide_env_values = true)]
+    pub password: Option<String>,
+    /// Also admit original (Python) cmd-chat 1.x clients. Their sessions are
+    /// not sealed: names, join/leave events and ciphertext are visible on the network.
+    #[arg(long)]
+    pub allow_legacy: bool,
+    /// Messages the room remembers for people who join later (oldest dropped first).
+    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_HISTORY_MESSAGES,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000).map(|n| n as usize))]
+    pub history: usize,
+    /// Most members the room admits at once.
+    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_USERS,
+          value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize))]
+    pub max_users: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Server address (name or IP).
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Your name in the room: 1 to 32 characters, no spaces.
+    pub username: String,
+    /// The room password. Without it, CMD_CHAT_PASSWORD is used, else you are
+    /// asked on the terminal. Note: a password on the command line shows in
+    /// `ps` and in your shell history; prefer the prompt or the variable.
+    #[arg(env = PASSWORD_ENV, hide_env_values = true)]
+    pub password: Option<String>,
+    /// Allow joining an original cmd-chat 1.x server. Its sessions are not
+    /// sealed: the room is visible on the network.
+    #[arg(long)]
+    pub allow_legacy: bool,
+    /// Scripting mode even on a terminal: JSON events out, lines in.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            return fail(
+                exit_code::FAILURE,
+                &format!("cannot start the async runtime: {e}"),
+            );
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Connect(args) => runtime.block_on(connect(args)),
+    }
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("cmd-chat: error: {message}");
+    ExitCode::from(code)
+}
+
+/// The password from the argument or variable, else a no-echo prompt.
+fn obtain_password(given: Option<String>) -> Result<Password, String> {
+    let password = match given {
+        Some(p) => Password::new(p),
+        None if std::io::stdin().is_terminal() => rpassword::prompt_password("Room password: ")
+            .map(Password::new)
+            .map_err(|e| format!("cannot read the password from the terminal: {e}"))?,
+        None => {
+            return Err(format!(
+                "no password: give it as an argument, set {PASSWORD_ENV}, or run from a terminal to be asked"
+            ));
+        }
+    };
+    if password.is_empty() {
+        return Err("the password is empty; a room needs one".into());
+    }
+    Ok(password)
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// The address to put in the `connect` line: the bound one, or for a wildcard
+/// bind the address this machine uses to reach other hosts.
+fn shareable_host(bound: SocketAddr) -> String {
+    if !bound.ip().is_unspecified() {
+        return bound.ip().to_string();
+    }
+    // Connecting a UDP socket only consults the routing table; nothing is sent.
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| "<this-machine's-address>".into())
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    init_logging("info");
+    let password = match obtain_password(args.password) {
+        Ok(p) => p,
+        Err(e) => return fail(exit_code::USAGE, &e),
+    };
+    let config = ServerConfig {
+        allow_legacy: args.allow_legacy,
+        history_messages: args.history,
+        max_users: args.max_users,
+    };
+    let addr = SocketAddr::new(args.ip, args.port);
+    let server = match Server::bind(addr, config, password).await {
+        Ok(s) => s,
+        Err(e) => return fail(exit_code::FAILURE, &format!("cannot listen on {addr}: {e}")),
+    };
+    let bound = server
+        .local_addr()
+        .expect("a bound listener has an address");
+    let admits = if args.allow_legacy {
+        "admits cmd-chat 1.x clients too: their sessions are readable on the network"
+    } else {
+        "native clients only: every session is sealed"
+    };
+    println!("cmd-chat room listening on {bound} ({admits})");
+    println!("Share this line (and the password, separately):");
+    println!(
+        "    cmd-chat connect {} {} <your-name>",
+        shareable_host(bound),
+        bound.port()
+    );
+    println!("Ctrl-C ends the room; its history exists only in this process's memory.");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    server.run(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn connect(args: ConnectArgs) -> ExitCode {
+    init_logging("warn");
+    let scripting = args.json || !std::io::stdin().is_terminal();
+    let password = match obtain_password(args.password) {
+        Ok(p) => p,
+        Err(e) => return fail(exit_code::USAGE, &e),
+    };
+    let server = if args.host.contains(':') && !args.host.starts_with('[') {
+        format!("[{}]:{}", args.host, args.port)
+    } else {
+        format!("{}:{}", args.host, args.port)
+    };
+    let config = ClientConfig {
+        server,
+        username: args.username,
+        password,
+        allow_legacy: args.allow_legacy,
+    };
+    let result = async {
+        let client = Client::connect(config).await?;
+        if client.transport() == client::Transport::Legacy {
+            eprintln!("cmd-chat: warning: legacy server: this room is visible on the network");
+        }
+        let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+        let stdout = tokio::io::stdout();
+        if scripting {
+            client::script::run(client, stdin, stdout).await
+        } else {
+            client::line::run(client, stdin, stdout).await
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e, scripting),
+    }
+}
+
+fn report(error: &ClientError, scripting: bool) -> ExitCode {
+    if scripting {
+        println!(
+            "{}",
+            serde_json::json!({"event": "error", "message": error.to_string(), "fatal": true})
+        );
+    }
+    fail(error.exit_code(), &error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn documented_forms_parse() {
+        let cli = Cli::try_parse_from(["cmd-chat", "serve", "0.0.0.0", "3000", "--password", "x"])
+            .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Serve(ServeArgs { port: 3000, .. })
+        ));
+        let cli = Cli::try_parse_from([
+            "cmd-chat",
+            "serve",
+            "127.0.0.1",
+            "0",
+            "-p",
+            "x",
+            "--allow-legacy",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Serve(ServeArgs {
+                allow_legacy: true,
+                ..
+            })
+        ));
+        let cli =
+            Cli::try_parse_from(["cmd-chat", "connect", "10.0.0.1", "3000", "ann", "x"]).unwrap();
+        let Command::Connect(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (args.host.as_str(), args.port, args.username.as_str()),
+            ("10.0.0.1", 3000, "ann")
+        );
+        assert_eq!(args.password.as_deref(), Some("x"));
+        assert!(Cli::try_parse_from(["cmd-chat", "serve", "not-an-ip", "3000"]).is_err());
+    }
+}

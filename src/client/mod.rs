@@ -1,1 +1,10 @@
-//! placeholder
+//! The client side: one core ([`Client`]) and the front ends built on it.
+
+mod core;
+pub mod error;
+pub mod line;
+pub mod sanitize;
+pub mod script;
+
+pub use core::{ChatMessage, Client, ClientConfig, Event, Transport};
+pub use error::{ClientError, exit_code};

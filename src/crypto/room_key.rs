@@ -17,7 +17,9 @@ pub const ROOM_SALT_LEN: usize = 16;
 
 /// A peer's Fernet token failed authentication: wrong room key or tampering.
 #[derive(Debug, thiserror::Error)]
-#[error("a message could not be decrypted with the room key (tampered, or sent with another password)")]
+#[error(
+    "a message could not be decrypted with the room key (tampered, or sent with another password)"
+)]
 pub struct UndecryptableMessage;
 
 /// `HKDF-SHA256(ikm = password, salt = room_salt, info = "cmd-chat-room-key")`.
@@ -57,7 +59,10 @@ impl RoomCipher {
 
     /// The plaintext of a token. Fernet's TTL is not used: history may be old.
     pub fn decrypt(&self, token: &str) -> Result<String, UndecryptableMessage> {
-        let bytes = self.fernet.decrypt(token).map_err(|_| UndecryptableMessage)?;
+        let bytes = self
+            .fernet
+            .decrypt(token)
+            .map_err(|_| UndecryptableMessage)?;
         String::from_utf8(bytes).map_err(|e| {
             let mut bytes = e.into_bytes();
             zeroize::Zeroize::zeroize(&mut bytes);
@@ -87,9 +92,15 @@ mod tests {
             let password = Password::new(case["password"].as_str().unwrap().to_owned());
             let salt = hex(case["room_salt"].as_str().unwrap());
             let key = derive_room_key(&password, &salt);
-            assert_eq!(hex(case["room_key"].as_str().unwrap()), key.as_bytes().to_vec());
+            assert_eq!(
+                hex(case["room_key"].as_str().unwrap()),
+                key.as_bytes().to_vec()
+            );
             let cipher = RoomCipher::new(&key);
-            assert_eq!(cipher.decrypt(case["token"].as_str().unwrap()).unwrap(), case["plaintext"]);
+            assert_eq!(
+                cipher.decrypt(case["token"].as_str().unwrap()).unwrap(),
+                case["plaintext"]
+            );
         }
     }
 

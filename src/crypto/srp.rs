@@ -137,7 +137,12 @@ fn scrambler(a: &BigUint, b: &BigUint) -> BigUint {
 }
 
 /// `K = H(S)`, then `M` and `H_AMK` from it.
-fn proofs(salt: &[u8], a_pub: &BigUint, b_pub: &BigUint, s: &SecretUint) -> (Key32, [u8; 32], [u8; 32]) {
+fn proofs(
+    salt: &[u8],
+    a_pub: &BigUint,
+    b_pub: &BigUint,
+    s: &SecretUint,
+) -> (Key32, [u8; 32], [u8; 32]) {
     let group = &*GROUP;
     let s_bytes = zeroize::Zeroizing::new(minimal(s.expose()));
     let key = Key32::new(sha256(&[&s_bytes]));
@@ -226,7 +231,11 @@ impl ServerSession {
         Self::start_with_secret(verifier, a_bytes, b)
     }
 
-    fn start_with_secret(verifier: &Verifier, a_bytes: &[u8], b: SecretUint) -> Result<Self, SrpError> {
+    fn start_with_secret(
+        verifier: &Verifier,
+        a_bytes: &[u8],
+        b: SecretUint,
+    ) -> Result<Self, SrpError> {
         let group = &*GROUP;
         let a_pub = parse_public(a_bytes).ok_or(SrpError::BadClientPublic)?;
         let v = verifier.v.expose();
@@ -291,7 +300,12 @@ impl ClientSession {
 
     /// Answers the server's challenge: returns the proof `M` to send and what
     /// is needed to check the server's `H_AMK`.
-    pub fn respond(self, password: &Password, salt: &[u8], b_bytes: &[u8]) -> Result<ClientProof, SrpError> {
+    pub fn respond(
+        self,
+        password: &Password,
+        salt: &[u8],
+        b_bytes: &[u8],
+    ) -> Result<ClientProof, SrpError> {
         let group = &*GROUP;
         let b_pub = parse_public(b_bytes).ok_or(SrpError::BadServerPublic)?;
         let u = scrambler(&self.a_pub, &b_pub);
@@ -349,7 +363,11 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         assert!(s.len() % 2 == 0 || s.is_empty(), "odd hex");
-        let s = if s.len() % 2 == 1 { format!("0{s}") } else { s.to_owned() };
+        let s = if s.len() % 2 == 1 {
+            format!("0{s}")
+        } else {
+            s.to_owned()
+        };
         (0..s.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
@@ -367,13 +385,21 @@ mod tests {
             serde_json::from_str(include_str!("../../tests/data/srp_vectors.json")).unwrap();
         assert!(vectors.len() >= 4);
         for case in &vectors {
-            let field = |name: &str| case[name].as_str().unwrap_or_else(|| panic!("missing {name}"));
+            let field = |name: &str| {
+                case[name]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("missing {name}"))
+            };
             let note = case["note"].as_str().unwrap_or("");
             let password = Password::new(field("password").to_owned());
             let salt: [u8; SALT_LEN] = hex(field("salt")).try_into().expect("16-byte salt");
 
             assert_eq!(GROUP.k, big(field("k")), "k ({note})");
-            assert_eq!(*private_key(&salt, &password).expose(), big(field("x")), "x ({note})");
+            assert_eq!(
+                *private_key(&salt, &password).expose(),
+                big(field("x")),
+                "x ({note})"
+            );
             let verifier = Verifier::with_salt(salt, &password);
             assert_eq!(*verifier.v.expose(), big(field("v")), "v ({note})");
 
@@ -386,7 +412,11 @@ mod tests {
             )
             .unwrap();
             assert_eq!(server.b_pub, big(field("B")), "B ({note})");
-            assert_eq!(scrambler(&client.a_pub, &server.b_pub), big(field("u")), "u ({note})");
+            assert_eq!(
+                scrambler(&client.a_pub, &server.b_pub),
+                big(field("u")),
+                "u ({note})"
+            );
 
             let proof = client.respond(&password, &salt, &server.public()).unwrap();
             assert_eq!(proof.m.to_vec(), hex(field("M")), "M ({note})");
@@ -404,9 +434,16 @@ mod tests {
         let client = ClientSession::new();
         let server = ServerSession::start(&verifier, &client.public()).unwrap();
         let proof = client
-            .respond(&Password::new("wrong".into()), verifier.salt(), &server.public())
+            .respond(
+                &Password::new("wrong".into()),
+                verifier.salt(),
+                &server.public(),
+            )
             .unwrap();
-        assert_eq!(server.verify(proof.m()).unwrap_err(), SrpError::WrongPassword);
+        assert_eq!(
+            server.verify(proof.m()).unwrap_err(),
+            SrpError::WrongPassword
+        );
     }
 
     #[test]
@@ -414,13 +451,20 @@ mod tests {
         let verifier = Verifier::new(&Password::new("pw".into()));
         let n = GROUP.n.clone();
         for a in [BigUint::zero(), n.clone(), &n * 2u32] {
-            let bytes = if a.is_zero() { vec![0] } else { a.to_bytes_be() };
+            let bytes = if a.is_zero() {
+                vec![0]
+            } else {
+                a.to_bytes_be()
+            };
             assert_eq!(
                 ServerSession::start(&verifier, &bytes).err(),
                 Some(SrpError::BadClientPublic)
             );
         }
-        assert_eq!(ServerSession::start(&verifier, &[]).err(), Some(SrpError::BadClientPublic));
+        assert_eq!(
+            ServerSession::start(&verifier, &[]).err(),
+            Some(SrpError::BadClientPublic)
+        );
         let client = ClientSession::new();
         let pw = Password::new("pw".into());
         assert_eq!(
@@ -435,7 +479,12 @@ mod tests {
         let verifier = Verifier::new(&pw);
         let client = ClientSession::new();
         let server = ServerSession::start(&verifier, &client.public()).unwrap();
-        let proof = client.respond(&pw, verifier.salt(), &server.public()).unwrap();
-        assert_eq!(proof.verify_server(&[0u8; 32]).unwrap_err(), SrpError::ServerNotAuthentic);
+        let proof = client
+            .respond(&pw, verifier.salt(), &server.public())
+            .unwrap();
+        assert_eq!(
+            proof.verify_server(&[0u8; 32]).unwrap_err(),
+            SrpError::ServerNotAuthentic
+        );
     }
 }

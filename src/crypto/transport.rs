@@ -41,7 +41,8 @@ impl DirectionKey {
     fn derive(session_key: &Key32, info: &[u8]) -> Self {
         let hk = Hkdf::<Sha256>::new(None, session_key.as_bytes());
         let mut okm = [0u8; 32];
-        hk.expand(info, &mut okm).expect("32 bytes is a valid HKDF-SHA256 length");
+        hk.expand(info, &mut okm)
+            .expect("32 bytes is a valid HKDF-SHA256 length");
         let cipher = ChaCha20Poly1305::new(&okm.into());
         zeroize::Zeroize::zeroize(&mut okm);
         Self { cipher, counter: 0 }
@@ -58,19 +59,25 @@ impl DirectionKey {
     /// Encrypts the next frame of this direction.
     pub fn seal(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let nonce = self.next_nonce()?;
-        self.cipher.encrypt(&nonce, plaintext).map_err(|_| SealError::Exhausted)
+        self.cipher
+            .encrypt(&nonce, plaintext)
+            .map_err(|_| SealError::Exhausted)
     }
 
     /// Decrypts the next frame of this direction; any failure is final.
     pub fn open(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, SealError> {
         let nonce = self.next_nonce()?;
-        self.cipher.decrypt(&nonce, ciphertext).map_err(|_| SealError::Forged)
+        self.cipher
+            .decrypt(&nonce, ciphertext)
+            .map_err(|_| SealError::Forged)
     }
 }
 
 impl std::fmt::Debug for DirectionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DirectionKey").field("counter", &self.counter).finish_non_exhaustive()
+        f.debug_struct("DirectionKey")
+            .field("counter", &self.counter)
+            .finish_non_exhaustive()
     }
 }
 

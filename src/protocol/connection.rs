@@ -89,7 +89,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Ok(Some(line));
         };
         let sealed: Sealed = serde_json::from_str(&line).map_err(|_| FrameError::NotSealed)?;
-        let bytes = STANDARD.decode(sealed.sealed.as_bytes()).map_err(|_| SealError::Forged)?;
+        let bytes = STANDARD
+            .decode(sealed.sealed.as_bytes())
+            .map_err(|_| SealError::Forged)?;
         let plain = opener.open(&bytes)?;
         String::from_utf8(plain)
             .map(Some)
@@ -150,7 +152,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
     /// Queues one frame serialized from `value`.
     pub async fn write<T: Serialize>(&mut self, value: &T) -> Result<(), FrameError> {
-        let json = serde_json::to_string(value).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        let json =
+            serde_json::to_string(value).map_err(|e| FrameError::Malformed(e.to_string()))?;
         self.write_text(&json).await
     }
 

@@ -5,8 +5,8 @@
 //! into the room's history.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 
 use super::limits::MAX_TOKEN_LEN;
 
@@ -37,11 +37,17 @@ pub fn check_shape(text: &str) -> Result<(), TokenError> {
     if text.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLong);
     }
-    let raw = URL_SAFE_LENIENT.decode(text).map_err(|_| TokenError::NotFernet)?;
+    let raw = URL_SAFE_LENIENT
+        .decode(text)
+        .map_err(|_| TokenError::NotFernet)?;
     let well_formed = raw.len() >= FERNET_OVERHEAD + AES_BLOCK
         && (raw.len() - FERNET_OVERHEAD) % AES_BLOCK == 0
         && raw[0] == FERNET_VERSION;
-    if well_formed { Ok(()) } else { Err(TokenError::NotFernet) }
+    if well_formed {
+        Ok(())
+    } else {
+        Err(TokenError::NotFernet)
+    }
 }
 
 #[cfg(test)]
@@ -66,6 +72,9 @@ mod tests {
         raw.push(0);
         let token = base64::engine::general_purpose::URL_SAFE.encode(&raw);
         assert_eq!(check_shape(&token), Err(TokenError::NotFernet));
-        assert_eq!(check_shape(&"A".repeat(MAX_TOKEN_LEN + 4)), Err(TokenError::TooLong));
+        assert_eq!(
+            check_shape(&"A".repeat(MAX_TOKEN_LEN + 4)),
+            Err(TokenError::TooLong)
+        );
     }
 }

@@ -23,7 +23,10 @@ pub fn validate(name: &str) -> Result<(), UsernameError> {
     if name.chars().count() > MAX_USERNAME_CHARS {
         return Err(UsernameError::TooLong);
     }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control() || is_format_char(c)) {
+    if name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || is_format_char(c))
+    {
         return Err(UsernameError::BadCharacter);
     }
     Ok(())
@@ -53,7 +56,14 @@ mod tests {
         }
         assert_eq!(validate(""), Err(UsernameError::Empty));
         assert_eq!(validate(&"a".repeat(33)), Err(UsernameError::TooLong));
-        for bad in ["a b", "a\tb", "a\u{1b}[2J", "evil\u{202E}", "zero\u{200B}width", "nl\n"] {
+        for bad in [
+            "a b",
+            "a\tb",
+            "a\u{1b}[2J",
+            "evil\u{202E}",
+            "zero\u{200B}width",
+            "nl\n",
+        ] {
             assert_eq!(validate(bad), Err(UsernameError::BadCharacter), "{bad:?}");
         }
     }

@@ -249,13 +249,17 @@ mod tests {
                    "timestamp": "2026-01-01T00:00:00.000Z", "username": "ann"}}),
         );
         round_trip(
-            ServerEvent::UserLeft { user_id: "u".into() },
+            ServerEvent::UserLeft {
+                user_id: "u".into(),
+            },
             json!({"type": "user_left", "user_id": "u"}),
         );
         round_trip(ServerEvent::Cleared, json!({"type": "cleared"}));
         round_trip(ClientFrame::Clear, json!({"type": "clear"}));
         round_trip(
-            ClientFrame::Message { text: "gAAA".into() },
+            ClientFrame::Message {
+                text: "gAAA".into(),
+            },
             json!({"type": "message", "text": "gAAA"}),
         );
     }
@@ -274,7 +278,10 @@ mod tests {
         let frame: ServerFrame = serde_json::from_value(json!({"type": "message", "data": {
             "id": "x", "text": "t", "timestamp": "now", "username": "u", "user_ip": "10.0.0.1"}}))
         .unwrap();
-        assert!(matches!(frame, ServerFrame::Event(ServerEvent::Message { .. })));
+        assert!(matches!(
+            frame,
+            ServerFrame::Event(ServerEvent::Message { .. })
+        ));
         let reply: Reply<Welcome> =
             serde_json::from_value(json!({"H_AMK": "SA==", "session_key": "eA=="})).unwrap();
         assert!(matches!(reply, Reply::Ok(_)));

@@ -34,8 +34,12 @@ pub struct Authenticated {
 }
 
 /// Serves one accepted connection to the end.
-pub async fn handle<S>(socket: S, peer: SocketAddr, shared: Arc<Shared>, pending: OwnedSemaphorePermit)
-where
+pub async fn handle<S>(
+    socket: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    pending: OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(socket);
@@ -58,7 +62,10 @@ where
         }
         Err(_elapsed) => {
             debug!(%peer, "handshake deadline passed");
-            let reply = ErrorReply::new(ErrorCode::Timeout, "authentication took too long; connection closed");
+            let reply = ErrorReply::new(
+                ErrorCode::Timeout,
+                "authentication took too long; connection closed",
+            );
             farewell(&mut writer, &reply).await;
             return;
         }
@@ -81,7 +88,9 @@ fn bad_request(detail: impl Into<String>) -> ErrorReply {
 }
 
 /// Reads the next handshake line, turning every way it can be wrong into a refusal.
-async fn next_request<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Result<HandshakeRequest, ErrorReply> {
+async fn next_request<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+) -> Result<HandshakeRequest, ErrorReply> {
     match reader.read::<HandshakeRequest>().await {
         Ok(Some(request)) => Ok(request),
         Ok(None) => Err(bad_request("connection closed during authentication")),
@@ -112,7 +121,12 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let HandshakeRequest::SrpInit { username, a, native } = next_request(reader).await? else {
+    let HandshakeRequest::SrpInit {
+        username,
+        a,
+        native,
+    } = next_request(reader).await?
+    else {
         return Err(bad_request("expected srp_init first"));
     };
     let legacy = match native {
@@ -133,18 +147,22 @@ where
     username::validate(&username)
         .map_err(|e| ErrorReply::new(ErrorCode::NameInvalid, format!("invalid username: {e}")))?;
     let a_bytes = decode_b64("A", &a, crate::crypto::srp::N_LEN)?;
-    let reservation = shared
-        .room
-        .reserve(&username)
-        .map_err(|e| ErrorReply::new(e.code(), format!("the name {username:?} is taken; pick another")))?;
+    let reservation = shared.room.reserve(&username).map_err(|e| {
+        ErrorReply::new(
+            e.code(),
+            format!("the name {username:?} is taken; pick another"),
+        )
+    })?;
 
     // Three 2048-bit exponentiations: keep them off the reactor threads.
     let session = {
         let shared = Arc::clone(shared);
-        tokio::task::spawn_blocking(move || ServerSession::start(&shared.secrets.verifier, &a_bytes))
-            .await
-            .map_err(|_| bad_request("internal error"))?
-            .map_err(|e| bad_request(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            ServerSession::start(&shared.secrets.verifier, &a_bytes)
+        })
+        .await
+        .map_err(|_| bad_request("internal error"))?
+        .map_err(|e| bad_request(e.to_string()))?
     };
     let challenge = Challenge {
         user_id: reservation.user_id().to_owned(),
@@ -153,8 +171,14 @@ where
         room_salt: legacy.then(|| shared.secrets.room_salt_b64.clone()),
         native: (!legacy).then_some(NATIVE_PROTOCOL),
     };
-    writer.write(&challenge).await.map_err(|_| bad_request("write failed"))?;
-    writer.flush().await.map_err(|_| bad_request("write failed"))?;
+    writer
+        .write(&challenge)
+        .await
+        .map_err(|_| bad_request("write failed"))?;
+    writer
+        .flush()
+        .await
+        .map_err(|_| bad_request("write failed"))?;
 
     let HandshakeRequest::SrpVerify { user_id, m } = next_request(reader).await? else {
         return Err(bad_request("expected srp_verify"));
@@ -163,23 +187,29 @@ where
         return Err(bad_request("srp_verify names another login"));
     }
     let m = decode_b64("M", &m, 64)?;
-    let (h_amk, key) = session.verify(&m).map_err(|_| {
-        ErrorReply::new(ErrorCode::AuthFailed, "wrong password")
-    })?;
+    let (h_amk, key) = session
+        .verify(&m)
+        .map_err(|_| ErrorReply::new(ErrorCode::AuthFailed, "wrong password"))?;
 
     let welcome = Welcome {
         h_amk: STANDARD.encode(h_amk),
         // 1.x clients require the field; it is random and unrelated to any key.
         session_key: legacy.then(|| STANDARD.encode(rand::random::<[u8; 32]>())),
     };
-    writer.write(&welcome).await.map_err(|_| bad_request("write failed"))?;
+    writer
+        .write(&welcome)
+        .await
+        .map_err(|_| bad_request("write failed"))?;
     if !legacy {
         let (sealer, opener) = derive_keys(&key, Side::Server);
         writer.seal(sealer);
         reader.seal(opener);
     }
     drop(key);
-    Ok(Authenticated { reservation, legacy })
+    Ok(Authenticated {
+        reservation,
+        legacy,
+    })
 }
 
 /// A member's life in the room: relay what it sends, deliver what the room sends.
@@ -209,7 +239,9 @@ async fn serve_member<R, W>(
     let mut shutdown = shared.shutdown.clone();
 
     let reply = |reply: ErrorReply| {
-        let json: Outbound = serde_json::to_string(&reply).expect("reply serializes").into();
+        let json: Outbound = serde_json::to_string(&reply)
+            .expect("reply serializes")
+            .into();
         // A member too slow to take its own error will be kicked by the room anyway.
         let _ = own_outbox.try_send(json);
     };
@@ -220,7 +252,9 @@ async fn serve_member<R, W>(
                 Ok(Some(frame)) => frame,
                 Ok(None) => return None,
                 Err(FrameError::Malformed(_)) => {
-                    reply(bad_request("unknown frame; expected {\"type\":\"message\",\"text\":...} or {\"type\":\"clear\"}"));
+                    reply(bad_request(
+                        "unknown frame; expected {\"type\":\"message\",\"text\":...} or {\"type\":\"clear\"}",
+                    ));
                     continue;
                 }
                 Err(e) => return Some(e),

@@ -72,7 +72,11 @@ pub struct Server {
 impl Server {
     /// Binds `addr` and prepares the room. The password is consumed: once the
     /// verifier is derived it is wiped, and the server never holds it again.
-    pub async fn bind(addr: impl ToSocketAddrs, config: ServerConfig, password: Password) -> io::Result<Self> {
+    pub async fn bind(
+        addr: impl ToSocketAddrs,
+        config: ServerConfig,
+        password: Password,
+    ) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let verifier = tokio::task::spawn_blocking(move || Verifier::new(&password))
             .await
@@ -138,12 +142,20 @@ impl Server {
                 continue;
             };
             let _ = socket.set_nodelay(true);
-            tracker.spawn(handler::handle(socket, peer, Arc::clone(&self.shared), pending));
+            tracker.spawn(handler::handle(
+                socket,
+                peer,
+                Arc::clone(&self.shared),
+                pending,
+            ));
         }
         info!("shutting down");
         let _ = self.shutdown_tx.send(true);
         tracker.close();
-        if tokio::time::timeout(limits::SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(limits::SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
             warn!("some connections did not close in time");
         }
         self.shared.room.close();

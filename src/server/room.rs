@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -219,7 +218,12 @@ impl Room {
             username: username.clone(),
         });
         // The new member's queue is empty, so its `init` always fits.
-        let _ = state.members.last().expect("just pushed").outbox.try_send(init);
+        let _ = state
+            .members
+            .last()
+            .expect("just pushed")
+            .outbox
+            .try_send(init);
         broadcast(&mut state, &joined, Some(&user_id));
         drop(state);
         // Membership now owns the name; the reservation's drop leaves it alone.
@@ -256,7 +260,11 @@ impl Room {
         head.push_str(",\"messages\":[");
         let tail = "]}";
         // Legacy clients read lines of at most 64 KiB: send the newest history that fits.
-        let budget = if legacy { LEGACY_MAX_LINE - 1 } else { usize::MAX };
+        let budget = if legacy {
+            LEGACY_MAX_LINE - 1
+        } else {
+            usize::MAX
+        };
         let mut used = head.len() + tail.len();
         let mut first_kept = state.history.entries.len();
         for (i, entry) in state.history.entries.iter().enumerate().rev() {
@@ -287,10 +295,12 @@ impl Room {
             id: seq.to_string(),
             seq: Some(seq),
             text: token,
-            timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             username: username.to_owned(),
         };
-        let data_json: Arc<str> = serde_json::to_string(&data).expect("message serializes").into();
+        let data_json: Arc<str> = serde_json::to_string(&data)
+            .expect("message serializes")
+            .into();
         let frame: Outbound = format!("{{\"type\":\"message\",\"data\":{data_json}}}").into();
         let history = &mut state.history;
         history.bytes += data_json.len();
@@ -320,7 +330,11 @@ impl Room {
 
     /// Members right now, in join order (for logs and tests).
     pub fn member_names(&self) -> Vec<String> {
-        self.lock().members.iter().map(|m| m.username.clone()).collect()
+        self.lock()
+            .members
+            .iter()
+            .map(|m| m.username.clone())
+            .collect()
     }
 
     /// Messages held in history right now.
@@ -339,7 +353,9 @@ impl Room {
 }
 
 fn to_json(event: &ServerEvent) -> Outbound {
-    serde_json::to_string(event).expect("event serializes").into()
+    serde_json::to_string(event)
+        .expect("event serializes")
+        .into()
 }
 
 /// Queues `frame` to every member but `except`; members whose queue is full

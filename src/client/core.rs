@@ -1,0 +1,434 @@
+//! The client core: connect, authenticate, send and receive decrypted events,
+//! leave with keys wiped. Every front end (terminal, scripting mode, examples,
+//! tests) goes through [`Client`].
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use super::error::ClientError;
+use crate::crypto::srp::{ClientSession, SrpError};
+use crate::crypto::transport::{Side, derive_keys};
+use crate::crypto::{Password, RoomCipher};
+use crate::protocol::limits::{CLIENT_MAX_LINE, PRE_AUTH_MAX_LINE};
+use crate::protocol::wire::{
+    Challenge, ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, MessageData, NATIVE_PROTOCOL,
+    Reply, ServerEvent, ServerFrame, UserInfo, Welcome,
+};
+use crate::protocol::{FrameReader, FrameWriter, token, username};
+
+/// Time allowed to open the TCP connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for the whole login once connected.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What to connect to and as whom.
+#[derive(Debug)]
+pub struct ClientConfig {
+    /// `host:port` of the server.
+    pub server: String,
+    pub username: String,
+    /// Wiped as soon as the room key is derived.
+    pub password: Password,
+    /// Accept a cmd-chat 1.x server, whose sessions are readable on the wire.
+    pub allow_legacy: bool,
+}
+
+/// A decrypted chat message. The plaintext is wiped when the value is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct ChatMessage {
+    /// The server's sequence number.
+    pub seq: u64,
+    pub from: String,
+    pub text: String,
+    /// RFC 3339, as stamped by the server.
+    pub timestamp: String,
+    /// Replayed from history at join, rather than said live.
+    pub history: bool,
+}
+
+/// Something that happened in the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Message(ChatMessage),
+    Joined {
+        user: String,
+    },
+    Left {
+        user: String,
+    },
+    /// Someone emptied the history.
+    Cleared,
+    /// A problem that does not end the session: a refused message, a message
+    /// that would not decrypt.
+    Error {
+        message: String,
+    },
+}
+
+/// Whether the session is hidden from the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Native cmd-chat: every frame after SRP is sealed.
+    Sealed,
+    /// cmd-chat 1.x server: frames after SRP are readable on the wire.
+    Legacy,
+}
+
+/// A member of a room.
+pub struct Client {
+    reader: FrameReader<OwnedReadHalf>,
+    writer: FrameWriter<OwnedWriteHalf>,
+    cipher: RoomCipher,
+    transport: Transport,
+    username: String,
+    server: String,
+    /// Members by id, in join order.
+    users: Vec<UserInfo>,
+    /// Events decoded but not yet handed out (the history from `init`).
+    pending: VecDeque<Event>,
+    /// Messages replayed at join.
+    history_count: usize,
+    /// Sequence numbers for servers that send none (cmd-chat 1.x).
+    local_seq: u64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps a server's refusal to the error a person should see.
+fn refusal(reply: ErrorReply, username: &str, stage: Stage) -> ClientError {
+    match reply.code {
+        Some(ErrorCode::AuthFailed) => ClientError::WrongPassword,
+        Some(ErrorCode::NameTaken) => ClientError::NameTaken(username.to_owned()),
+        Some(ErrorCode::NameInvalid) => ClientError::Refused(reply.error),
+        Some(ErrorCode::RoomFull) => ClientError::RoomFull,
+        Some(ErrorCode::ShuttingDown) => ClientError::RoomClosed,
+        Some(ErrorCode::TooSlow) => ClientError::Kicked(reply.error),
+        Some(_) => ClientError::Refused(reply.error),
+        // A cmd-chat 1.x server sends bare strings.
+        None => {
+            let lower = reply.error.to_lowercase();
+            if lower.contains("taken") {
+                ClientError::NameTaken(username.to_owned())
+            } else if stage == Stage::Verify {
+                ClientError::WrongPassword
+            } else {
+                ClientError::Refused(reply.error)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Init,
+    Verify,
+}
+
+fn protocol(detail: impl Into<String>) -> ClientError {
+    ClientError::Protocol(detail.into())
+}
+
+impl Client {
+    /// Connects, authenticates with SRP, and joins the room. The returned
+    /// client first yields the history as [`Event::Message`]s with `history` set.
+    pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
+        username::validate(&config.username)?;
+        let stream =
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&config.server)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(source)) => {
+                    return Err(ClientError::Connect {
+                        addr: config.server,
+                        source,
+                    });
+                }
+                Err(_) => {
+                    return Err(ClientError::Connect {
+                        addr: config.server,
+                        source: std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
+                    });
+                }
+            };
+        let _ = stream.set_nodelay(true);
+        match tokio::time::timeout(LOGIN_TIMEOUT, Self::login(stream, config)).await {
+            Ok(result) => result,
+            Err(_) => Err(protocol("the server did not complete the login in time")),
+        }
+    }
+
+    async fn login(stream: TcpStream, config: ClientConfig) -> Result<Self, ClientError> {
+        let ClientConfig {
+            server,
+            username,
+            password,
+            allow_legacy,
+        } = config;
+        let (read, write) = stream.into_split();
+        let mut reader = FrameReader::new(read, PRE_AUTH_MAX_LINE);
+        let mut writer = FrameWriter::new(write);
+
+        let srp = ClientSession::new();
+        writer
+            .write(&HandshakeRequest::SrpInit {
+                username: username.clone(),
+                a: STANDARD.encode(srp.public()),
+                native: Some(NATIVE_PROTOCOL),
+            })
+            .await?;
+        writer.flush().await?;
+
+        let challenge = match read_reply::<Challenge>(&mut reader).await? {
+            Reply::Ok(c) => c,
+            Reply::Error(e) => return Err(refusal(e, &username, Stage::Init)),
+        };
+        let transport = match challenge.native {
+            Some(NATIVE_PROTOCOL) => Transport::Sealed,
+            Some(other) => {
+                return Err(protocol(format!(
+                    "the server speaks native protocol {other}; upgrade cmd-chat"
+                )));
+            }
+            None if allow_legacy => Transport::Legacy,
+            None => return Err(ClientError::LegacyServer(server)),
+        };
+        let salt = decode(&challenge.salt, "salt")?;
+        let b = decode(&challenge.b, "B")?;
+        let (proof, password) = tokio::task::spawn_blocking(move || {
+            let proof = srp.respond(&password, &salt, &b);
+            (proof, password)
+        })
+        .await
+        .map_err(|_| protocol("internal error"))?;
+        let proof = proof.map_err(|e| protocol(e.to_string()))?;
+        writer
+            .write(&HandshakeRequest::SrpVerify {
+                user_id: challenge.user_id.clone(),
+                m: STANDARD.encode(proof.m()),
+            })
+            .await?;
+        writer.flush().await?;
+
+        let welcome = match read_reply::<Welcome>(&mut reader).await? {
+            Reply::Ok(w) => w,
+            Reply::Error(e) => return Err(refusal(e, &username, Stage::Verify)),
+        };
+        let key = proof
+            .verify_server(&decode(&welcome.h_amk, "H_AMK")?)
+            .map_err(|e| match e {
+                SrpError::ServerNotAuthentic => ClientError::ServerNotAuthentic,
+                other => protocol(other.to_string()),
+            })?;
+        if transport == Transport::Sealed {
+            let (sealer, opener) = derive_keys(&key, Side::Client);
+            writer.seal(sealer);
+            reader.seal(opener);
+        }
+        drop(key);
+        reader.set_max_line(CLIENT_MAX_LINE);
+
+        let (messages, users, sealed_salt) = match reader.read::<ServerFrame>().await? {
+            Some(ServerFrame::Event(ServerEvent::Init {
+                messages,
+                users,
+                room_salt,
+            })) => (messages, users, room_salt),
+            Some(ServerFrame::Error(e)) => return Err(refusal(e, &username, Stage::Verify)),
+            Some(_) => return Err(protocol("expected the room's init frame")),
+            None => {
+                return Err(ClientError::ConnectionLost(
+                    "closed before the room opened".into(),
+                ));
+            }
+        };
+        let room_salt = match transport {
+            Transport::Sealed => {
+                sealed_salt.ok_or_else(|| protocol("init frame without room salt"))?
+            }
+            Transport::Legacy => challenge
+                .room_salt
+                .ok_or_else(|| protocol("the server sent no room salt"))?,
+        };
+        let cipher = RoomCipher::from_password(&password, &decode(&room_salt, "room_salt")?);
+        drop(password);
+
+        let mut client = Client {
+            reader,
+            writer,
+            cipher,
+            transport,
+            username,
+            server,
+            users,
+            pending: VecDeque::new(),
+            history_count: messages.len(),
+            local_seq: 0,
+        };
+        for data in messages {
+            let event = client.message_event(data, true);
+            client.pending.push_back(event);
+        }
+        Ok(client)
+    }
+
+    /// Our own name in the room.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// `host:port` of the server.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Names of the members, in join order (ourselves included).
+    pub fn users(&self) -> Vec<String> {
+        self.users.iter().map(|u| u.username.clone()).collect()
+    }
+
+    /// How many history messages were replayed at join.
+    pub fn history_count(&self) -> usize {
+        self.history_count
+    }
+
+    /// Encrypts `text` with the room key and sends it. The server echoes it
+    /// back to everyone, us included.
+    pub async fn send(&mut self, text: &str) -> Result<(), ClientError> {
+        let token = self.cipher.encrypt(text);
+        if let Err(e) = token::check_shape(&token) {
+            return Err(ClientError::Protocol(format!(
+                "{e} (about 44 KiB of text fits in one message)"
+            )));
+        }
+        self.send_frame(&ClientFrame::Message { text: token }).await
+    }
+
+    /// Empties the room's history for everyone.
+    pub async fn clear(&mut self) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Clear).await
+    }
+
+    async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        self.writer.write(frame).await?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    /// The next event. Cancel-safe, so it can sit in a `select!` beside input.
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(event);
+            }
+            let frame = match self.reader.read::<ServerFrame>().await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => {
+                    return Err(ClientError::ConnectionLost(
+                        "the server closed the connection".into(),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(event) = self.apply(frame)? {
+                return Ok(event);
+            }
+        }
+    }
+
+    fn apply(&mut self, frame: ServerFrame) -> Result<Option<Event>, ClientError> {
+        let event = match frame {
+            ServerFrame::Error(e) => match e.code {
+                Some(ErrorCode::ShuttingDown) => return Err(ClientError::RoomClosed),
+                Some(ErrorCode::TooSlow) => return Err(ClientError::Kicked(e.error)),
+                _ => Event::Error { message: e.error },
+            },
+            ServerFrame::Event(event) => match event {
+                ServerEvent::Message { data } => self.message_event(data, false),
+                ServerEvent::UserJoined { user_id, username } => {
+                    self.users.retain(|u| u.user_id != user_id);
+                    self.users.push(UserInfo {
+                        user_id,
+                        username: username.clone(),
+                    });
+                    Event::Joined { user: username }
+                }
+                ServerEvent::UserLeft { user_id } => {
+                    let Some(pos) = self.users.iter().position(|u| u.user_id == user_id) else {
+                        return Ok(None);
+                    };
+                    let user = self.users.remove(pos).username;
+                    Event::Left { user }
+                }
+                ServerEvent::Cleared => Event::Cleared,
+                ServerEvent::Closing { .. } => return Err(ClientError::RoomClosed),
+                ServerEvent::Init { .. } => return Err(protocol("a second init frame")),
+            },
+        };
+        Ok(Some(event))
+    }
+
+    fn message_event(&mut self, mut data: MessageData, history: bool) -> Event {
+        let seq = data.seq.unwrap_or_else(|| {
+            self.local_seq += 1;
+            self.local_seq
+        });
+        let from = std::mem::take(&mut data.username);
+        match self.cipher.decrypt(&data.text) {
+            Ok(text) => Event::Message(ChatMessage {
+                seq,
+                from,
+                text,
+                timestamp: std::mem::take(&mut data.timestamp),
+                history,
+            }),
+            Err(e) => Event::Error {
+                message: format!("message {seq} from {from}: {e}"),
+            },
+        }
+    }
+
+    /// Leaves the room cleanly. Dropping the client also leaves and wipes the
+    /// keys; this also tells a native server it was on purpose.
+    pub async fn leave(mut self) -> Result<(), ClientError> {
+        if self.transport == Transport::Sealed {
+            self.writer.write(&ClientFrame::Leave).await?;
+        }
+        self.writer.flush().await?;
+        self.writer.shutdown().await?;
+        Ok(())
+    }
+}
+
+async fn read_reply<T: serde::de::DeserializeOwned>(
+    reader: &mut FrameReader<OwnedReadHalf>,
+) -> Result<Reply<T>, ClientError> {
+    match reader.read::<Reply<T>>().await? {
+        Some(reply) => Ok(reply),
+        None => Err(ClientError::ConnectionLost(
+            "the server closed the connection during login".into(),
+        )),
+    }
+}
+
+fn decode(value: &str, field: &str) -> Result<Vec<u8>, ClientError> {
+    STANDARD
+        .decode(value.as_bytes())
+        .map_err(|_| protocol(format!("the server's {field} is not valid base64")))
+}

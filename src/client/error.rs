@@ -1,0 +1,93 @@
+//! Client errors, each with a message a person can act on and an exit code
+//! scripts can rely on.
+
+use crate::protocol::FrameError;
+use crate::protocol::username::UsernameError;
+
+/// Exit codes of `cmd-chat`, documented in README.
+pub mod exit_code {
+    /// Normal end.
+    pub const OK: u8 = 0;
+    /// Any other failure (for example the server could not bind its address).
+    pub const FAILURE: u8 = 1;
+    /// Usage error: bad arguments, missing password without a terminal.
+    pub const USAGE: u8 = 2;
+    /// The server could not be reached.
+    pub const CANNOT_CONNECT: u8 = 3;
+    /// Wrong password, or a server that could not prove it knows the password.
+    pub const AUTH_FAILED: u8 = 4;
+    /// The username is taken or invalid.
+    pub const NAME_REFUSED: u8 = 5;
+    /// The server spoke something unexpected, refused us, or the sealed channel broke.
+    pub const PROTOCOL: u8 = 6;
+    /// The connection was lost or the room closed after joining.
+    pub const CONNECTION_LOST: u8 = 7;
+}
+
+/// Everything that can end a client session early.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot connect to {addr}: {source}. Is the server running, and is the address and port right?"
+    )]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("wrong password for this room")]
+    WrongPassword,
+    #[error(
+        "the server could not prove it knows the room password. If you typed it right, \
+         this may not be the server you meant to reach"
+    )]
+    ServerNotAuthentic,
+    #[error("the name {0:?} is already taken in this room; pick another")]
+    NameTaken(String),
+    #[error("invalid username: {0}")]
+    InvalidUsername(#[from] UsernameError),
+    #[error(
+        "{0} is a cmd-chat 1.x server: the room, its member names and its ciphertext would be \
+         visible to anyone on the network. Pass --allow-legacy to join anyway"
+    )]
+    LegacyServer(String),
+    #[error("the room is full")]
+    RoomFull,
+    #[error("the server refused the connection: {0}")]
+    Refused(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("the connection to the server was lost: {0}")]
+    ConnectionLost(String),
+    #[error("the room was closed by its host")]
+    RoomClosed,
+    #[error("disconnected by the server: {0}")]
+    Kicked(String),
+}
+
+impl ClientError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        use exit_code::*;
+        match self {
+            ClientError::Connect { .. } => CANNOT_CONNECT,
+            ClientError::WrongPassword | ClientError::ServerNotAuthentic => AUTH_FAILED,
+            ClientError::NameTaken(_) | ClientError::InvalidUsername(_) => NAME_REFUSED,
+            ClientError::LegacyServer(_)
+            | ClientError::RoomFull
+            | ClientError::Refused(_)
+            | ClientError::Protocol(_) => PROTOCOL,
+            ClientError::ConnectionLost(_) | ClientError::RoomClosed | ClientError::Kicked(_) => {
+                CONNECTION_LOST
+            }
+        }
+    }
+}
+
+impl From<FrameError> for ClientError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Io(e) => ClientError::ConnectionLost(e.to_string()),
+            other => ClientError::Protocol(other.to_string()),
+        }
+    }
+}

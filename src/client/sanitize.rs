@@ -1,0 +1,58 @@
+//! Making peer-supplied text safe for a terminal.
+//!
+//! Names and messages come from other people. Printed raw, an escape sequence
+//! could clear the screen, retitle the window, move the cursor over earlier
+//! lines or (with bidirectional overrides) make text read differently than it
+//! is. Everything that is not plain printable text is shown visibly instead.
+
+use crate::protocol::username::is_format_char;
+
+/// `text` with every control, escape and invisible formatting character made
+/// visible: C0 controls and DEL in caret notation (`^[`, `^M`, `^?`), C1
+/// controls and bidi/zero-width characters as `<U+XXXX>`. Tabs become a space.
+/// Newlines are made visible too; split multi-line text before calling this.
+pub fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(' '),
+            '\0'..='\u{1f}' => {
+                out.push('^');
+                out.push((b'@' + c as u8) as char);
+            }
+            '\u{7f}' => out.push_str("^?"),
+            c if c.is_control() || is_format_char(c) => {
+                out.push_str(&format!("<U+{:04X}>", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The lines of a possibly multi-line message, each sanitized.
+pub fn sanitize_lines(text: &str) -> Vec<String> {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    text.split('\n')
+        .map(|line| sanitize(line.strip_suffix('\r').unwrap_or(line)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_are_shown_not_executed() {
+        let hostile = "a\x1b[2Jb\x1b]0;title\x07c\rd\u{202E}e\u{9b}f\u{7f}";
+        let clean = sanitize(hostile);
+        assert_eq!(clean, "a^[[2Jb^[]0;title^Gc^Md<U+202E>e<U+009B>f^?");
+        assert!(!clean.chars().any(|c| c.is_control()));
+    }
+
+    #[test]
+    fn multi_line_text_splits() {
+        assert_eq!(sanitize_lines("one\r\ntwo\n"), vec!["one", "two"]);
+        assert_eq!(sanitize_lines("plain"), vec!["plain"]);
+    }
+}

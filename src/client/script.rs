@@ -1,0 +1,86 @@
+//! Scripting mode: JSON lines out, plain lines in.
+//!
+//! Used by `cmd-chat connect --json`, and whenever stdin is not a terminal.
+//! Each stdin line is a message, or a command when it starts with `/`
+//! (`/quit`, `/clear`, `/who`). Each event is one JSON object on stdout.
+//! End of input leaves the room.
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{Client, ClientError, Event, Transport};
+
+/// The JSON object printed for an event.
+pub fn event_json(event: &Event) -> Value {
+    match event {
+        Event::Message(m) => json!({
+            "event": "message",
+            "seq": m.seq,
+            "from": m.from,
+            "text": m.text,
+            "ts": m.timestamp,
+            "history": m.history,
+        }),
+        Event::Joined { user } => json!({"event": "joined", "user": user}),
+        Event::Left { user } => json!({"event": "left", "user": user}),
+        Event::Cleared => json!({"event": "cleared"}),
+        Event::Error { message } => json!({"event": "error", "message": message}),
+    }
+}
+
+async fn emit<W: AsyncWrite + Unpin>(out: &mut W, value: Value) -> Result<(), ClientError> {
+    let mut line = value.to_string();
+    line.push('\n');
+    // stdout closing is not a network failure; stop quietly.
+    out.write_all(line.as_bytes())
+        .await
+        .and(out.flush().await)
+        .map_err(|e| ClientError::ConnectionLost(format!("standard output closed: {e}")))
+}
+
+/// Runs the scripting mode until `/quit`, end of input, or a fatal error.
+pub async fn run<R, W>(mut client: Client, input: R, mut output: W) -> Result<(), ClientError>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    emit(
+        &mut output,
+        json!({
+            "event": "ready",
+            "users": client.users(),
+            "sealed": client.transport() == Transport::Sealed,
+            "history": client.history_count(),
+        }),
+    )
+    .await?;
+    let mut lines = input.lines();
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let Some(line) = line.map_err(|e| ClientError::Protocol(format!("reading input: {e}")))? else {
+                    break;
+                };
+                let line = line.strip_suffix('\r').unwrap_or(&line);
+                match line.trim() {
+                    "" => {}
+                    "/quit" | "/exit" => break,
+                    "/clear" => client.clear().await?,
+                    "/who" => emit(&mut output, json!({"event": "users", "users": client.users()})).await?,
+                    cmd if cmd.starts_with('/') && !cmd.starts_with("//") => {
+                        emit(&mut output, json!({
+                            "event": "error",
+                            "message": format!("unknown command {cmd}; commands: /who /clear /quit (start a message with // to send a literal /)"),
+                        })).await?;
+                    }
+                    _ => {
+                        let text = line.strip_prefix('/').filter(|t| t.starts_with('/')).unwrap_or(line);
+                        client.send(text).await?;
+                    }
+                }
+            }
+            event = client.next_event() => emit(&mut output, event_json(&event?)).await?,
+        }
+    }
+    client.leave().await
+}
