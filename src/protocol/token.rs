@@ -41,7 +41,7 @@ pub fn check_shape(text: &str) -> Result<(), TokenError> {
         .decode(text)
         .map_err(|_| TokenError::NotFernet)?;
     let well_formed = raw.len() >= FERNET_OVERHEAD + AES_BLOCK
-        && (raw.len() - FERNET_OVERHEAD) % AES_BLOCK == 0
+        && (raw.len() - FERNET_OVERHEAD).is_multiple_of(AES_BLOCK)
         && raw[0] == FERNET_VERSION;
     if well_formed {
         Ok(())

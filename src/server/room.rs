@@ -371,10 +371,13 @@ fn broadcast(state: &mut State, frame: &Outbound, except: Option<&str>) {
         }
     }
     for user_id in too_slow {
-        if let Some(pos) = state.members.iter().position(|m| m.user_id == user_id) {
-            if let Some(kick) = state.members[pos].kick.take() {
-                let _ = kick.send(Kick::TooSlow);
-            }
+        if let Some(kick) = state
+            .members
+            .iter_mut()
+            .find(|m| m.user_id == user_id)
+            .and_then(|m| m.kick.take())
+        {
+            let _ = kick.send(Kick::TooSlow);
         }
         remove_member(state, &user_id);
     }

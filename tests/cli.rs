@@ -1,0 +1,304 @@
+//! The `cmd-chat` binary as a person or a script uses it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cmd-chat");
+const PATIENCE: Duration = Duration::from_secs(15);
+
+fn cmd_chat(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("CMD_CHAT_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// A running `cmd-chat serve`, with the port it printed.
+struct Serve {
+    child: Child,
+    port: u16,
+    banner: Vec<String>,
+}
+
+async fn serve(extra: &[&str]) -> Serve {
+    let mut args = vec!["serve", "127.0.0.1", "0"];
+    args.extend_from_slice(extra);
+    let mut cmd = cmd_chat(&args);
+    cmd.env("CMD_CHAT_PASSWORD", "hunter2");
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    let port = loop {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("banner");
+        banner.push(line.clone());
+        if let Some(rest) = line.strip_prefix("cmd-chat room listening on 127.0.0.1:") {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    // The rest of the banner.
+    for _ in 0..3 {
+        banner.push(
+            tokio::time::timeout(PATIENCE, lines.next_line())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    Serve {
+        child,
+        port,
+        banner,
+    }
+}
+
+/// A `cmd-chat connect` in scripting mode, fed through a pipe.
+struct Member {
+    child: Child,
+    events: tokio::io::Lines<BufReader<ChildStdout>>,
+}
+
+impl Member {
+    async fn join(port: u16, name: &str, password: &str) -> Member {
+        let mut cmd = cmd_chat(&["connect", "127.0.0.1", &port.to_string(), name, password]);
+        cmd.stdin(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let events = BufReader::new(child.stdout.take().unwrap()).lines();
+        Member { child, events }
+    }
+
+    async fn event(&mut self) -> Value {
+        let line = tokio::time::timeout(PATIENCE, self.events.next_line())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .expect("an event before exit");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    async fn event_of(&mut self, kind: &str) -> Value {
+        loop {
+            let event = self.event().await;
+            if event["event"] == kind {
+                return event;
+            }
+        }
+    }
+
+    async fn say(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Closes stdin and returns the exit code.
+    async fn finish(mut self) -> i32 {
+        drop(self.child.stdin.take());
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        status.code().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn serve_prints_its_address_and_the_line_to_share() {
+    let server = serve(&[]).await;
+    assert_ne!(server.port, 0);
+    let share = format!("cmd-chat connect 127.0.0.1 {} <your-name>", server.port);
+    assert!(
+        server.banner.iter().any(|l| l.trim() == share),
+        "{:?}",
+        server.banner
+    );
+    assert!(
+        !server.banner.join("\n").contains("hunter2"),
+        "the password is never printed"
+    );
+}
+
+#[tokio::test]
+async fn two_scripted_members_chat_and_leave_cleanly() {
+    let server = serve(&[]).await;
+    let mut ann = Member::join(server.port, "ann", "hunter2").await;
+    let ready = ann.event_of("ready").await;
+    assert_eq!(ready["users"], serde_json::json!(["ann"]));
+    assert_eq!(ready["sealed"], true);
+    ann.say("first words").await;
+    ann.event_of("message").await;
+
+    let mut bob = Member::join(server.port, "bob", "hunter2").await;
+    assert_eq!(
+        bob.event_of("ready").await["users"],
+        serde_json::json!(["ann", "bob"])
+    );
+    let replay = bob.event_of("message").await;
+    assert_eq!(
+        (replay["from"].as_str(), replay["text"].as_str()),
+        (Some("ann"), Some("first words"))
+    );
+    assert_eq!(replay["history"], true);
+    assert!(replay["ts"].as_str().unwrap().ends_with('Z'));
+
+    bob.say("hi ann").await;
+    let live = ann.event_of("message").await;
+    assert_eq!(
+        (
+            live["from"].as_str(),
+            live["text"].as_str(),
+            live["history"].as_bool()
+        ),
+        (Some("bob"), Some("hi ann"), Some(false))
+    );
+    assert_eq!(live["seq"], 2);
+
+    bob.say("/who").await;
+    assert_eq!(
+        bob.event_of("users").await["users"],
+        serde_json::json!(["ann", "bob"])
+    );
+    bob.say("/nonsense").await;
+    assert!(
+        bob.event_of("error").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown command")
+    );
+
+    assert_eq!(bob.finish().await, 0, "end of input leaves and exits 0");
+    assert_eq!(ann.event_of("left").await["user"], "bob");
+    ann.say("/clear").await;
+    ann.event_of("cleared").await;
+    ann.say("/quit").await;
+    assert_eq!(ann.finish().await, 0);
+}
+
+#[tokio::test]
+async fn exit_codes_tell_failures_apart() {
+    let server = serve(&[]).await;
+    let port = server.port.to_string();
+    let mut ann = Member::join(server.port, "ann", "hunter2").await;
+    ann.event_of("ready").await;
+
+    let wrong = cmd_chat(&["connect", "127.0.0.1", &port, "eve", "guess"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong password"));
+
+    let taken = cmd_chat(&["connect", "127.0.0.1", &port, "ann", "hunter2"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(taken.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("taken"));
+
+    let invalid = cmd_chat(&["connect", "127.0.0.1", &port, "two words", "hunter2"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status.code(), Some(5));
+
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = cmd_chat(&["connect", "127.0.0.1", &free_port.to_string(), "ann", "x"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot connect"));
+
+    let usage = cmd_chat(&["connect", "127.0.0.1"]).output().await.unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    let no_password = cmd_chat(&["connect", "127.0.0.1", &port, "zed"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        no_password.status.code(),
+        Some(2),
+        "no password and no terminal to ask on"
+    );
+    assert!(String::from_utf8_lossy(&no_password.stderr).contains("CMD_CHAT_PASSWORD"));
+
+    // The password may come from the environment.
+    let mut env_cmd = cmd_chat(&["connect", "127.0.0.1", &port, "zed"]);
+    env_cmd.env("CMD_CHAT_PASSWORD", "hunter2");
+    let via_env = env_cmd.output().await.unwrap();
+    assert_eq!(
+        via_env.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&via_env.stderr)
+    );
+
+    // Someone was refused, and ann never noticed anything but zed.
+    assert_eq!(ann.event_of("joined").await["user"], "zed");
+}
+
+#[tokio::test]
+async fn losing_the_server_is_reported() {
+    let mut server = serve(&[]).await;
+    let mut ann = Member::join(server.port, "ann", "hunter2").await;
+    ann.event_of("ready").await;
+    server.child.kill().await.unwrap();
+    let error = ann.event_of("error").await;
+    assert_eq!(error["fatal"], true);
+    assert_eq!(ann.finish().await, 7);
+}
+
+#[tokio::test]
+async fn sigterm_closes_the_room_for_its_members() {
+    let mut server = serve(&[]).await;
+    let mut ann = Member::join(server.port, "ann", "hunter2").await;
+    ann.event_of("ready").await;
+    let pid = server.child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let error = ann.event_of("error").await;
+    assert!(
+        error["message"].as_str().unwrap().contains("closed"),
+        "{error}"
+    );
+    assert_eq!(ann.finish().await, 7);
+    let status = tokio::time::timeout(PATIENCE, server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn help_and_version() {
+    let help = cmd_chat(&["serve", "--help"]).output().await.unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("shell history") && text.contains("CMD_CHAT_PASSWORD"),
+        "{text}"
+    );
+    let version = cmd_chat(&["--version"]).output().await.unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("cmd-chat "));
+}

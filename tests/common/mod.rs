@@ -1,0 +1,274 @@
+//! Shared helpers for the integration tests: a real server on 127.0.0.1:0,
+//! real clients, and a raw JSON-line connection for speaking the protocol by hand.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use cmd_chat::client::{Client, ClientConfig, ClientError, Event};
+use cmd_chat::crypto::srp::ClientSession;
+use cmd_chat::crypto::transport::{DirectionKey, Side, derive_keys};
+use cmd_chat::crypto::{Password, RoomCipher};
+use cmd_chat::server::room::Room;
+use cmd_chat::server::{Server, ServerConfig};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A safety net so a broken test fails instead of hanging; not a timing goal.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub room: Arc<Room>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start(config: ServerConfig) -> Self {
+        let server = Server::bind("127.0.0.1:0", config, Password::new(PASSWORD.into()))
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = server.local_addr().unwrap();
+        let room = server.room();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            room,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn native() -> Self {
+        Self::start(ServerConfig::default()).await
+    }
+
+    pub async fn with_legacy() -> Self {
+        Self::start(ServerConfig {
+            allow_legacy: true,
+            ..ServerConfig::default()
+        })
+        .await
+    }
+
+    /// Stops the server as Ctrl-C would, and waits for it.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(PATIENCE, &mut self.task)
+            .await
+            .expect("server stops in time")
+            .unwrap();
+    }
+
+    pub fn config(&self, name: &str, password: &str) -> ClientConfig {
+        ClientConfig {
+            server: self.addr.to_string(),
+            username: name.into(),
+            password: Password::new(password.into()),
+            allow_legacy: false,
+        }
+    }
+
+    pub async fn try_join(&self, name: &str, password: &str) -> Result<Client, ClientError> {
+        tokio::time::timeout(PATIENCE, Client::connect(self.config(name, password)))
+            .await
+            .expect("login finishes")
+    }
+
+    pub async fn join(&self, name: &str) -> Client {
+        self.try_join(name, PASSWORD).await.expect("join succeeds")
+    }
+}
+
+/// The next event, failing the test if none comes.
+pub async fn next(client: &mut Client) -> Event {
+    tokio::time::timeout(PATIENCE, client.next_event())
+        .await
+        .expect("an event arrives")
+        .expect("the session is alive")
+}
+
+/// Skips events until one matches.
+pub async fn until<F: Fn(&Event) -> bool>(client: &mut Client, wanted: F) -> Event {
+    loop {
+        let event = next(client).await;
+        if wanted(&event) {
+            return event;
+        }
+    }
+}
+
+/// The next chat message's `(from, text)`, skipping joins and leaves.
+pub async fn next_message(client: &mut Client) -> (String, String, bool) {
+    match until(client, |e| matches!(e, Event::Message(_))).await {
+        Event::Message(m) => (m.from.clone(), m.text.clone(), m.history),
+        _ => unreachable!(),
+    }
+}
+
+/// A connection speaking raw JSON lines, for driving the protocol by hand.
+pub struct Raw {
+    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
+    write: OwnedWriteHalf,
+    /// Set once a native handshake has sealed the session.
+    pub sealer: Option<DirectionKey>,
+    pub opener: Option<DirectionKey>,
+    /// Set once the room salt is known.
+    pub cipher: Option<RoomCipher>,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (read, write) = stream.into_split();
+        Self {
+            lines: BufReader::new(read).lines(),
+            write,
+            sealer: None,
+            opener: None,
+            cipher: None,
+        }
+    }
+
+    pub async fn send_line(&mut self, line: &str) {
+        let mut bytes = line.as_bytes().to_vec();
+        bytes.push(b'\n');
+        self.write.write_all(&bytes).await.unwrap();
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        let _ = self.write.write_all(bytes).await;
+    }
+
+    /// Sends `value`, sealed if the session is sealed.
+    pub async fn send(&mut self, value: Value) {
+        let text = value.to_string();
+        match self.sealer.as_mut() {
+            None => self.send_line(&text).await,
+            Some(sealer) => {
+                let frame =
+                    json!({"sealed": STANDARD.encode(sealer.seal(text.as_bytes()).unwrap())});
+                self.send_line(&frame.to_string()).await
+            }
+        }
+    }
+
+    /// The next raw line; `None` once the server has closed the connection.
+    pub async fn recv_line(&mut self) -> Option<String> {
+        tokio::time::timeout(PATIENCE, self.lines.next_line())
+            .await
+            .expect("a line or a close arrives")
+            .ok()
+            .flatten()
+    }
+
+    /// The next frame as JSON, opened if sealed; `None` on close.
+    pub async fn recv(&mut self) -> Option<Value> {
+        let line = self.recv_line().await?;
+        let value: Value = serde_json::from_str(&line).expect("server lines are JSON");
+        match self.opener.as_mut() {
+            None => Some(value),
+            Some(opener) => {
+                let sealed = value["sealed"].as_str().expect("sealed frame");
+                let plain = opener.open(&STANDARD.decode(sealed).unwrap()).unwrap();
+                Some(serde_json::from_slice(&plain).unwrap())
+            }
+        }
+    }
+
+    /// Frames until one whose `type` is `kind`.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await.expect("connection open");
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Reads until the server closes the connection; returns what came before.
+    pub async fn until_closed(&mut self) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some(line) = self.recv_line().await {
+            seen.push(line);
+        }
+        seen
+    }
+
+    /// Runs SRP by hand. `native` adds the native field and seals afterwards.
+    /// Returns the `init` frame.
+    pub async fn login(
+        &mut self,
+        name: &str,
+        password: &str,
+        native: bool,
+    ) -> Result<Value, Value> {
+        let srp = ClientSession::new();
+        let mut init =
+            json!({"cmd": "srp_init", "username": name, "A": STANDARD.encode(srp.public())});
+        if native {
+            init["native"] = json!(1);
+        }
+        self.send(init).await;
+        let challenge = self.recv().await.expect("challenge");
+        if challenge.get("error").is_some() {
+            return Err(challenge);
+        }
+        let salt = STANDARD
+            .decode(challenge["salt"].as_str().unwrap())
+            .unwrap();
+        let b = STANDARD.decode(challenge["B"].as_str().unwrap()).unwrap();
+        let pw = Password::new(password.into());
+        let proof = srp.respond(&pw, &salt, &b).unwrap();
+        self.send(json!({"cmd": "srp_verify", "user_id": challenge["user_id"], "M": STANDARD.encode(proof.m())}))
+            .await;
+        let welcome = self.recv().await.expect("welcome");
+        if welcome.get("error").is_some() {
+            return Err(welcome);
+        }
+        let key = proof
+            .verify_server(&STANDARD.decode(welcome["H_AMK"].as_str().unwrap()).unwrap())
+            .unwrap();
+        if native {
+            assert!(
+                welcome.get("session_key").is_none(),
+                "no session key for native clients"
+            );
+            let (sealer, opener) = derive_keys(&key, Side::Client);
+            self.sealer = Some(sealer);
+            self.opener = Some(opener);
+        }
+        let init = self.recv().await.expect("init");
+        let room_salt = if native {
+            &init["room_salt"]
+        } else {
+            &challenge["room_salt"]
+        };
+        let room_salt = STANDARD
+            .decode(room_salt.as_str().expect("room salt"))
+            .unwrap();
+        self.cipher = Some(RoomCipher::from_password(&pw, &room_salt));
+        Ok(init)
+    }
+
+    pub fn encrypt(&self, text: &str) -> String {
+        self.cipher.as_ref().unwrap().encrypt(text)
+    }
+
+    pub fn decrypt(&self, token: &str) -> String {
+        self.cipher.as_ref().unwrap().decrypt(token).unwrap()
+    }
+}

@@ -1,0 +1,196 @@
+//! A room as its members see it: real server on 127.0.0.1, real clients.
+
+mod common;
+
+use cmd_chat::client::{ClientError, Event, Transport};
+use cmd_chat::server::ServerConfig;
+use common::*;
+
+#[tokio::test]
+async fn members_see_each_other_and_their_messages() {
+    let server = TestServer::native().await;
+    let mut ann = server.join("ann").await;
+    assert_eq!(ann.users(), vec!["ann"]);
+    assert_eq!(ann.transport(), Transport::Sealed);
+    let mut bob = server.join("bob").await;
+    assert_eq!(bob.users(), vec!["ann", "bob"]);
+    assert_eq!(next(&mut ann).await, Event::Joined { user: "bob".into() });
+
+    bob.send("hello ann").await.unwrap();
+    for client in [&mut ann, &mut bob] {
+        match next(client).await {
+            Event::Message(m) => {
+                assert_eq!(
+                    (m.from.as_str(), m.text.as_str(), m.seq, m.history),
+                    ("bob", "hello ann", 1, false)
+                );
+            }
+            other => panic!("expected bob's message, got {other:?}"),
+        }
+    }
+    ann.send("multi\nline ✓").await.unwrap();
+    assert_eq!(
+        next_message(&mut bob).await,
+        ("ann".into(), "multi\nline ✓".into(), false)
+    );
+
+    bob.leave().await.unwrap();
+    assert_eq!(
+        until(&mut ann, |e| matches!(e, Event::Left { .. })).await,
+        Event::Left { user: "bob".into() }
+    );
+    assert_eq!(ann.users(), vec!["ann"]);
+}
+
+#[tokio::test]
+async fn joiners_replay_history_in_order() {
+    let server = TestServer::native().await;
+    let mut ann = server.join("ann").await;
+    for i in 1..=3 {
+        ann.send(&format!("message {i}")).await.unwrap();
+        next_message(&mut ann).await;
+    }
+    let mut cat = server.join("cat").await;
+    assert_eq!(cat.history_count(), 3);
+    for i in 1..=3 {
+        assert_eq!(
+            next_message(&mut cat).await,
+            ("ann".into(), format!("message {i}"), true)
+        );
+    }
+    ann.send("live").await.unwrap();
+    assert_eq!(
+        next_message(&mut cat).await,
+        ("ann".into(), "live".into(), false)
+    );
+}
+
+#[tokio::test]
+async fn history_keeps_only_the_newest_messages() {
+    let server = TestServer::start(ServerConfig {
+        history_messages: 5,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut ann = server.join("ann").await;
+    for i in 1..=8 {
+        ann.send(&format!("m{i}")).await.unwrap();
+        next_message(&mut ann).await;
+    }
+    assert_eq!(server.room.history_len(), 5);
+    let mut bob = server.join("bob").await;
+    let mut replayed = Vec::new();
+    for _ in 0..5 {
+        replayed.push(next_message(&mut bob).await.1);
+    }
+    assert_eq!(replayed, ["m4", "m5", "m6", "m7", "m8"]);
+}
+
+#[tokio::test]
+async fn clear_empties_the_room_for_everyone() {
+    let server = TestServer::native().await;
+    let mut ann = server.join("ann").await;
+    let mut bob = server.join("bob").await;
+    next(&mut ann).await; // bob joined
+    ann.send("soon gone").await.unwrap();
+    next_message(&mut ann).await;
+    next_message(&mut bob).await;
+    bob.clear().await.unwrap();
+    assert_eq!(next(&mut ann).await, Event::Cleared);
+    assert_eq!(next(&mut bob).await, Event::Cleared);
+    let cat = server.join("cat").await;
+    assert_eq!(cat.history_count(), 0);
+    assert_eq!(server.room.history_len(), 0);
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_and_the_room_carries_on() {
+    let server = TestServer::native().await;
+    let mut ann = server.join("ann").await;
+    let err = server.try_join("mallory", "guess").await.unwrap_err();
+    assert!(matches!(err, ClientError::WrongPassword), "{err:?}");
+    assert_eq!(err.exit_code(), cmd_chat::client::exit_code::AUTH_FAILED);
+    // The failed login released its name and disturbed nobody.
+    let mut mallory = server.join("mallory").await;
+    mallory.send("now with the right password").await.unwrap();
+    assert_eq!(
+        next(&mut ann).await,
+        Event::Joined {
+            user: "mallory".into()
+        }
+    );
+    assert_eq!(
+        next_message(&mut ann).await.1,
+        "now with the right password"
+    );
+    assert_eq!(server.room.member_names(), ["ann", "mallory"]);
+}
+
+#[tokio::test]
+async fn taken_and_invalid_names_are_refused() {
+    let server = TestServer::native().await;
+    let _ann = server.join("ann").await;
+    let err = server.try_join("ann", PASSWORD).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::NameTaken(ref n) if n == "ann"),
+        "{err:?}"
+    );
+    assert_eq!(err.exit_code(), cmd_chat::client::exit_code::NAME_REFUSED);
+    for bad in ["", "two words", "bell\u{7}", &"x".repeat(33), "rtl\u{202E}"] {
+        let err = server.try_join(bad, PASSWORD).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::InvalidUsername(_)),
+            "{bad:?}: {err:?}"
+        );
+        assert_eq!(err.exit_code(), cmd_chat::client::exit_code::NAME_REFUSED);
+    }
+    assert_eq!(server.room.member_names(), ["ann"]);
+}
+
+#[tokio::test]
+async fn a_cut_connection_counts_as_leaving() {
+    let server = TestServer::native().await;
+    let mut ann = server.join("ann").await;
+    let bob = server.join("bob").await;
+    next(&mut ann).await;
+    drop(bob);
+    assert_eq!(next(&mut ann).await, Event::Left { user: "bob".into() });
+    // The name is free again.
+    server.join("bob").await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_members_the_room_is_closing() {
+    let server = TestServer::native().await;
+    let mut ann = server.join("ann").await;
+    let room = server.room.clone();
+    ann.send("bye soon").await.unwrap();
+    next_message(&mut ann).await;
+    server.shutdown().await;
+    let err = tokio::time::timeout(PATIENCE, ann.next_event())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, ClientError::RoomClosed), "{err:?}");
+    assert_eq!(room.history_len(), 0, "history is dropped at shutdown");
+}
+
+#[tokio::test]
+async fn cannot_connect_is_its_own_error() {
+    // Bind then drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = cmd_chat::client::Client::connect(cmd_chat::client::ClientConfig {
+        server: format!("127.0.0.1:{port}"),
+        username: "ann".into(),
+        password: cmd_chat::crypto::Password::new("pw".into()),
+        allow_legacy: false,
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
+    assert_eq!(err.exit_code(), cmd_chat::client::exit_code::CANNOT_CONNECT);
+}
