@@ -9,10 +9,17 @@ use super::{Client, ClientError, Event, Transport};
 
 const HELP: &str = "commands: /who (who is here)  /clear (wipe the room's history for everyone)  /quit or q (leave)";
 
-/// `HH:MM` in local time for an RFC 3339 timestamp; `--:--` if unreadable.
+/// `HH:MM` in local time for a server timestamp: RFC 3339, or a naive ISO
+/// 8601 time taken as UTC (as some 1.x servers send); `--:--` if unreadable.
 pub fn local_hhmm(timestamp: &str) -> String {
-    DateTime::parse_from_rfc3339(timestamp)
-        .map(|t| t.with_timezone(&Local).format("%H:%M").to_string())
+    let parsed = DateTime::parse_from_rfc3339(timestamp)
+        .map(|t| t.with_timezone(&Local))
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(timestamp, "%Y-%m-%dT%H:%M:%S%.f")
+                .map(|t| t.and_utc().with_timezone(&Local))
+        });
+    parsed
+        .map(|t| t.format("%H:%M").to_string())
         .unwrap_or_else(|_| "--:--".into())
 }
 
