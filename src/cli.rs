@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::{self, Client, ClientConfig, ClientError, exit_code};
 use crate::crypto::Password;
+use crate::crypto::kdf::KdfParams;
 use crate::server::{Server, ServerConfig, limits};
 
 const PASSWORD_ENV: &str = "CMD_CHAT_PASSWORD";
@@ -72,6 +73,24 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_USERS,
           value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize))]
     pub max_users: usize,
+    /// Most connections allowed to be logging in at once; more are turned away.
+    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_PENDING,
+          value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize))]
+    pub max_pending: usize,
+    /// Messages per second one member may send on average (bursts of 50 are fine).
+    #[arg(long, value_name = "MSGS", default_value_t = limits::DEFAULT_RATE_PER_SEC,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate: u32,
+    /// Seconds of silence (no answer to keep-alive pings) after which a member is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = limits::DEFAULT_IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(30..=86_400))]
+    pub idle_timeout: u64,
+    /// Memory cost, in MiB, of the Argon2id password stretch of native-only
+    /// rooms: the price of every password guess against a stolen copy of the
+    /// server's memory, and of every login.
+    #[arg(long, value_name = "MIB", default_value_t = KdfParams::DEFAULT.m_kib / 1024,
+          value_parser = clap::value_parser!(u32).range(8..=1024))]
+    pub kdf_memory: u32,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +192,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
         allow_legacy: args.allow_legacy,
         history_messages: args.history,
         max_users: args.max_users,
+        max_pending: args.max_pending,
+        rate_per_sec: args.rate,
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+        kdf: KdfParams {
+            m_kib: args.kdf_memory * 1024,
+            ..KdfParams::DEFAULT
+        },
     };
     let addr = SocketAddr::new(args.ip, args.port);
     let server = match Server::bind(addr, config, password).await {
@@ -188,6 +214,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         "native clients only: every session is sealed"
     };
     println!("cmd-chat room listening on {bound} ({admits})");
+    if args.allow_legacy {
+        println!(
+            "Note: with --allow-legacy the password is not stretched (1.x clients cannot): a copy of \
+             this server's memory lets an attacker test password guesses quickly. Use a strong password."
+        );
+    }
     println!("Share this line (and the password, separately):");
     println!(
         "    cmd-chat connect {} {} <your-name>",

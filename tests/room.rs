@@ -69,7 +69,7 @@ async fn joiners_replay_history_in_order() {
 async fn history_keeps_only_the_newest_messages() {
     let server = TestServer::start(ServerConfig {
         history_messages: 5,
-        ..ServerConfig::default()
+        ..TestServer::config_for_tests()
     })
     .await;
     let mut ann = server.join("ann").await;
@@ -110,6 +110,13 @@ async fn wrong_password_is_refused_and_the_room_carries_on() {
     let err = server.try_join("mallory", "guess").await.unwrap_err();
     assert!(matches!(err, ClientError::WrongPassword), "{err:?}");
     assert_eq!(err.exit_code(), cmd_chat::client::exit_code::AUTH_FAILED);
+    // Members are told, in one system line.
+    assert_eq!(
+        next(&mut ann).await,
+        Event::Notice {
+            message: "someone just tried to join with a wrong password".into()
+        }
+    );
     // The failed login released its name and disturbed nobody.
     let mut mallory = server.join("mallory").await;
     mallory.send("now with the right password").await.unwrap();

@@ -12,10 +12,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::error::ClientError;
+use crate::crypto::kdf::{self, KdfParams};
 use crate::crypto::srp::{ClientSession, SrpError};
 use crate::crypto::transport::{Side, derive_keys};
 use crate::crypto::{Password, RoomCipher};
-use crate::protocol::limits::{CLIENT_MAX_LINE, PRE_AUTH_MAX_LINE};
+use crate::protocol::limits::{CLIENT_MAX_LINE, PRE_AUTH_MAX_LINE, SERVER_SILENCE_LIMIT};
 use crate::protocol::wire::{
     Challenge, ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, MessageData, NATIVE_PROTOCOL,
     Reply, ServerEvent, ServerFrame, UserInfo, Welcome,
@@ -69,6 +70,10 @@ pub enum Event {
     Error {
         message: String,
     },
+    /// Something the server tells every member, such as failed login attempts.
+    Notice {
+        message: String,
+    },
 }
 
 /// Whether the session is hidden from the network.
@@ -96,6 +101,8 @@ pub struct Client {
     history_count: usize,
     /// Sequence numbers for servers that send none (cmd-chat 1.x).
     local_seq: u64,
+    /// When the server was last heard from; native servers ping regularly.
+    last_heard: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for Client {
@@ -116,7 +123,8 @@ fn refusal(reply: ErrorReply, username: &str, stage: Stage) -> ClientError {
         Some(ErrorCode::NameInvalid) => ClientError::Refused(reply.error),
         Some(ErrorCode::RoomFull) => ClientError::RoomFull,
         Some(ErrorCode::ShuttingDown) => ClientError::RoomClosed,
-        Some(ErrorCode::TooSlow) => ClientError::Kicked(reply.error),
+        Some(ErrorCode::RateLimited) => ClientError::LockedOut(reply.error),
+        Some(ErrorCode::TooSlow | ErrorCode::Idle) => ClientError::Kicked(reply.error),
         Some(_) => ClientError::Refused(reply.error),
         // A cmd-chat 1.x server sends bare strings.
         None => {
@@ -207,13 +215,34 @@ impl Client {
         };
         let salt = decode(&challenge.salt, "salt")?;
         let b = decode(&challenge.b, "B")?;
+        let stretch = match &challenge.kdf {
+            None => None,
+            Some(spec) if spec.alg == "argon2id" && spec.params.within_client_limits() => {
+                Some((decode(&spec.salt, "kdf salt")?, spec.params))
+            }
+            Some(spec) => {
+                return Err(protocol(format!(
+                    "the server asks for password stretching this client refuses ({} {:?}; at most {:?})",
+                    spec.alg,
+                    spec.params,
+                    KdfParams::CLIENT_MAX
+                )));
+            }
+        };
+        // Argon2id and SRP's exponentiations: keep them off the reactor.
         let (proof, password) = tokio::task::spawn_blocking(move || {
-            let proof = srp.respond(&password, &salt, &b);
-            (proof, password)
+            let password = match stretch {
+                None => password,
+                Some((kdf_salt, params)) => kdf::stretch(&password, &kdf_salt, params)
+                    .map_err(|e| protocol(e.to_string()))?,
+            };
+            let proof = srp
+                .respond(&password, &salt, &b)
+                .map_err(|e| protocol(e.to_string()))?;
+            Ok::<_, ClientError>((proof, password))
         })
         .await
-        .map_err(|_| protocol("internal error"))?;
-        let proof = proof.map_err(|e| protocol(e.to_string()))?;
+        .map_err(|_| protocol("internal error"))??;
         writer
             .write(&HandshakeRequest::SrpVerify {
                 user_id: challenge.user_id.clone(),
@@ -276,6 +305,7 @@ impl Client {
             pending: VecDeque::new(),
             history_count: messages.len(),
             local_seq: 0,
+            last_heard: tokio::time::Instant::now(),
         };
         for data in messages {
             let event = client.message_event(data, true);
@@ -337,7 +367,23 @@ impl Client {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(event);
             }
-            let frame = match self.reader.read::<ServerFrame>().await {
+            let read = self.reader.read::<ServerFrame>();
+            let read = match self.transport {
+                // Native servers ping; silence means the connection is dead.
+                Transport::Sealed => {
+                    let deadline = self.last_heard + SERVER_SILENCE_LIMIT;
+                    match tokio::time::timeout_at(deadline, read).await {
+                        Ok(read) => read,
+                        Err(_) => {
+                            return Err(ClientError::ConnectionLost(
+                                "the server stopped answering".into(),
+                            ));
+                        }
+                    }
+                }
+                Transport::Legacy => read.await,
+            };
+            let frame = match read {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
                     return Err(ClientError::ConnectionLost(
@@ -346,6 +392,11 @@ impl Client {
                 }
                 Err(e) => return Err(e.into()),
             };
+            self.last_heard = tokio::time::Instant::now();
+            if let ServerFrame::Event(ServerEvent::Ping) = frame {
+                self.send_frame(&ClientFrame::Pong).await?;
+                continue;
+            }
             if let Some(event) = self.apply(frame)? {
                 return Ok(event);
             }
@@ -356,7 +407,9 @@ impl Client {
         let event = match frame {
             ServerFrame::Error(e) => match e.code {
                 Some(ErrorCode::ShuttingDown) => return Err(ClientError::RoomClosed),
-                Some(ErrorCode::TooSlow) => return Err(ClientError::Kicked(e.error)),
+                Some(ErrorCode::TooSlow | ErrorCode::Idle) => {
+                    return Err(ClientError::Kicked(e.error));
+                }
                 _ => Event::Error { message: e.error },
             },
             ServerFrame::Event(event) => match event {
@@ -378,6 +431,8 @@ impl Client {
                 }
                 ServerEvent::Cleared => Event::Cleared,
                 ServerEvent::Closing { .. } => return Err(ClientError::RoomClosed),
+                ServerEvent::Notice { text } => Event::Notice { message: text },
+                ServerEvent::Ping => return Ok(None),
                 ServerEvent::Init { .. } => return Err(protocol("a second init frame")),
             },
         };

@@ -14,7 +14,8 @@ pub mod exit_code {
     pub const USAGE: u8 = 2;
     /// The server could not be reached.
     pub const CANNOT_CONNECT: u8 = 3;
-    /// Wrong password, or a server that could not prove it knows the password.
+    /// Wrong password, a server that could not prove it knows the password, or
+    /// a login refused after too many wrong passwords.
     pub const AUTH_FAILED: u8 = 4;
     /// The username is taken or invalid.
     pub const NAME_REFUSED: u8 = 5;
@@ -41,6 +42,8 @@ pub enum ClientError {
          this may not be the server you meant to reach"
     )]
     ServerNotAuthentic,
+    #[error("login refused: {0}")]
+    LockedOut(String),
     #[error("the name {0:?} is already taken in this room; pick another")]
     NameTaken(String),
     #[error("invalid username: {0}")]
@@ -70,7 +73,9 @@ impl ClientError {
         use exit_code::*;
         match self {
             ClientError::Connect { .. } => CANNOT_CONNECT,
-            ClientError::WrongPassword | ClientError::ServerNotAuthentic => AUTH_FAILED,
+            ClientError::WrongPassword
+            | ClientError::ServerNotAuthentic
+            | ClientError::LockedOut(_) => AUTH_FAILED,
             ClientError::NameTaken(_) | ClientError::InvalidUsername(_) => NAME_REFUSED,
             ClientError::LegacyServer(_)
             | ClientError::RoomFull

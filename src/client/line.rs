@@ -41,6 +41,7 @@ pub fn render(event: &Event) -> Vec<String> {
         Event::Left { user } => vec![format!("* {} left", sanitize(user))],
         Event::Cleared => vec!["* the history was cleared".into()],
         Event::Error { message } => vec![format!("! {}", sanitize(message))],
+        Event::Notice { message } => vec![format!("! server: {}", sanitize(message))],
     }
 }
 

@@ -25,6 +25,7 @@ pub fn event_json(event: &Event) -> Value {
         Event::Left { user } => json!({"event": "left", "user": user}),
         Event::Cleared => json!({"event": "cleared"}),
         Event::Error { message } => json!({"event": "error", "message": message}),
+        Event::Notice { message } => json!({"event": "notice", "message": message}),
     }
 }
 

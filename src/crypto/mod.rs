@@ -1,6 +1,7 @@
 //! Cryptography: SRP-6a authentication, the room key, the sealed transport
 //! and the secret types that hold them.
 
+pub mod kdf;
 pub mod room_key;
 pub mod secret;
 pub mod srp;

@@ -9,22 +9,28 @@ use std::fmt;
 use num_bigint::BigUint;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-/// The room password, as typed by the person who runs or joins the room.
+/// The room password, as typed by the person who runs or joins the room, or
+/// its Argon2id stretch (see [`crate::crypto::kdf`]).
 ///
 /// The server holds it only until it has derived its SRP verifier; a client
 /// holds it until it has derived the room key.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct Password(String);
+pub struct Password(Vec<u8>);
 
 impl Password {
-    /// Takes ownership of the typed password; the `String` is wiped on drop.
+    /// Takes ownership of the typed password; its bytes are wiped on drop.
     pub fn new(password: String) -> Self {
-        Self(password)
+        Self(password.into_bytes())
+    }
+
+    /// A password that is not text: the output of the password stretch.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
     }
 
     /// The password bytes exactly as they feed SRP's `x` and the room key (UTF-8).
     pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
+        &self.0
     }
 
     pub fn is_empty(&self) -> bool {

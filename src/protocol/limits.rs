@@ -25,3 +25,7 @@ pub const CLIENT_MAX_LINE: usize = 16 * 1024 * 1024;
 
 /// Usernames: 1 to 32 printable characters, no whitespace or control.
 pub const MAX_USERNAME_CHARS: usize = 32;
+
+/// A native client that hears nothing from the server this long (the server
+/// pings every 20 s) takes the connection for dead.
+pub const SERVER_SILENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(75);

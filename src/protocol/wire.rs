@@ -43,6 +43,20 @@ pub struct Challenge {
     /// Echoes the native protocol version when the server will seal the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native: Option<u32>,
+    /// Native-only rooms: how to stretch the password before SRP and the room key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kdf: Option<KdfSpec>,
+}
+
+/// The password stretch a native-only room uses (see `crypto::kdf`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfSpec {
+    /// Always `"argon2id"`; anything else is refused by clients.
+    pub alg: String,
+    /// The per-room KDF salt, standard base64.
+    pub salt: String,
+    #[serde(flatten)]
+    pub params: crate::crypto::kdf::KdfParams,
 }
 
 /// Server → client: the answer to a correct `srp_verify`.
@@ -82,6 +96,10 @@ pub enum ErrorCode {
     TooSlow,
     /// The server is shutting down.
     ShuttingDown,
+    /// Too many messages, or too many failed logins: wait and try again.
+    RateLimited,
+    /// No sign of life from the member within the idle deadline.
+    Idle,
 }
 
 /// `{"error": "...", "code": "..."}`: a refusal, in the shape 1.x clients know.
@@ -119,6 +137,8 @@ pub enum ClientFrame {
     Clear,
     /// A clean goodbye (native only), so the server can tell it from a cut connection.
     Leave,
+    /// The answer to [`ServerEvent::Ping`] (native only).
+    Pong,
 }
 
 /// A member as listed in `init`.
@@ -167,6 +187,13 @@ pub enum ServerEvent {
     /// The server is going away (native only).
     Closing {
         reason: String,
+    },
+    /// Keep-alive (native only); the member answers with `pong`.
+    Ping,
+    /// Something members should know, from the server itself (native only),
+    /// such as failed login attempts.
+    Notice {
+        text: String,
     },
 }
 
@@ -221,6 +248,7 @@ mod tests {
                 salt: "cw==".into(),
                 room_salt: Some("cg==".into()),
                 native: None,
+                kdf: None,
             },
             json!({"user_id": "u1", "B": "Qg==", "salt": "cw==", "room_salt": "cg=="}),
         );
@@ -255,6 +283,28 @@ mod tests {
             json!({"type": "user_left", "user_id": "u"}),
         );
         round_trip(ServerEvent::Cleared, json!({"type": "cleared"}));
+        round_trip(ServerEvent::Ping, json!({"type": "ping"}));
+        round_trip(ClientFrame::Pong, json!({"type": "pong"}));
+        round_trip(
+            Challenge {
+                user_id: "u".into(),
+                b: "Qg==".into(),
+                salt: "cw==".into(),
+                room_salt: None,
+                native: Some(1),
+                kdf: Some(KdfSpec {
+                    alg: "argon2id".into(),
+                    salt: "a2Rm".into(),
+                    params: crate::crypto::kdf::KdfParams {
+                        m_kib: 65536,
+                        t: 3,
+                        p: 1,
+                    },
+                }),
+            },
+            json!({"user_id": "u", "B": "Qg==", "salt": "cw==", "native": 1,
+                   "kdf": {"alg": "argon2id", "salt": "a2Rm", "m_kib": 65536, "t": 3, "p": 1}}),
+        );
         round_trip(ClientFrame::Clear, json!({"type": "clear"}));
         round_trip(
             ClientFrame::Message {

@@ -6,25 +6,27 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use tracing::{debug, info};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tracing::{debug, info, warn};
 
 use super::Shared;
-use super::limits::{FAREWELL_DEADLINE, HANDSHAKE_DEADLINE, OUTBOUND_QUEUE_FRAMES};
-use super::room::{Kick, NameReservation, Outbound};
-use crate::crypto::srp::ServerSession;
+use super::guard::Refusal;
+use super::limits::{FAREWELL_DEADLINE, HANDSHAKE_DEADLINE, PING_INTERVAL, RATE_BURST};
+use super::outbox::{self, Outbound, Outbox};
+use super::room::{Kick, NameReservation};
+use crate::crypto::srp::{N_LEN, ServerSession};
 use crate::crypto::transport::{Side, derive_keys};
-use crate::protocol::limits::MEMBER_MAX_LINE;
-use crate::protocol::token;
-use crate::protocol::username;
+use crate::protocol::limits::{MEMBER_MAX_LINE, PRE_AUTH_MAX_LINE};
 use crate::protocol::wire::{
-    Challenge, ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, NATIVE_PROTOCOL, Welcome,
+    Challenge, ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, NATIVE_PROTOCOL, ServerEvent,
+    Welcome,
 };
-use crate::protocol::{FrameError, FrameReader, FrameWriter};
+use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
 
 /// A login that passed SRP: its name is reserved and, for native clients,
 /// both halves of the connection are sealed.
@@ -33,7 +35,8 @@ pub struct Authenticated {
     legacy: bool,
 }
 
-/// Serves one accepted connection to the end.
+/// Serves one accepted connection to the end. `pending` is this connection's
+/// place among the unauthenticated; it is given back once SRP is over.
 pub async fn handle<S>(
     socket: S,
     peer: SocketAddr,
@@ -43,15 +46,17 @@ pub async fn handle<S>(
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(socket);
-    let mut reader = FrameReader::new(read, crate::protocol::limits::PRE_AUTH_MAX_LINE);
+    let mut reader = FrameReader::new(read, PRE_AUTH_MAX_LINE);
     let mut writer = FrameWriter::new(write);
     let mut shutdown = shared.shutdown.clone();
 
     let outcome = tokio::select! {
-        outcome = tokio::time::timeout(HANDSHAKE_DEADLINE, authenticate(&mut reader, &mut writer, &shared)) => outcome,
+        outcome = tokio::time::timeout(
+            HANDSHAKE_DEADLINE,
+            authenticate(&mut reader, &mut writer, &shared, peer),
+        ) => outcome,
         _ = shutdown.changed() => return,
     };
-    // The connection is no longer a stranger: free its place among them.
     drop(pending);
     let auth = match outcome {
         Ok(Ok(auth)) => auth,
@@ -111,11 +116,16 @@ fn decode_b64(field: &str, value: &str, max_len: usize) -> Result<Vec<u8>, Error
         .map_err(|_| bad_request(format!("field {field} is not valid base64")))
 }
 
+fn write_failed(_: FrameError) -> ErrorReply {
+    bad_request("write failed")
+}
+
 /// SRP-6a, as in cmd-chat 1.x, then (native clients) sealing.
 async fn authenticate<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
     shared: &Arc<Shared>,
+    peer: SocketAddr,
 ) -> Result<Authenticated, ErrorReply>
 where
     R: AsyncRead + Unpin,
@@ -144,9 +154,27 @@ where
             ));
         }
     };
+    if let Err(refusal) = shared.guard().check(peer.ip(), Instant::now()) {
+        return Err(match refusal {
+            Refusal::Address { retry_after } => ErrorReply::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many failed logins from your address; try again in {} s",
+                    retry_after.as_secs().max(1)
+                ),
+            ),
+            Refusal::Global { retry_after } => ErrorReply::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many failed logins to this room; it accepts no logins for {} s",
+                    retry_after.as_secs().max(1)
+                ),
+            ),
+        });
+    }
     username::validate(&username)
         .map_err(|e| ErrorReply::new(ErrorCode::NameInvalid, format!("invalid username: {e}")))?;
-    let a_bytes = decode_b64("A", &a, crate::crypto::srp::N_LEN)?;
+    let a_bytes = decode_b64("A", &a, N_LEN)?;
     let reservation = shared.room.reserve(&username).map_err(|e| {
         ErrorReply::new(
             e.code(),
@@ -170,15 +198,10 @@ where
         salt: STANDARD.encode(shared.secrets.verifier.salt()),
         room_salt: legacy.then(|| shared.secrets.room_salt_b64.clone()),
         native: (!legacy).then_some(NATIVE_PROTOCOL),
+        kdf: shared.secrets.kdf.clone(),
     };
-    writer
-        .write(&challenge)
-        .await
-        .map_err(|_| bad_request("write failed"))?;
-    writer
-        .flush()
-        .await
-        .map_err(|_| bad_request("write failed"))?;
+    writer.write(&challenge).await.map_err(write_failed)?;
+    writer.flush().await.map_err(write_failed)?;
 
     let HandshakeRequest::SrpVerify { user_id, m } = next_request(reader).await? else {
         return Err(bad_request("expected srp_verify"));
@@ -187,19 +210,21 @@ where
         return Err(bad_request("srp_verify names another login"));
     }
     let m = decode_b64("M", &m, 64)?;
-    let (h_amk, key) = session
-        .verify(&m)
-        .map_err(|_| ErrorReply::new(ErrorCode::AuthFailed, "wrong password"))?;
+    let (h_amk, key) = match session.verify(&m) {
+        Ok(pair) => pair,
+        Err(_) => {
+            shared.login_failed(peer);
+            return Err(ErrorReply::new(ErrorCode::AuthFailed, "wrong password"));
+        }
+    };
+    shared.guard().succeeded(peer.ip());
 
     let welcome = Welcome {
         h_amk: STANDARD.encode(h_amk),
         // 1.x clients require the field; it is random and unrelated to any key.
         session_key: legacy.then(|| STANDARD.encode(rand::random::<[u8; 32]>())),
     };
-    writer
-        .write(&welcome)
-        .await
-        .map_err(|_| bad_request("write failed"))?;
+    writer.write(&welcome).await.map_err(write_failed)?;
     if !legacy {
         let (sealer, opener) = derive_keys(&key, Side::Server);
         writer.seal(sealer);
@@ -210,6 +235,51 @@ where
         reservation,
         legacy,
     })
+}
+
+/// A token bucket: `rate` messages per second on average, `burst` at once.
+struct RateLimit {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            at: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Why a member's session ended.
+enum Ending {
+    /// It left, or its connection closed.
+    Left,
+    /// It broke the protocol; it is told why.
+    Fault(ErrorReply),
+}
+
+fn json(value: &impl serde::Serialize) -> Outbound {
+    serde_json::to_string(value)
+        .expect("frames serialize")
+        .into()
 }
 
 /// A member's life in the room: relay what it sends, deliver what the room sends.
@@ -223,9 +293,9 @@ async fn serve_member<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (outbox, mut inbox) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE_FRAMES);
-    let (kick_tx, kick_rx) = oneshot::channel();
-    let own_outbox = outbox.clone();
+    let (outbox, mut inbox) = outbox::channel();
+    let (kick_tx, mut kick_rx) = oneshot::channel();
+    let own: Outbox = outbox.clone();
     let legacy = auth.legacy;
     let membership = match shared.room.join(auth.reservation, legacy, outbox, kick_tx) {
         Ok(m) => m,
@@ -237,35 +307,71 @@ async fn serve_member<R, W>(
     info!(%peer, user = membership.username(), legacy, "member joined");
     reader.set_max_line(MEMBER_MAX_LINE);
     let mut shutdown = shared.shutdown.clone();
+    let config = &shared.config;
 
+    // A member too slow to take its own reply is about to be removed by the room anyway.
     let reply = |reply: ErrorReply| {
-        let json: Outbound = serde_json::to_string(&reply)
-            .expect("reply serializes")
-            .into();
-        // A member too slow to take its own error will be kicked by the room anyway.
-        let _ = own_outbox.try_send(json);
+        let _ = own.push(&json(&reply));
     };
 
     let read_loop = async {
+        let mut rate = RateLimit::new(config.rate_per_sec, RATE_BURST.max(config.rate_per_sec));
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        let ping_frame = json(&ServerEvent::Ping);
+        let mut last_heard = Instant::now();
         loop {
-            let frame = match reader.read::<ClientFrame>().await {
+            let read = tokio::select! {
+                read = reader.read::<ClientFrame>() => read,
+                _ = ping.tick(), if !legacy => {
+                    if last_heard.elapsed() >= config.idle_timeout {
+                        return Ending::Fault(ErrorReply::new(
+                            ErrorCode::Idle,
+                            "disconnected: no answer to keep-alive pings",
+                        ));
+                    }
+                    let _ = own.push(&ping_frame);
+                    continue;
+                }
+            };
+            last_heard = Instant::now();
+            let frame = match read {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return None,
+                Ok(None) => return Ending::Left,
+                // Valid JSON of the wrong shape: say so and carry on.
                 Err(FrameError::Malformed(_)) => {
                     reply(bad_request(
                         "unknown frame; expected {\"type\":\"message\",\"text\":...} or {\"type\":\"clear\"}",
                     ));
                     continue;
                 }
-                Err(e) => return Some(e),
+                // A broken seal, an oversized or non-UTF-8 line: the stream can't be trusted.
+                Err(FrameError::Io(_)) => return Ending::Left,
+                Err(e) => return Ending::Fault(bad_request(format!("connection closed: {e}"))),
             };
             match frame {
-                ClientFrame::Message { text } => match token::check_shape(&text) {
-                    Ok(()) => membership.post(text),
-                    Err(e) => reply(ErrorReply::new(ErrorCode::MessageRefused, e.to_string())),
-                },
-                ClientFrame::Clear => membership.clear(),
-                ClientFrame::Leave => return None,
+                ClientFrame::Message { text } => {
+                    if let Err(e) = token::check_shape(&text) {
+                        reply(ErrorReply::new(ErrorCode::MessageRefused, e.to_string()));
+                    } else if !rate.allow(Instant::now()) {
+                        reply(ErrorReply::new(
+                            ErrorCode::RateLimited,
+                            format!(
+                                "message dropped: slow down (at most {} messages per second)",
+                                config.rate_per_sec
+                            ),
+                        ));
+                    } else {
+                        membership.post(text);
+                    }
+                }
+                ClientFrame::Clear => {
+                    if rate.allow(Instant::now()) {
+                        membership.clear();
+                    }
+                }
+                ClientFrame::Pong => {}
+                ClientFrame::Leave => return Ending::Left,
             }
         }
     };
@@ -279,26 +385,29 @@ async fn serve_member<R, W>(
         Ok::<(), FrameError>(())
     };
 
-    let ending: Option<ErrorReply> = tokio::select! {
-        error = read_loop => error.map(|e| {
-            debug!(%peer, error = %e, "member connection ended");
-            bad_request(format!("connection closed: {e}"))
-        }),
-        _ = write_loop => None,
-        kick = kick_rx => match kick {
-            Ok(Kick::TooSlow) => Some(ErrorReply::new(
+    let ending = tokio::select! {
+        ending = read_loop => ending,
+        _ = write_loop => Ending::Left,
+        kick = &mut kick_rx => match kick {
+            Ok(Kick::TooSlow) => Ending::Fault(ErrorReply::new(
                 ErrorCode::TooSlow,
                 "disconnected: you were not reading messages fast enough",
             )),
-            Err(_) => None,
+            Err(_) => Ending::Left,
         },
-        _ = shutdown.changed() => Some(ErrorReply::new(ErrorCode::ShuttingDown, "the room is closing")),
+        _ = shutdown.changed() => Ending::Fault(ErrorReply::new(ErrorCode::ShuttingDown, "the room is closing")),
     };
-    info!(%peer, user = membership.username(), "member left");
+    match &ending {
+        Ending::Left => info!(%peer, user = membership.username(), "member left"),
+        Ending::Fault(reply) => {
+            warn!(%peer, user = membership.username(), reason = %reply.error, "member disconnected")
+        }
+    }
     drop(membership);
-    if let Some(ending) = ending {
-        farewell(&mut writer, &ending).await;
-    } else {
-        let _ = tokio::time::timeout(FAREWELL_DEADLINE, writer.shutdown()).await;
+    match ending {
+        Ending::Fault(reply) => farewell(&mut writer, &reply).await,
+        Ending::Left => {
+            let _ = tokio::time::timeout(FAREWELL_DEADLINE, writer.shutdown()).await;
+        }
     }
 }

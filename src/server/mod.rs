@@ -4,14 +4,17 @@
 //! password; [`Server::run`] accepts connections until the `shutdown` future
 //! completes. Everything lives in RAM and is gone when the server stops.
 
+pub mod guard;
 mod handler;
 pub mod limits;
+pub mod outbox;
 pub mod room;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -21,8 +24,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::crypto::Password;
+use crate::crypto::kdf::{self, KDF_SALT_LEN, KdfParams};
 use crate::crypto::room_key::ROOM_SALT_LEN;
 use crate::crypto::srp::Verifier;
+use crate::protocol::wire::KdfSpec;
+use guard::GuessGuard;
 use room::{Room, RoomConfig};
 
 /// How the room is run; the CLI's `serve` flags.
@@ -34,6 +40,14 @@ pub struct ServerConfig {
     pub history_messages: usize,
     /// Member bound.
     pub max_users: usize,
+    /// Bound on connections still authenticating.
+    pub max_pending: usize,
+    /// Sustained messages per second per member.
+    pub rate_per_sec: u32,
+    /// A native member silent (not even a `pong`) this long is dropped.
+    pub idle_timeout: Duration,
+    /// The password stretch of native-only rooms (ignored with `allow_legacy`).
+    pub kdf: KdfParams,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +56,10 @@ impl Default for ServerConfig {
             allow_legacy: false,
             history_messages: limits::DEFAULT_HISTORY_MESSAGES,
             max_users: limits::DEFAULT_MAX_USERS,
+            max_pending: limits::DEFAULT_MAX_PENDING,
+            rate_per_sec: limits::DEFAULT_RATE_PER_SEC,
+            idle_timeout: limits::DEFAULT_IDLE_TIMEOUT,
+            kdf: KdfParams::DEFAULT,
         }
     }
 }
@@ -51,6 +69,14 @@ pub(crate) struct RoomSecrets {
     verifier: Verifier,
     /// Base64 of the per-process room salt members feed into HKDF.
     room_salt_b64: String,
+    /// The stretch clients must apply, announced in `srp_init` replies.
+    kdf: Option<KdfSpec>,
+}
+
+/// Failed-login notices to members, throttled.
+struct Notices {
+    last: Option<Instant>,
+    unreported: u32,
 }
 
 /// State every connection task shares.
@@ -58,8 +84,41 @@ pub(crate) struct Shared {
     config: ServerConfig,
     secrets: RoomSecrets,
     room: Arc<Room>,
+    /// Online guessing bookkeeping.
+    guard: Mutex<GuessGuard>,
+    notices: Mutex<Notices>,
     /// Flips to `true` once when the server starts shutting down.
     shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn guard(&self) -> MutexGuard<'_, GuessGuard> {
+        self.guard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a wrong password and tells the members, at most once per
+    /// [`limits::NOTICE_INTERVAL`].
+    fn login_failed(&self, peer: SocketAddr) {
+        let now = Instant::now();
+        self.guard().failed(peer.ip(), now);
+        warn!(%peer, "failed login: wrong password");
+        let mut notices = self.notices.lock().unwrap_or_else(|e| e.into_inner());
+        notices.unreported += 1;
+        if notices
+            .last
+            .is_none_or(|t| now.duration_since(t) >= limits::NOTICE_INTERVAL)
+        {
+            let n = std::mem::take(&mut notices.unreported);
+            notices.last = Some(now);
+            drop(notices);
+            let text = if n == 1 {
+                "someone just tried to join with a wrong password".to_owned()
+            } else {
+                format!("{n} failed login attempts (wrong password) in the last moments")
+            };
+            self.room.notice(&text);
+        }
+    }
 }
 
 /// A bound, ready room server.
@@ -72,15 +131,35 @@ pub struct Server {
 impl Server {
     /// Binds `addr` and prepares the room. The password is consumed: once the
     /// verifier is derived it is wiped, and the server never holds it again.
+    ///
+    /// Rooms that admit only native clients stretch the password with
+    /// Argon2id first (see [`crate::crypto::kdf`]).
     pub async fn bind(
         addr: impl ToSocketAddrs,
         config: ServerConfig,
         password: Password,
     ) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        let verifier = tokio::task::spawn_blocking(move || Verifier::new(&password))
-            .await
-            .expect("verifier derivation does not panic");
+        let stretch = (!config.allow_legacy).then_some(config.kdf);
+        let (verifier, kdf_spec) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            match stretch {
+                None => Ok((Verifier::new(&password), None)),
+                Some(params) => {
+                    let salt: [u8; KDF_SALT_LEN] = rand::random();
+                    let stretched = kdf::stretch(&password, &salt, params)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                    drop(password);
+                    let spec = KdfSpec {
+                        alg: "argon2id".into(),
+                        salt: STANDARD.encode(salt),
+                        params,
+                    };
+                    Ok((Verifier::new(&stretched), Some(spec)))
+                }
+            }
+        })
+        .await
+        .expect("verifier derivation does not panic")?;
         let room_salt: [u8; ROOM_SALT_LEN] = rand::random();
         let room_salt_b64 = STANDARD.encode(room_salt);
         let room = Room::new(
@@ -99,8 +178,14 @@ impl Server {
                 secrets: RoomSecrets {
                     verifier,
                     room_salt_b64,
+                    kdf: kdf_spec,
                 },
                 room,
+                guard: Mutex::new(GuessGuard::new(Instant::now())),
+                notices: Mutex::new(Notices {
+                    last: None,
+                    unreported: 0,
+                }),
                 shutdown,
             }),
             shutdown_tx,
@@ -112,6 +197,11 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// Whether clients must stretch the password (native-only rooms).
+    pub fn stretches_password(&self) -> bool {
+        self.shared.secrets.kdf.is_some()
+    }
+
     /// The room, for inspection (tests, status lines).
     pub fn room(&self) -> Arc<Room> {
         Arc::clone(&self.shared.room)
@@ -121,7 +211,7 @@ impl Server {
     /// room is closing, waits briefly for them, and drops all history.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let tracker = TaskTracker::new();
-        let strangers = Arc::new(Semaphore::new(limits::MAX_UNAUTHENTICATED));
+        let strangers = Arc::new(Semaphore::new(self.shared.config.max_pending));
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
@@ -142,6 +232,10 @@ impl Server {
                 continue;
             };
             let _ = socket.set_nodelay(true);
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(limits::TCP_KEEPALIVE)
+                .with_interval(limits::TCP_KEEPALIVE / 3);
+            let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&keepalive);
             tracker.spawn(handler::handle(
                 socket,
                 peer,

@@ -10,15 +10,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+use zeroize::Zeroize;
 
 use super::limits::HISTORY_MAX_BYTES;
+pub use super::outbox::Outbound;
+use super::outbox::Outbox;
 use crate::protocol::limits::LEGACY_MAX_LINE;
 use crate::protocol::wire::{ErrorCode, MessageData, ServerEvent, UserInfo};
-
-/// One frame for one member: JSON text without the newline, shared between
-/// all recipients so each broadcast is serialized once.
-pub type Outbound = Arc<str>;
 
 /// Why a member was removed by the room rather than leaving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +58,9 @@ pub struct RoomConfig {
 struct Member {
     user_id: String,
     username: String,
-    outbox: mpsc::Sender<Outbound>,
+    /// cmd-chat 1.x clients get no native-only frames (notices).
+    legacy: bool,
+    outbox: Outbox,
     /// Fired when the room removes the member; taken when used.
     kick: Option<oneshot::Sender<Kick>>,
 }
@@ -67,6 +68,16 @@ struct Member {
 /// One stored message: its `data` object, serialized once.
 struct Stored {
     data_json: Arc<str>,
+}
+
+impl Drop for Stored {
+    /// Ciphertext only, but a room that ends should leave nothing behind:
+    /// the last holder of a stored message wipes it.
+    fn drop(&mut self) {
+        if let Some(text) = Arc::get_mut(&mut self.data_json) {
+            text.zeroize();
+        }
+    }
 }
 
 struct History {
@@ -196,7 +207,7 @@ impl Room {
         self: &Arc<Self>,
         reservation: NameReservation,
         legacy: bool,
-        outbox: mpsc::Sender<Outbound>,
+        outbox: Outbox,
         kick: oneshot::Sender<Kick>,
     ) -> Result<Membership, RoomError> {
         let mut state = self.lock();
@@ -208,6 +219,7 @@ impl Room {
         let member = Member {
             user_id: user_id.clone(),
             username: username.clone(),
+            legacy,
             outbox,
             kick: Some(kick),
         };
@@ -223,7 +235,7 @@ impl Room {
             .last()
             .expect("just pushed")
             .outbox
-            .try_send(init);
+            .push(&init);
         broadcast(&mut state, &joined, Some(&user_id));
         drop(state);
         // Membership now owns the name; the reservation's drop leaves it alone.
@@ -323,6 +335,31 @@ impl Room {
         broadcast(&mut state, &to_json(&ServerEvent::Cleared), None);
     }
 
+    /// Tells native members something from the server itself.
+    pub fn notice(&self, text: &str) {
+        let frame = to_json(&ServerEvent::Notice {
+            text: text.to_owned(),
+        });
+        let mut state = self.lock();
+        let legacy: Vec<String> = state
+            .members
+            .iter()
+            .filter(|m| m.legacy)
+            .map(|m| m.user_id.clone())
+            .collect();
+        broadcast_filtered(&mut state, &frame, |m| !legacy.contains(&m.user_id));
+    }
+
+    /// Bytes waiting in all members' outbound queues (frames shared between
+    /// members are counted once per member).
+    pub fn queued_bytes(&self) -> usize {
+        self.lock()
+            .members
+            .iter()
+            .map(|m| m.outbox.queued_bytes())
+            .sum()
+    }
+
     fn leave(&self, user_id: &str) {
         let mut state = self.lock();
         remove_member(&mut state, user_id);
@@ -361,12 +398,13 @@ fn to_json(event: &ServerEvent) -> Outbound {
 /// Queues `frame` to every member but `except`; members whose queue is full
 /// are removed (and told why), which may cascade into more `user_left` frames.
 fn broadcast(state: &mut State, frame: &Outbound, except: Option<&str>) {
+    broadcast_filtered(state, frame, |m| Some(m.user_id.as_str()) != except);
+}
+
+fn broadcast_filtered(state: &mut State, frame: &Outbound, include: impl Fn(&Member) -> bool) {
     let mut too_slow = Vec::new();
-    for member in &state.members {
-        if Some(member.user_id.as_str()) == except {
-            continue;
-        }
-        if let Err(mpsc::error::TrySendError::Full(_)) = member.outbox.try_send(Arc::clone(frame)) {
+    for member in state.members.iter().filter(|m| include(m)) {
+        if member.outbox.push(frame).is_err() {
             too_slow.push(member.user_id.clone());
         }
     }

@@ -52,14 +52,28 @@ impl TestServer {
         }
     }
 
+    /// A native-only room with a light password stretch, so the many logins
+    /// of the test suite stay quick; `tests/cli.rs` runs the real default.
     pub async fn native() -> Self {
-        Self::start(ServerConfig::default()).await
+        Self::start(Self::config_for_tests()).await
+    }
+
+    /// `ServerConfig::default()` with the light stretch tests use.
+    pub fn config_for_tests() -> ServerConfig {
+        ServerConfig {
+            kdf: cmd_chat::crypto::kdf::KdfParams {
+                m_kib: 1024,
+                t: 1,
+                p: 1,
+            },
+            ..ServerConfig::default()
+        }
     }
 
     pub async fn with_legacy() -> Self {
         Self::start(ServerConfig {
             allow_legacy: true,
-            ..ServerConfig::default()
+            ..Self::config_for_tests()
         })
         .await
     }
@@ -231,7 +245,14 @@ impl Raw {
             .decode(challenge["salt"].as_str().unwrap())
             .unwrap();
         let b = STANDARD.decode(challenge["B"].as_str().unwrap()).unwrap();
-        let pw = Password::new(password.into());
+        let mut pw = Password::new(password.into());
+        if let Some(kdf) = challenge.get("kdf") {
+            assert_eq!(kdf["alg"], "argon2id");
+            let params: cmd_chat::crypto::kdf::KdfParams =
+                serde_json::from_value(kdf.clone()).unwrap();
+            let kdf_salt = STANDARD.decode(kdf["salt"].as_str().unwrap()).unwrap();
+            pw = cmd_chat::crypto::kdf::stretch(&pw, &kdf_salt, params).unwrap();
+        }
         let proof = srp.respond(&pw, &salt, &b).unwrap();
         self.send(json!({"cmd": "srp_verify", "user_id": challenge["user_id"], "M": STANDARD.encode(proof.m())}))
             .await;

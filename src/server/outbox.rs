@@ -1,0 +1,112 @@
+//! A member's outbound queue, bounded by frames and by bytes.
+//!
+//! The room fills it without waiting; the member's connection task drains it.
+//! A member that stops reading fills it, and is then disconnected: it never
+//! delays anyone else, and never holds more than [`MAX_QUEUED_BYTES`] of
+//! frames alive.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::mpsc;
+
+use super::limits::{MAX_QUEUED_BYTES, OUTBOUND_QUEUE_FRAMES};
+
+/// One frame for one member: JSON text without the newline, shared between
+/// all recipients so each broadcast is serialized once.
+pub type Outbound = Arc<str>;
+
+/// The queue is full: the member is not reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// The sending side, held by the room (and by the connection for its own replies).
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Outbound>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The receiving side, held by the connection's writer.
+pub struct Inbox {
+    rx: mpsc::Receiver<Outbound>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A new empty queue.
+pub fn channel() -> (Outbox, Inbox) {
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE_FRAMES);
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        Outbox {
+            tx,
+            queued: Arc::clone(&queued),
+        },
+        Inbox { rx, queued },
+    )
+}
+
+impl Outbox {
+    /// Queues `frame` unless that would exceed the frame or byte bound.
+    pub fn push(&self, frame: &Outbound) -> Result<(), Full> {
+        let len = frame.len();
+        let before = self.queued.fetch_add(len, Ordering::Relaxed);
+        if before + len > MAX_QUEUED_BYTES && before > 0 {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            return Err(Full);
+        }
+        match self.tx.try_send(Arc::clone(frame)) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                self.queued.fetch_sub(len, Ordering::Relaxed);
+                Err(Full)
+            }
+        }
+    }
+
+    /// Bytes waiting in this queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+impl Inbox {
+    /// The next frame; `None` once every [`Outbox`] is gone.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        let frame = self.rx.recv().await?;
+        self.queued.fetch_sub(frame.len(), Ordering::Relaxed);
+        Some(frame)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_by_bytes() {
+        let (outbox, _inbox) = channel();
+        let big: Outbound = "x".repeat(MAX_QUEUED_BYTES / 2 + 1).into();
+        assert_eq!(outbox.push(&big), Ok(()));
+        assert_eq!(outbox.push(&big), Err(Full));
+        assert_eq!(outbox.queued_bytes(), big.len());
+        // A single oversized frame still goes into an empty queue.
+        let (outbox, _inbox) = channel();
+        let huge: Outbound = "x".repeat(MAX_QUEUED_BYTES + 1).into();
+        assert_eq!(outbox.push(&huge), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn draining_frees_room() {
+        let (outbox, mut inbox) = channel();
+        let frame: Outbound = "y".repeat(MAX_QUEUED_BYTES).into();
+        outbox.push(&frame).unwrap();
+        assert_eq!(outbox.push(&frame), Err(Full));
+        assert_eq!(inbox.recv().await.unwrap().len(), frame.len());
+        assert_eq!(outbox.push(&frame), Ok(()));
+    }
+}
