@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 use super::wire::Sealed;
@@ -109,10 +109,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// The sending half of a connection. Writes are buffered until [`flush`](Self::flush),
-/// so a burst of frames leaves in few system calls.
+/// Bytes of complete frames buffered before [`FrameWriter::write_text`] sends them.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// The sending half of a connection.
+///
+/// Frames are encoded whole into an internal buffer before any byte is sent,
+/// and the buffer keeps what the socket has not taken yet. So a write that is
+/// cancelled (a `select!` that moved on, a deadline) never leaves half a frame
+/// on the wire: the rest goes out with the next flush.
 pub struct FrameWriter<W: AsyncWrite> {
-    out: BufWriter<W>,
+    out: W,
+    /// Encoded lines not yet sent; `buf[sent..]` is still owed to the socket.
+    buf: Vec<u8>,
+    sent: usize,
     /// Present once the session is sealed.
     sealer: Option<DirectionKey>,
 }
@@ -120,7 +130,9 @@ pub struct FrameWriter<W: AsyncWrite> {
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(inner: W) -> Self {
         Self {
-            out: BufWriter::new(inner),
+            out: inner,
+            buf: Vec::with_capacity(4096),
+            sent: 0,
             sealer: None,
         }
     }
@@ -130,41 +142,67 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.sealer = Some(key);
     }
 
-    /// Queues one frame whose JSON text is `json` (no newline).
-    pub async fn write_text(&mut self, json: &str) -> Result<(), FrameError> {
+    /// Encodes one frame whose JSON text is `json` (no newline) into the buffer.
+    pub fn queue_text(&mut self, json: &str) -> Result<(), FrameError> {
         debug_assert!(!json.contains('\n'));
         match self.sealer.as_mut() {
-            None => {
-                self.out.write_all(json.as_bytes()).await?;
-            }
+            None => self.buf.extend_from_slice(json.as_bytes()),
             Some(sealer) => {
                 let sealed = sealer.seal(json.as_bytes())?;
                 let mut line = String::with_capacity(sealed.len() * 4 / 3 + 16);
                 line.push_str("{\"sealed\":\"");
                 STANDARD.encode_string(&sealed, &mut line);
                 line.push_str("\"}");
-                self.out.write_all(line.as_bytes()).await?;
+                self.buf.extend_from_slice(line.as_bytes());
             }
         }
-        self.out.write_all(b"\n").await?;
+        self.buf.push(b'\n');
         Ok(())
     }
 
-    /// Queues one frame serialized from `value`.
-    pub async fn write<T: Serialize>(&mut self, value: &T) -> Result<(), FrameError> {
+    /// Encodes one frame serialized from `value` into the buffer.
+    pub fn queue<T: Serialize>(&mut self, value: &T) -> Result<(), FrameError> {
         let json =
             serde_json::to_string(value).map_err(|e| FrameError::Malformed(e.to_string()))?;
-        self.write_text(&json).await
+        self.queue_text(&json)
     }
 
-    /// Sends everything queued.
+    /// Queues a frame, and sends the buffer once it is large.
+    pub async fn write_text(&mut self, json: &str) -> Result<(), FrameError> {
+        self.queue_text(json)?;
+        if self.buf.len() - self.sent >= WRITE_BUFFER {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Queues a frame serialized from `value`, and sends the buffer once it is large.
+    pub async fn write<T: Serialize>(&mut self, value: &T) -> Result<(), FrameError> {
+        self.queue(value)?;
+        if self.buf.len() - self.sent >= WRITE_BUFFER {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends everything queued. Cancel-safe.
     pub async fn flush(&mut self) -> Result<(), FrameError> {
+        while self.sent < self.buf.len() {
+            let n = self.out.write(&self.buf[self.sent..]).await?;
+            if n == 0 {
+                return Err(FrameError::Io(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.buf.clear();
+        self.sent = 0;
         self.out.flush().await?;
         Ok(())
     }
 
-    /// Flushes and half-closes the connection.
+    /// Sends everything queued and half-closes the connection.
     pub async fn shutdown(&mut self) -> Result<(), FrameError> {
+        self.flush().await?;
         self.out.shutdown().await?;
         Ok(())
     }

@@ -80,12 +80,9 @@ pub async fn handle<S>(
 
 /// Sends a last frame, within a short deadline, and closes.
 async fn farewell<W: AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, reply: &ErrorReply) {
-    let _ = tokio::time::timeout(FAREWELL_DEADLINE, async {
-        writer.write(reply).await?;
-        writer.flush().await?;
-        writer.shutdown().await
-    })
-    .await;
+    if writer.queue(reply).is_ok() {
+        let _ = tokio::time::timeout(FAREWELL_DEADLINE, writer.shutdown()).await;
+    }
 }
 
 fn bad_request(detail: impl Into<String>) -> ErrorReply {
@@ -316,8 +313,11 @@ async fn serve_member<R, W>(
 
     let read_loop = async {
         let mut rate = RateLimit::new(config.rate_per_sec, RATE_BURST.max(config.rate_per_sec));
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        let mut ping = {
+            // Short idle deadlines (tests, tuned rooms) need pings to match.
+            let every = PING_INTERVAL.min(config.idle_timeout / 3);
+            tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+        };
         let ping_frame = json(&ServerEvent::Ping);
         let mut last_heard = Instant::now();
         loop {
@@ -405,6 +405,8 @@ async fn serve_member<R, W>(
     }
     drop(membership);
     match ending {
+        // At most one write buffer of older frames goes before the reason;
+        // the rest of the backlog stays in the dropped queue.
         Ending::Fault(reply) => farewell(&mut writer, &reply).await,
         Ending::Left => {
             let _ = tokio::time::timeout(FAREWELL_DEADLINE, writer.shutdown()).await;
