@@ -163,6 +163,11 @@ impl Raw {
         self.write.write_all(&bytes).await.unwrap();
     }
 
+    /// Half-closes: the server sees end of stream, we can still read.
+    pub async fn shutdown_write(&mut self) {
+        let _ = self.write.shutdown().await;
+    }
+
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
         let _ = self.write.write_all(bytes).await;
     }
