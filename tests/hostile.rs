@@ -10,7 +10,6 @@ use cmd_chat::client::{Client, Event};
 use cmd_chat::crypto::srp::ClientSession;
 use common::*;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 /// A room with one member who has said one thing.
 struct Scene {
