@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// `ps` and in your shell history; prefer the prompt or the variable.
     #[arg(short, long, env = PASSWORD_ENV, hide_env_values = true)]
     pub password: Option<String>,
+    /// Read the password from the first line of standard input (for scripts
+    /// and secret managers: it then shows nowhere).
+    #[arg(long)]
+    pub password_stdin: bool,
     /// Also admit original (Python) cmd-chat 1.x clients. Their sessions are
     /// not sealed: names, join/leave events and ciphertext are visible on the network.
     #[arg(long)]
@@ -106,6 +110,10 @@ pub struct ConnectArgs {
     /// `ps` and in your shell history; prefer the prompt or the variable.
     #[arg(env = PASSWORD_ENV, hide_env_values = true)]
     pub password: Option<String>,
+    /// Read the password from the first line of standard input; the lines
+    /// after it are the chat input (scripting mode).
+    #[arg(long)]
+    pub password_stdin: bool,
     /// Allow joining an original cmd-chat 1.x server. Its sessions are not
     /// sealed: the room is visible on the network.
     #[arg(long)]
@@ -138,9 +146,46 @@ fn fail(code: u8, message: &str) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// The password from the argument or variable, else a no-echo prompt.
-fn obtain_password(given: Option<String>) -> Result<Password, String> {
+/// Longest password line `--password-stdin` reads.
+const MAX_PASSWORD_LINE: usize = 4096;
+
+/// Reads one line from standard input without any buffering, so the password
+/// is left nowhere but in the returned (self-wiping) value, and whatever
+/// follows the line stays unread for the chat.
+fn password_from_stdin() -> Result<Password, String> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| format!("cannot read standard input: {e}"))?;
+    let mut input = std::fs::File::from(fd);
+    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(64));
+    let mut byte = [0u8; 1];
+    loop {
+        match input.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot read the password from standard input: {e}")),
+        }
+        if line.len() > MAX_PASSWORD_LINE {
+            return Err("the password line on standard input is too long".into());
+        }
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    zeroize::Zeroize::zeroize(&mut byte);
+    Ok(Password::from_bytes(std::mem::take(&mut *line)))
+}
+
+/// The password from the argument or variable, from standard input, or else
+/// from a no-echo prompt.
+fn obtain_password(given: Option<String>, from_stdin: bool) -> Result<Password, String> {
     let password = match given {
+        _ if from_stdin => password_from_stdin()?,
         Some(p) => Password::new(p),
         None if std::io::stdin().is_terminal() => rpassword::prompt_password("Room password: ")
             .map(Password::new)
@@ -184,7 +229,7 @@ fn shareable_host(bound: SocketAddr) -> String {
 
 async fn serve(args: ServeArgs) -> ExitCode {
     init_logging("info");
-    let password = match obtain_password(args.password) {
+    let password = match obtain_password(args.password, args.password_stdin) {
         Ok(p) => p,
         Err(e) => return fail(exit_code::USAGE, &e),
     };
@@ -259,7 +304,7 @@ async fn shutdown_signal() {
 async fn connect(args: ConnectArgs) -> ExitCode {
     init_logging("warn");
     let scripting = args.json || !std::io::stdin().is_terminal();
-    let password = match obtain_password(args.password) {
+    let password = match obtain_password(args.password, args.password_stdin) {
         Ok(p) => p,
         Err(e) => return fail(exit_code::USAGE, &e),
     };

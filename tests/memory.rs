@@ -1,0 +1,254 @@
+//! Secrets in memory: after a chat, the running server's memory holds neither
+//! the password nor any plaintext; a client that has left the room holds
+//! neither either. Memory is read through /proc/PID/mem (Linux; the reader is
+//! the parent of the inspected process, as ptrace rules require).
+
+mod common;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::process::{Child, Command, Stdio};
+
+use cmd_chat::client::Event;
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cmd-chat");
+
+/// Every readable, writable mapping of `pid`, concatenated: heap, stacks,
+/// anonymous memory, and the data sections. Read-only file mappings (the
+/// binary's code and constants, shared libraries) cannot hold runtime secrets.
+fn writable_memory(pid: u32) -> Vec<u8> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read maps");
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("open /proc/PID/mem");
+    let mut all = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let range = fields.next().unwrap();
+        let perms = fields.next().unwrap();
+        if !perms.starts_with("rw") || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        let mut chunk = vec![0u8; (end - start) as usize];
+        if mem.seek(SeekFrom::Start(start)).is_ok() && mem.read_exact(&mut chunk).is_ok() {
+            all.extend_from_slice(&chunk);
+        }
+    }
+    assert!(
+        all.len() > 100_000,
+        "read only {} bytes of memory",
+        all.len()
+    );
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+fn canary(label: &str) -> String {
+    format!("{label}-{:016x}", rand::random::<u64>())
+}
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `cmd-chat serve` with the password given on standard input.
+fn spawn_server(password: &str, extra: &[&str]) -> (Reaped, u16) {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "127.0.0.1",
+            "0",
+            "--password-stdin",
+            "--kdf-memory",
+            "8",
+        ])
+        .args(extra)
+        .env_remove("CMD_CHAT_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{password}").unwrap();
+    drop(stdin);
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let port = line
+        .strip_prefix("cmd-chat room listening on 127.0.0.1:")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected banner {line:?}"))
+        .parse()
+        .unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (Reaped(child), port)
+}
+
+fn config(port: u16, name: &str, password: &str) -> cmd_chat::client::ClientConfig {
+    cmd_chat::client::ClientConfig {
+        server: format!("127.0.0.1:{port}"),
+        username: name.into(),
+        password: cmd_chat::crypto::Password::new(password.into()),
+        allow_legacy: true,
+    }
+}
+
+async fn chat_through(port: u16, password: &str, ann_name: &str, plaintext: &str) {
+    let mut ann = cmd_chat::client::Client::connect(config(port, ann_name, password))
+        .await
+        .unwrap();
+    let mut bob = cmd_chat::client::Client::connect(config(port, "bob", password))
+        .await
+        .unwrap();
+    for i in 0..20 {
+        ann.send(&format!("{plaintext} #{i}")).await.unwrap();
+    }
+    let mut received = 0;
+    while received < 20 {
+        if let Event::Message(m) = next(&mut bob).await {
+            assert!(m.text.starts_with(plaintext));
+            received += 1;
+        }
+    }
+    ann.leave().await.unwrap();
+    bob.leave().await.unwrap();
+}
+
+async fn server_memory_after_a_chat(extra: &[&str]) {
+    let password = canary("PASSWORD");
+    let plaintext = canary("PLAINTEXT");
+    let name = canary("NAME");
+    let (server, port) = spawn_server(&password, extra);
+    chat_through(port, &password, &name[..20], &plaintext).await;
+    let memory = writable_memory(server.0.id());
+    // The scan works: it finds what the server legitimately keeps.
+    assert!(
+        contains(&memory, &name[..20]),
+        "the scan should find the member's name"
+    );
+    assert!(
+        !contains(&memory, &password),
+        "the password is in the server's memory"
+    );
+    assert!(
+        !contains(&memory, &plaintext),
+        "a message's plaintext is in the server's memory"
+    );
+}
+
+#[tokio::test]
+async fn a_native_server_holds_no_password_and_no_plaintext() {
+    server_memory_after_a_chat(&[]).await;
+}
+
+#[tokio::test]
+async fn a_legacy_server_holds_no_password_and_no_plaintext() {
+    server_memory_after_a_chat(&["--allow-legacy"]).await;
+}
+
+/// Run as a child process by `a_client_that_left_holds_no_password_or_plaintext`:
+/// joins, chats, leaves, says so, and waits to be inspected.
+#[tokio::test]
+#[ignore = "helper process for the client memory test"]
+async fn client_probe() {
+    let Ok(port) = std::env::var("CMD_CHAT_PROBE_PORT") else {
+        return;
+    };
+    // Unbuffered, so no copy stays behind in the standard library's stdin buffer.
+    let mut input = std::fs::File::from(
+        std::os::fd::AsFd::as_fd(&std::io::stdin())
+            .try_clone_to_owned()
+            .unwrap(),
+    );
+    let mut line = zeroize::Zeroizing::new(Vec::new());
+    let mut byte = [0u8; 1];
+    while input.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    let split = line.iter().position(|&b| b == b' ').unwrap();
+    let password = zeroize::Zeroizing::new(String::from_utf8(line[..split].to_vec()).unwrap());
+    let plaintext = zeroize::Zeroizing::new(String::from_utf8(line[split + 1..].to_vec()).unwrap());
+    drop(line);
+    {
+        let mut client =
+            cmd_chat::client::Client::connect(config(port.parse().unwrap(), "probe", &password))
+                .await
+                .unwrap();
+        client.send(&plaintext).await.unwrap();
+        loop {
+            if let Event::Message(m) = next(&mut client).await
+                && m.text == *plaintext
+            {
+                break;
+            }
+        }
+        client.leave().await.unwrap();
+    }
+    drop(password);
+    drop(plaintext);
+    println!("\nPROBE-LEFT-THE-ROOM");
+    std::io::stdout().flush().unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+}
+
+#[tokio::test]
+async fn a_client_that_left_holds_no_password_or_plaintext() {
+    let password = canary("PASSWORD");
+    let plaintext = canary("PLAINTEXT");
+    let (_server, port) = spawn_server(&password, &[]);
+    let mut probe = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "client_probe",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("CMD_CHAT_PROBE_PORT", port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(probe.stdin.take().unwrap(), "{password} {plaintext}").unwrap();
+    let mut out = std::io::BufReader::new(probe.stdout.take().unwrap());
+    let probe = Reaped(probe);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert_ne!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap(),
+            0,
+            "the probe exited early"
+        );
+        if line.trim() == "PROBE-LEFT-THE-ROOM" {
+            break;
+        }
+    }
+    let memory = writable_memory(probe.0.id());
+    assert!(
+        contains(&memory, "probe"),
+        "the scan should find the client's name"
+    );
+    assert!(
+        !contains(&memory, &password),
+        "the password is in the departed client's memory"
+    );
+    assert!(
+        !contains(&memory, &plaintext),
+        "a message's plaintext is in the departed client's memory"
+    );
+}
