@@ -1,8 +1,10 @@
 //! The client side: one core ([`Client`]) and the front ends built on it.
 
+pub mod command;
 mod core;
 pub mod error;
 pub mod line;
+pub mod render;
 pub mod sanitize;
 pub mod script;
 
