@@ -252,7 +252,9 @@ async fn connect(args: ConnectArgs) -> ExitCode {
         if scripting {
             client::script::run(client, stdin, stdout).await
         } else {
-            client::line::run(client, stdin, stdout).await
+            let bell = std::io::stdout().is_terminal();
+            let theme = client::render::Theme::Plain;
+            client::line::run(client, stdin, stdout, theme, bell, std::future::pending()).await
         }
     }
     .await;

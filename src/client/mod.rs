@@ -7,6 +7,7 @@ pub mod line;
 pub mod render;
 pub mod sanitize;
 pub mod script;
+mod session;
 
 pub use core::{ChatMessage, Client, ClientConfig, Event, Transport};
 pub use error::{ClientError, exit_code};
