@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::{self, Client, ClientConfig, ClientError, exit_code};
+use crate::client::render::Theme;
+use crate::client::{self, Client, ClientConfig, ClientError, exit_code, terminal};
 use crate::crypto::Password;
 use crate::server::{Server, ServerConfig, limits};
 
@@ -42,10 +43,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// Join a room.
     ///
-    /// On a terminal this opens the chat. With --json, or when standard input
-    /// is not a terminal, it runs the scripting mode: each input line is a
-    /// message (or /who, /clear, /quit) and each event is one JSON line on
-    /// standard output.
+    /// On a terminal this opens the chat: line editing with incoming messages
+    /// printed above what you type, /help for the commands, Tab to complete
+    /// commands and names. Input history stays in memory, never on disk.
+    ///
+    /// With --json, or when standard input is not a terminal, it runs the
+    /// scripting mode: each input line is a message (or /who, /clear, /quit)
+    /// and each event is one JSON line on standard output.
     Connect(ConnectArgs),
 }
 
@@ -94,6 +98,10 @@ pub struct ConnectArgs {
     /// Scripting mode even on a terminal: JSON events out, lines in.
     #[arg(long)]
     pub json: bool,
+    /// No colours in the chat; your name and mentions of it stay bold and
+    /// reversed. Setting NO_COLOR (to anything) does the same.
+    #[arg(long)]
+    pub no_color: bool,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -224,9 +232,36 @@ async fn shutdown_signal() {
     }
 }
 
+/// Completes when the person or the system asks a member to go: Ctrl-C
+/// while the line editor is not reading (it reads Ctrl-C as a key), SIGTERM,
+/// or SIGHUP when the terminal closes. The member then leaves cleanly.
+async fn leave_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hangup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = hangup.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 async fn connect(args: ConnectArgs) -> ExitCode {
     init_logging("warn");
     let scripting = args.json || !std::io::stdin().is_terminal();
+    let no_color = args.no_color;
     let password = match obtain_password(args.password) {
         Ok(p) => p,
         Err(e) => return fail(exit_code::USAGE, &e),
@@ -247,14 +282,24 @@ async fn connect(args: ConnectArgs) -> ExitCode {
         if client.transport() == client::Transport::Legacy {
             eprintln!("cmd-chat: warning: legacy server: this room is visible on the network");
         }
-        let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-        let stdout = tokio::io::stdout();
         if scripting {
-            client::script::run(client, stdin, stdout).await
-        } else {
-            let bell = std::io::stdout().is_terminal();
-            let theme = client::render::Theme::Plain;
-            client::line::run(client, stdin, stdout, theme, bell, std::future::pending()).await
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            return client::script::run(client, stdin, tokio::io::stdout()).await;
+        }
+        let options = terminal::Options {
+            theme: Theme::for_terminal(no_color),
+        };
+        match terminal::Terminal::open(client.username(), options) {
+            Ok(term) => term.run(client, leave_signal()).await,
+            Err(unsupported) => {
+                // TERM=dumb, or output that is not a terminal: the same chat,
+                // one plain line at a time.
+                tracing::debug!("{unsupported}; using the plain line interface");
+                let bell = std::io::stdout().is_terminal();
+                let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+                let stdout = tokio::io::stdout();
+                client::line::run(client, stdin, stdout, Theme::Plain, bell, leave_signal()).await
+            }
         }
     }
     .await;

@@ -585,7 +585,10 @@ mod tests {
         assert_eq!(at("ANN: ann."), ["ANN", "ann"]);
         assert!(at("joanna anne annual").is_empty());
         assert!(at("").is_empty());
-        assert_eq!(mention_ranges("héllo Zoë!", "zoë"), vec![Range { start: 7, end: 11 }]);
+        assert_eq!(
+            mention_ranges("héllo Zoë!", "zoë"),
+            vec![Range { start: 7, end: 11 }]
+        );
     }
 
     #[test]
