@@ -364,6 +364,20 @@ mod tests {
             ("10.0.0.1", 3000, "ann")
         );
         assert_eq!(args.password.as_deref(), Some("x"));
+        assert!(!args.no_color && !args.json);
+        let cli = Cli::try_parse_from([
+            "cmd-chat",
+            "connect",
+            "10.0.0.1",
+            "3000",
+            "ann",
+            "--no-color",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Connect(ConnectArgs { no_color: true, .. })
+        ));
         assert!(Cli::try_parse_from(["cmd-chat", "serve", "not-an-ip", "3000"]).is_err());
     }
 }

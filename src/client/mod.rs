@@ -1,7 +1,7 @@
 //! The client side: one core ([`Client`]) and the front ends built on it.
 //!
 //! - [`terminal`]: the interactive UI `cmd-chat connect` opens on a terminal.
-//! - [`line`]: the same session over plain standard input and output, where
+//! - [`mod@line`]: the same session over plain standard input and output, where
 //!   the terminal UI cannot run.
 //! - [`script`]: JSON events out, lines in, for programs.
 //!

@@ -4,7 +4,7 @@
 //! rustyline's `readline` blocks, so it runs on a thread of its own. Three
 //! parties talk over channels:
 //!
-//! - the **session** (a tokio task, [`super::session`]) owns the [`Client`],
+//! - the **session** (a tokio task, `session.rs`) owns the [`Client`],
 //!   renders events and handles each line;
 //! - the **input thread** owns the editor; it waits for a prompt, reads one
 //!   line, and sends it to the session;
