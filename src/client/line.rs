@@ -14,7 +14,9 @@ use super::{Client, ClientError};
 
 /// Standard input and output as a [`Screen`].
 struct LineScreen<R, W> {
+    /// Standard input, a line at a time.
     input: Lines<R>,
+    /// Standard output, flushed after every write.
     output: W,
     /// Whether mentions may ring the bell (only on a terminal).
     bell: bool,

@@ -171,6 +171,7 @@ pub fn mention_ranges(text: &str, name: &str) -> Vec<Range<usize>> {
 /// Lines to show, and whether to ring the bell for them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shown {
+    /// Ready for the terminal: sanitized, styled, no trailing newlines.
     pub lines: Vec<String>,
     /// Someone mentioned us just now. Front ends ring the bell by writing
     /// `\x07` themselves; a peer's own `\x07` never gets through [`sanitize`].
@@ -189,6 +190,7 @@ pub enum PromptKind {
 /// The prompt in front of the input line, in both forms a line editor wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {
+    /// What the answer means; only chat lines go into input history.
     pub kind: PromptKind,
     /// Without escape codes: what the line editor measures, and shows when
     /// colour is off.
@@ -203,6 +205,7 @@ pub struct Renderer {
     /// Whose screen this is: our name is bold, and a mention of it is
     /// highlighted and rings the bell.
     me: String,
+    /// How much styling to add.
     theme: Theme,
 }
 

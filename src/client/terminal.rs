@@ -117,8 +117,11 @@ enum Output {
 
 /// The terminal as the session sees it.
 struct TermScreen {
+    /// To the printer thread: text, and prompts in order after it.
     output: mpsc::Sender<Output>,
+    /// From the input thread: one line per prompt.
     input: mpsc::Receiver<Input>,
+    /// Shared with the completer on the input thread.
     names: Arc<Mutex<Vec<String>>>,
     /// Set if the terminal failed under us.
     broken: Option<String>,
@@ -181,8 +184,12 @@ impl Screen for TermScreen {
 
 /// A terminal ready to run the chat on.
 pub struct Terminal {
+    /// Moves to the input thread.
     editor: ChatEditor,
+    /// Prints above the prompt while the editor reads; moves to the printer
+    /// thread.
     printer: Box<dyn rustyline::ExternalPrinter + Send>,
+    /// The members, for the editor's completer.
     names: Arc<Mutex<Vec<String>>>,
     theme: Theme,
     /// Puts the terminal back however the session ends.
