@@ -6,7 +6,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cmd-chat");
@@ -91,34 +90,38 @@ impl Drop for Server {
     }
 }
 
-/// A private tmux server (its own socket), killed when dropped, pass or fail.
+/// A private tmux server, killed when dropped, pass or fail. Its socket and
+/// config live in a temporary directory of their own, removed with it, so
+/// runs never meet each other or a person's tmux, and leave nothing behind.
 struct Tmux {
-    socket: String,
-    config: tempfile::NamedTempFile,
+    dir: tempfile::TempDir,
 }
 
 impl Tmux {
     fn new() -> Tmux {
-        static COUNT: AtomicU32 = AtomicU32::new(0);
-        let socket = format!(
-            "cmd-chat-test-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut config = tempfile::NamedTempFile::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
         // Keep a pane after its shell exits, so its last screen can be read;
         // no status bar.
-        writeln!(config, "set -g remain-on-exit on\nset -g status off").unwrap();
-        Tmux { socket, config }
+        std::fs::write(
+            dir.path().join("tmux.conf"),
+            "set -g remain-on-exit on\nset -g status off\n",
+        )
+        .unwrap();
+        Tmux { dir }
+    }
+
+    /// `tmux` talking to this server.
+    fn tmux(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-S")
+            .arg(self.dir.path().join("tmux.sock"))
+            .arg("-f")
+            .arg(self.dir.path().join("tmux.conf"));
+        cmd
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let output = Command::new("tmux")
-            .args(["-L", &self.socket, "-f"])
-            .arg(self.config.path())
-            .args(args)
-            .output()
-            .expect("run tmux");
+        let output = self.tmux().args(args).output().expect("run tmux");
         assert!(
             output.status.success(),
             "tmux {args:?}: {}",
@@ -172,9 +175,8 @@ impl Tmux {
 
     /// Pastes `text` as a terminal does: bracketed, if the program asked.
     fn paste(&self, name: &str, text: &str) {
-        let mut load = Command::new("tmux")
-            .args(["-L", &self.socket, "-f"])
-            .arg(self.config.path())
+        let mut load = self
+            .tmux()
             .args(["load-buffer", "-b", "paste", "-"])
             .stdin(Stdio::piped())
             .spawn()
@@ -252,8 +254,9 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+        let _ = self
+            .tmux()
+            .arg("kill-server")
             .stderr(Stdio::null())
             .status();
     }
