@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::{self, Client, ClientConfig, ClientError, exit_code};
+use crate::client::render::Theme;
+use crate::client::{self, Client, ClientConfig, ClientError, exit_code, terminal};
 use crate::crypto::Password;
 use crate::crypto::kdf::KdfParams;
 use crate::server::{Server, ServerConfig, limits};
@@ -43,10 +44,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// Join a room.
     ///
-    /// On a terminal this opens the chat. With --json, or when standard input
-    /// is not a terminal, it runs the scripting mode: each input line is a
-    /// message (or /who, /clear, /quit) and each event is one JSON line on
-    /// standard output.
+    /// On a terminal this opens the chat: line editing with incoming messages
+    /// printed above what you type, /help for the commands, Tab to complete
+    /// commands and names. Input history stays in memory, never on disk.
+    ///
+    /// With --json, or when standard input is not a terminal, it runs the
+    /// scripting mode: each input line is a message (or /who, /clear, /quit)
+    /// and each event is one JSON line on standard output.
     Connect(ConnectArgs),
 }
 
@@ -121,6 +125,10 @@ pub struct ConnectArgs {
     /// Scripting mode even on a terminal: JSON events out, lines in.
     #[arg(long)]
     pub json: bool,
+    /// No colours in the chat; your name and mentions of it stay bold and
+    /// reversed. Setting NO_COLOR (to anything) does the same.
+    #[arg(long)]
+    pub no_color: bool,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -301,9 +309,36 @@ async fn shutdown_signal() {
     }
 }
 
+/// Completes when the person or the system asks a member to go: Ctrl-C
+/// while the line editor is not reading (it reads Ctrl-C as a key), SIGTERM,
+/// or SIGHUP when the terminal closes. The member then leaves cleanly.
+async fn leave_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hangup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = hangup.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 async fn connect(args: ConnectArgs) -> ExitCode {
     init_logging("warn");
     let scripting = args.json || !std::io::stdin().is_terminal();
+    let no_color = args.no_color;
     let password = match obtain_password(args.password, args.password_stdin) {
         Ok(p) => p,
         Err(e) => return fail(exit_code::USAGE, &e),
@@ -324,12 +359,24 @@ async fn connect(args: ConnectArgs) -> ExitCode {
         if client.transport() == client::Transport::Legacy {
             eprintln!("cmd-chat: warning: legacy server: this room is visible on the network");
         }
-        let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-        let stdout = tokio::io::stdout();
         if scripting {
-            client::script::run(client, stdin, stdout).await
-        } else {
-            client::line::run(client, stdin, stdout).await
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            return client::script::run(client, stdin, tokio::io::stdout()).await;
+        }
+        let options = terminal::Options {
+            theme: Theme::for_terminal(no_color),
+        };
+        match terminal::Terminal::open(client.username(), options) {
+            Ok(term) => term.run(client, leave_signal()).await,
+            Err(unsupported) => {
+                // TERM=dumb, or output that is not a terminal: the same chat,
+                // one plain line at a time.
+                tracing::debug!("{unsupported}; using the plain line interface");
+                let bell = std::io::stdout().is_terminal();
+                let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+                let stdout = tokio::io::stdout();
+                client::line::run(client, stdin, stdout, Theme::Plain, bell, leave_signal()).await
+            }
         }
     }
     .await;
@@ -394,6 +441,20 @@ mod tests {
             ("10.0.0.1", 3000, "ann")
         );
         assert_eq!(args.password.as_deref(), Some("x"));
+        assert!(!args.no_color && !args.json);
+        let cli = Cli::try_parse_from([
+            "cmd-chat",
+            "connect",
+            "10.0.0.1",
+            "3000",
+            "ann",
+            "--no-color",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Connect(ConnectArgs { no_color: true, .. })
+        ));
         assert!(Cli::try_parse_from(["cmd-chat", "serve", "not-an-ip", "3000"]).is_err());
     }
 }

@@ -339,13 +339,14 @@ impl Client {
     }
 
     /// Encrypts `text` with the room key and sends it. The server echoes it
-    /// back to everyone, us included.
+    /// back to everyone, us included. [`ClientError::MessageTooLong`] leaves
+    /// the session usable: nothing was sent.
     pub async fn send(&mut self, text: &str) -> Result<(), ClientError> {
         let token = self.cipher.encrypt(text);
-        if let Err(e) = token::check_shape(&token) {
-            return Err(ClientError::Protocol(format!(
-                "{e} (about 44 KiB of text fits in one message)"
-            )));
+        match token::check_shape(&token) {
+            Ok(()) => {}
+            Err(token::TokenError::TooLong) => return Err(ClientError::MessageTooLong),
+            Err(e) => return Err(ClientError::Protocol(e.to_string())),
         }
         self.send_frame(&ClientFrame::Message { text: token }).await
     }

@@ -57,6 +57,11 @@ pub enum ClientError {
     RoomFull,
     #[error("the server refused the connection: {0}")]
     Refused(String),
+    /// Refused before sending; the session goes on.
+    #[error(
+        "that message is too long to send: about 44 KiB of text fits in one message. Nothing was sent"
+    )]
+    MessageTooLong,
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("the connection to the server was lost: {0}")]
@@ -80,6 +85,7 @@ impl ClientError {
             ClientError::LegacyServer(_)
             | ClientError::RoomFull
             | ClientError::Refused(_)
+            | ClientError::MessageTooLong
             | ClientError::Protocol(_) => PROTOCOL,
             ClientError::ConnectionLost(_) | ClientError::RoomClosed | ClientError::Kicked(_) => {
                 CONNECTION_LOST

@@ -1,117 +1,85 @@
-//! A plain line-oriented terminal front end: one line per event, one message
-//! per input line. Everything a peer sent is sanitized before printing.
+//! The plain line front end: the same session as the terminal UI (commands,
+//! rendering, sanitizing), over ordinary standard input and output with no
+//! line editing. It is the fallback where the terminal UI cannot run: a
+//! terminal rustyline does not support (`TERM=dumb`), or output that is not a
+//! terminal.
 
-use chrono::{DateTime, Local};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use std::future::Future;
 
-use super::sanitize::{sanitize, sanitize_lines};
-use super::{Client, ClientError, Event, Transport};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, Lines};
 
-const HELP: &str = "commands: /who (who is here)  /clear (wipe the room's history for everyone)  /quit or q (leave)";
+use super::render::{Prompt, PromptKind, Theme};
+use super::session::{self, Screen};
+use super::{Client, ClientError};
 
-/// `HH:MM` in local time for a server timestamp: RFC 3339, or a naive ISO
-/// 8601 time taken as UTC (as some 1.x servers send); `--:--` if unreadable.
-pub fn local_hhmm(timestamp: &str) -> String {
-    let parsed = DateTime::parse_from_rfc3339(timestamp)
-        .map(|t| t.with_timezone(&Local))
-        .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(timestamp, "%Y-%m-%dT%H:%M:%S%.f")
-                .map(|t| t.and_utc().with_timezone(&Local))
-        });
-    parsed
-        .map(|t| t.format("%H:%M").to_string())
-        .unwrap_or_else(|_| "--:--".into())
+/// Standard input and output as a [`Screen`].
+struct LineScreen<R, W> {
+    /// Standard input, a line at a time.
+    input: Lines<R>,
+    /// Standard output, flushed after every write.
+    output: W,
+    /// Whether mentions may ring the bell (only on a terminal).
+    bell: bool,
 }
 
-/// The lines a person sees for an event.
-pub fn render(event: &Event) -> Vec<String> {
-    match event {
-        Event::Message(m) => {
-            let lines = sanitize_lines(&m.text);
-            let mut out = vec![format!(
-                "[{}] {}: {}",
-                local_hhmm(&m.timestamp),
-                sanitize(&m.from),
-                lines[0]
-            )];
-            out.extend(lines[1..].iter().map(|l| format!("        {l}")));
-            out
-        }
-        Event::Joined { user } => vec![format!("* {} joined", sanitize(user))],
-        Event::Left { user } => vec![format!("* {} left", sanitize(user))],
-        Event::Cleared => vec!["* the history was cleared".into()],
-        Event::Error { message } => vec![format!("! {}", sanitize(message))],
-        Event::Notice { message } => vec![format!("! server: {}", sanitize(message))],
+impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> LineScreen<R, W> {
+    async fn write(&mut self, text: &str) -> Result<(), ClientError> {
+        self.output
+            .write_all(text.as_bytes())
+            .await
+            .and(self.output.flush().await)
+            .map_err(|e| ClientError::ConnectionLost(format!("standard output closed: {e}")))
     }
 }
 
-async fn say<W: AsyncWrite + Unpin>(out: &mut W, lines: &[String]) -> Result<(), ClientError> {
-    let mut text = lines.join("\n");
-    text.push('\n');
-    out.write_all(text.as_bytes())
-        .await
-        .and(out.flush().await)
-        .map_err(|e| ClientError::ConnectionLost(format!("standard output closed: {e}")))
+impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Screen for LineScreen<R, W> {
+    async fn show(&mut self, lines: Vec<String>, bell: bool) -> Result<(), ClientError> {
+        let mut text = if bell && self.bell {
+            "\x07".to_owned()
+        } else {
+            String::new()
+        };
+        for line in lines {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        self.write(&text).await
+    }
+
+    async fn next_line(&mut self) -> Option<String> {
+        // A read error ends the input like end of file does.
+        let line = self.input.next_line().await.ok().flatten()?;
+        Some(line.strip_suffix('\r').map(str::to_owned).unwrap_or(line))
+    }
+
+    async fn ready(&mut self, prompt: Prompt) -> Result<(), ClientError> {
+        // No prompt for chat lines (they would tangle with incoming ones), but
+        // a question must be seen.
+        match prompt.kind {
+            PromptKind::Chat => Ok(()),
+            PromptKind::ConfirmClear => self.write(&prompt.raw).await,
+        }
+    }
 }
 
-/// Runs until `/quit`, end of input, or a fatal error.
-pub async fn run<R, W>(mut client: Client, input: R, mut output: W) -> Result<(), ClientError>
+/// Runs until `/quit`, end of input, `shutdown`, or a fatal error. `bell`
+/// allows mentions to ring the terminal bell.
+pub async fn run<R, W>(
+    client: Client,
+    input: R,
+    output: W,
+    theme: Theme,
+    bell: bool,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ClientError>
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let sealing = match client.transport() {
-        Transport::Sealed => "sealed: nothing is readable on the network",
-        Transport::Legacy => "LEGACY: names and ciphertext are visible on the network",
+    let mut screen = LineScreen {
+        input: input.lines(),
+        output,
+        bell,
     };
-    say(
-        &mut output,
-        &[
-            format!(
-                "* joined {} as {} ({sealing})",
-                client.server(),
-                sanitize(client.username())
-            ),
-            format!(
-                "* online: {}",
-                client
-                    .users()
-                    .iter()
-                    .map(|u| sanitize(u))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            format!(
-                "* {} earlier messages replayed; {HELP}",
-                client.history_count()
-            ),
-        ],
-    )
-    .await?;
-    let mut lines = input.lines();
-    loop {
-        tokio::select! {
-            line = lines.next_line() => {
-                let Some(line) = line.map_err(|e| ClientError::Protocol(format!("reading input: {e}")))? else {
-                    break;
-                };
-                match line.trim() {
-                    "" => {}
-                    "/quit" | "/exit" | "q" => break,
-                    "/help" => say(&mut output, &[HELP.to_owned()]).await?,
-                    "/clear" => client.clear().await?,
-                    "/who" => {
-                        let users = client.users().iter().map(|u| sanitize(u)).collect::<Vec<_>>().join(", ");
-                        say(&mut output, &[format!("* online: {users}")]).await?;
-                    }
-                    cmd if cmd.starts_with('/') => {
-                        say(&mut output, &[format!("! unknown command {}; {HELP}", sanitize(cmd))]).await?;
-                    }
-                    _ => client.send(&line).await?,
-                }
-            }
-            event = client.next_event() => say(&mut output, &render(&event?)).await?,
-        }
-    }
-    client.leave().await
+    session::run(client, &mut screen, theme, shutdown).await
 }

@@ -1,10 +1,23 @@
 //! The client side: one core ([`Client`]) and the front ends built on it.
+//!
+//! - [`terminal`]: the interactive UI `cmd-chat connect` opens on a terminal.
+//! - [`mod@line`]: the same session over plain standard input and output, where
+//!   the terminal UI cannot run.
+//! - [`script`]: JSON events out, lines in, for programs.
+//!
+//! The two human front ends share [`command`] (what a typed line means) and
+//! [`render`] (what an event looks like); everything a peer sent passes
+//! through [`sanitize`] on its way to the screen.
 
+pub mod command;
 mod core;
 pub mod error;
 pub mod line;
+pub mod render;
 pub mod sanitize;
 pub mod script;
+mod session;
+pub mod terminal;
 
 pub use core::{ChatMessage, Client, ClientConfig, Event, Transport};
 pub use error::{ClientError, exit_code};

@@ -1,0 +1,184 @@
+//! What a person types, parsed into a [`Command`] before anything is done
+//! with it, and what Tab offers to complete it with.
+
+use super::sanitize::sanitize;
+
+/// Commands Tab completes, in the order they are listed.
+pub const COMMANDS: [&str; 6] = ["/help", "/who", "/me", "/clear", "/quit", "/exit"];
+
+/// One line of input, understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// An empty or blank line: nothing to do.
+    Nothing,
+    /// A message, exactly as it is to be sent.
+    Say(&'a str),
+    /// `/me <action>`: sent as the text `/me <action>`, which every front end
+    /// shows as `* name action`.
+    Me(&'a str),
+    /// `/me` without an action.
+    MeUsage,
+    Help,
+    Who,
+    /// `/clear`: wipes the room for everyone, so it asks first.
+    Clear,
+    /// `/quit`, `/exit`, or a lone `q` as in the original cmd-chat.
+    Quit,
+    /// Something that looks like a command but is not one.
+    Unknown(&'a str),
+}
+
+/// Parses one input line. A line of several lines (a paste) is always a
+/// message, never a command. `//text` sends `/text`.
+pub fn parse(line: &str) -> Command<'_> {
+    if line.contains('\n') {
+        let text = line.trim_end_matches(['\n', '\r']);
+        return if text.trim().is_empty() {
+            Command::Nothing
+        } else {
+            Command::Say(text)
+        };
+    }
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        return Command::Nothing;
+    }
+    if trimmed == "q" {
+        return Command::Quit;
+    }
+    if trimmed.starts_with("//") {
+        return Command::Say(&line.trim_start()[1..]);
+    }
+    if !trimmed.starts_with('/') {
+        return Command::Say(line);
+    }
+    let (word, rest) = trimmed
+        .split_once(char::is_whitespace)
+        .map_or((trimmed, ""), |(w, r)| (w, r.trim()));
+    match word {
+        "/quit" | "/exit" => Command::Quit,
+        "/help" => Command::Help,
+        "/who" => Command::Who,
+        "/clear" => Command::Clear,
+        "/me" if rest.is_empty() => Command::MeUsage,
+        "/me" => Command::Me(rest),
+        other => Command::Unknown(other),
+    }
+}
+
+/// Whether an answer to a yes/no question means yes. Anything else is no.
+pub fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
+}
+
+/// Tab completion for the input line `line` with the cursor at byte `pos`:
+/// the byte where the completed word starts, and what it may become.
+///
+/// A word starting with `/` at the start of the line completes to a command;
+/// any other word (with or without a leading `@`) to the name of someone in
+/// the room. A name alone at the start of the line gets `": "` after it, the
+/// usual way to address someone. Names that would not survive
+/// [`sanitize`] unchanged are never offered, so completion cannot put a
+/// control character into the line.
+pub fn complete(line: &str, pos: usize, names: &[String], me: &str) -> (usize, Vec<String>) {
+    let Some(before) = line.get(..pos) else {
+        return (pos, Vec::new());
+    };
+    let start = before
+        .char_indices()
+        .rev()
+        .find(|(_, c)| c.is_whitespace())
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let word = &before[start..];
+    if start == 0 && word.starts_with('/') {
+        let found = COMMANDS
+            .iter()
+            .filter(|c| c.starts_with(word))
+            .map(|c| format!("{c} "))
+            .collect();
+        return (start, found);
+    }
+    let (at, prefix) = match word.strip_prefix('@') {
+        Some(rest) => ("@", rest),
+        None => ("", word),
+    };
+    let suffix = if start == 0 && at.is_empty() {
+        ": "
+    } else {
+        " "
+    };
+    let prefix = prefix.to_lowercase();
+    let mut found: Vec<String> = names
+        .iter()
+        .filter(|n| n.as_str() != me && sanitize(n) == **n)
+        .filter(|n| n.to_lowercase().starts_with(&prefix))
+        .map(|n| format!("{at}{n}{suffix}"))
+        .collect();
+    found.sort();
+    found.dedup();
+    (start, found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse(""), Command::Nothing);
+        assert_eq!(parse("   "), Command::Nothing);
+        assert_eq!(parse("hello  "), Command::Say("hello  "));
+        assert_eq!(parse("q"), Command::Quit);
+        assert_eq!(parse(" q "), Command::Quit);
+        assert_eq!(parse("q?"), Command::Say("q?"));
+        assert_eq!(parse("/quit"), Command::Quit);
+        assert_eq!(parse("/exit"), Command::Quit);
+        assert_eq!(parse("/help"), Command::Help);
+        assert_eq!(parse("/who"), Command::Who);
+        assert_eq!(parse("/clear"), Command::Clear);
+        assert_eq!(parse("/me waves  "), Command::Me("waves"));
+        assert_eq!(parse("/me"), Command::MeUsage);
+        assert_eq!(parse("/me   "), Command::MeUsage);
+        assert_eq!(parse("/meow"), Command::Unknown("/meow"));
+        assert_eq!(parse("/nick bob"), Command::Unknown("/nick"));
+        assert_eq!(parse("//etc/hosts"), Command::Say("/etc/hosts"));
+    }
+
+    #[test]
+    fn a_paste_is_one_message_even_if_it_starts_with_a_slash() {
+        assert_eq!(
+            parse("/usr/bin\n/quit\nthird\n"),
+            Command::Say("/usr/bin\n/quit\nthird")
+        );
+        assert_eq!(parse("\n\n"), Command::Nothing);
+    }
+
+    #[test]
+    fn yes_means_y_or_yes() {
+        for yes in ["y", "Y", " yes ", "YES"] {
+            assert!(is_yes(yes), "{yes}");
+        }
+        for no in ["", "n", "no", "yep", "sure"] {
+            assert!(!is_yes(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn tab_completes_commands_and_names() {
+        let names: Vec<String> = ["ann", "Annika", "bob", "eve\u{1b}[2J"]
+            .map(String::from)
+            .to_vec();
+        let c = |line: &str| complete(line, line.len(), &names, "bob");
+        assert_eq!(c("/c"), (0, vec!["/clear ".to_owned()]));
+        assert_eq!(c("/").1.len(), COMMANDS.len());
+        assert_eq!(c("an"), (0, vec!["Annika: ".into(), "ann: ".into()]));
+        assert_eq!(c("hi @an"), (3, vec!["@Annika ".into(), "@ann ".into()]));
+        assert_eq!(c("hi ANNI"), (3, vec!["Annika ".into()]));
+        assert_eq!(c("hi b").1, Vec::<String>::new(), "not our own name");
+        assert_eq!(c("hi e").1, Vec::<String>::new(), "never a hostile name");
+        assert_eq!(c("say /c").1, Vec::<String>::new(), "commands only first");
+        // The cursor in the middle of the line completes the word before it.
+        assert_eq!(complete("an rest", 2, &names, "bob").0, 0);
+        assert_eq!(complete("x", 5, &names, "bob").1, Vec::<String>::new());
+    }
+}

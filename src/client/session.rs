@@ -1,0 +1,373 @@
+//! The interactive session every human front end runs: it owns the
+//! [`Client`], waits on input and on the room at once, answers commands and
+//! renders events. Where lines come from and how they reach the screen is the
+//! [`Screen`]'s business: a rustyline editor in [`super::terminal`], plain
+//! standard input and output in [`super::line`].
+
+use std::future::Future;
+
+use super::command::{self, Command};
+use super::render::{PromptKind, Renderer, Theme, now_hhmm};
+use super::{Client, ClientError, Event};
+
+/// Where input comes from and output goes.
+pub(crate) trait Screen {
+    /// Shows lines, above the input line if there is one. `bell` rings the
+    /// terminal bell first.
+    async fn show(&mut self, lines: Vec<String>, bell: bool) -> Result<(), ClientError>;
+
+    /// The next line typed; `None` once the person has left (end of input,
+    /// Ctrl-C, Ctrl-D). Must be cancel-safe: it sits in a `select!`.
+    async fn next_line(&mut self) -> Option<String>;
+
+    /// Called once at the start and after every line: ask for the next one.
+    async fn ready(&mut self, prompt: super::render::Prompt) -> Result<(), ClientError>;
+
+    /// The members changed (for completion).
+    fn set_names(&mut self, _names: Vec<String>) {}
+
+    /// Lines `/help` adds about the keys this screen understands.
+    fn key_help(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// What `/help` says, one line per command.
+const HELP: [&str; 6] = [
+    "/who            who is in the room",
+    "/me <action>    say what you are doing: /me waves shows as * you waves",
+    "/clear          wipe the room's history for everyone (asks first)",
+    "/quit, /exit, q leave the room",
+    "//text          send a message that starts with a /",
+    "mention someone by name (or @name) and their terminal rings",
+];
+
+/// Runs the session until the person leaves, `shutdown` completes (a
+/// signal), or the room is lost; then leaves the room, which wipes the keys.
+pub(crate) async fn run<S: Screen>(
+    mut client: Client,
+    screen: &mut S,
+    theme: Theme,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ClientError> {
+    let look = Renderer::new(client.username(), theme);
+    screen.set_names(client.users());
+    screen
+        .show(
+            look.banner(
+                client.server(),
+                client.transport(),
+                &client.users(),
+                client.history_count(),
+            ),
+            false,
+        )
+        .await?;
+    screen.ready(look.prompt(PromptKind::Chat)).await?;
+    tokio::pin!(shutdown);
+    let mut asking = PromptKind::Chat;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            line = screen.next_line() => {
+                let Some(line) = line else { break };
+                let kind = std::mem::replace(&mut asking, PromptKind::Chat);
+                let next = match kind {
+                    PromptKind::ConfirmClear => confirm_clear(&mut client, screen, &look, &line).await?,
+                    PromptKind::Chat => match command::parse(&line) {
+                        Command::Quit => break,
+                        command => act(&mut client, screen, &look, command).await?,
+                    },
+                };
+                asking = next;
+                screen.ready(look.prompt(asking)).await?;
+            }
+            event = client.next_event() => {
+                let event = event?;
+                if matches!(event, Event::Joined { .. } | Event::Left { .. }) {
+                    screen.set_names(client.users());
+                }
+                let shown = look.event(&event, &now_hhmm());
+                screen.show(shown.lines, shown.bell).await?;
+            }
+        }
+    }
+    client.leave().await
+}
+
+/// Carries out one command; returns what the next line is asked for.
+async fn act<S: Screen>(
+    client: &mut Client,
+    screen: &mut S,
+    look: &Renderer,
+    command: Command<'_>,
+) -> Result<PromptKind, ClientError> {
+    match command {
+        Command::Nothing | Command::Quit => {}
+        Command::Say(text) => say(client, screen, look, text).await?,
+        Command::Me(action) => say(client, screen, look, &format!("/me {action}")).await?,
+        Command::MeUsage => {
+            let hint = look.info("usage: /me <action>, for example /me waves");
+            screen.show(vec![hint], false).await?;
+        }
+        Command::Help => {
+            let lines = HELP
+                .iter()
+                .chain(screen.key_help())
+                .map(|l| look.info(l))
+                .collect();
+            screen.show(lines, false).await?;
+        }
+        Command::Who => screen.show(vec![look.who(&client.users())], false).await?,
+        Command::Clear => return Ok(PromptKind::ConfirmClear),
+        Command::Unknown(word) => {
+            let hint = look.info(&format!(
+                "unknown command {word}: /help lists the commands; start with // to send a message beginning with /"
+            ));
+            screen.show(vec![hint], false).await?;
+        }
+    }
+    Ok(PromptKind::Chat)
+}
+
+/// Sends a message. One that is too long is refused locally and the
+/// session goes on; anything else that fails ends it.
+async fn say<S: Screen>(
+    client: &mut Client,
+    screen: &mut S,
+    look: &Renderer,
+    text: &str,
+) -> Result<(), ClientError> {
+    match client.send(text).await {
+        Err(e @ ClientError::MessageTooLong) => {
+            screen.show(vec![look.error(&e.to_string())], false).await
+        }
+        other => other,
+    }
+}
+
+/// The answer to "wipe the room's history for everyone?".
+async fn confirm_clear<S: Screen>(
+    client: &mut Client,
+    screen: &mut S,
+    look: &Renderer,
+    answer: &str,
+) -> Result<PromptKind, ClientError> {
+    if command::is_yes(answer) {
+        // The server's `cleared` event confirms it on every screen.
+        client.clear().await?;
+    } else {
+        screen.show(vec![look.info("not cleared")], false).await?;
+    }
+    Ok(PromptKind::Chat)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::client::ClientConfig;
+    use crate::client::render::Prompt;
+    use crate::crypto::Password;
+    use crate::server::{Server, ServerConfig};
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+    const PASSWORD: &str = "pw";
+
+    /// A screen the test types into and reads from.
+    struct FakeScreen {
+        typed: mpsc::UnboundedReceiver<String>,
+        shown: mpsc::UnboundedSender<(Vec<String>, bool)>,
+        prompts: mpsc::UnboundedSender<Prompt>,
+    }
+
+    impl Screen for FakeScreen {
+        async fn show(&mut self, lines: Vec<String>, bell: bool) -> Result<(), ClientError> {
+            let _ = self.shown.send((lines, bell));
+            Ok(())
+        }
+        async fn next_line(&mut self) -> Option<String> {
+            self.typed.recv().await
+        }
+        async fn ready(&mut self, prompt: Prompt) -> Result<(), ClientError> {
+            let _ = self.prompts.send(prompt);
+            Ok(())
+        }
+    }
+
+    /// The test's side of a [`FakeScreen`].
+    struct Person {
+        typing: mpsc::UnboundedSender<String>,
+        screen: mpsc::UnboundedReceiver<(Vec<String>, bool)>,
+        prompts: mpsc::UnboundedReceiver<Prompt>,
+        session: tokio::task::JoinHandle<Result<(), ClientError>>,
+    }
+
+    impl Person {
+        async fn join(addr: &str, name: &str) -> Person {
+            let client = Client::connect(ClientConfig {
+                server: addr.into(),
+                username: name.into(),
+                password: Password::new(PASSWORD.into()),
+                allow_legacy: false,
+            })
+            .await
+            .unwrap();
+            let (typing, typed) = mpsc::unbounded_channel();
+            let (shown, screen) = mpsc::unbounded_channel();
+            let (prompt_tx, prompts) = mpsc::unbounded_channel();
+            let session = tokio::spawn(async move {
+                let mut fake = FakeScreen {
+                    typed,
+                    shown,
+                    prompts: prompt_tx,
+                };
+                run(client, &mut fake, Theme::Plain, std::future::pending()).await
+            });
+            Person {
+                typing,
+                screen,
+                prompts,
+                session,
+            }
+        }
+
+        /// Types a line, and waits until the session asks for the next one.
+        async fn type_line(&mut self, line: &str) -> Prompt {
+            self.typing.send(line.into()).unwrap();
+            self.prompt().await
+        }
+
+        async fn prompt(&mut self) -> Prompt {
+            tokio::time::timeout(PATIENCE, self.prompts.recv())
+                .await
+                .expect("a prompt in time")
+                .expect("session alive")
+        }
+
+        /// Shown lines until one contains `needle`; returns that batch.
+        async fn until(&mut self, needle: &str) -> (Vec<String>, bool) {
+            loop {
+                let (lines, bell) = tokio::time::timeout(PATIENCE, self.screen.recv())
+                    .await
+                    .unwrap_or_else(|_| panic!("{needle:?} shown in time"))
+                    .expect("session alive");
+                if lines.iter().any(|l| l.contains(needle)) {
+                    return (lines, bell);
+                }
+            }
+        }
+    }
+
+    async fn room() -> (String, tokio::sync::oneshot::Sender<()>) {
+        let server = Server::bind(
+            "127.0.0.1:0",
+            ServerConfig::default(),
+            Password::new(PASSWORD.into()),
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr().unwrap().to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    #[tokio::test]
+    async fn a_session_as_a_person_sees_it() {
+        let (addr, _stop) = room().await;
+        let mut ann = Person::join(&addr, "ann").await;
+        let (banner, _) = ann.until("online").await;
+        assert!(banner[0].contains("sealed session"), "{banner:?}");
+        assert_eq!(ann.prompt().await.raw, "ann> ");
+
+        let mut bob = Person::join(&addr, "bob").await;
+        bob.prompt().await;
+        ann.until("bob joined").await;
+
+        ann.type_line("hello bob").await;
+        let (lines, bell) = bob.until("ann: hello bob").await;
+        assert!(bell, "a mention rings: {lines:?}");
+        let (_, bell) = ann.until("ann: hello bob").await;
+        assert!(!bell, "our own words never ring");
+
+        // `/me` goes out as its text and shows as an action.
+        ann.type_line("/me waves").await;
+        bob.until("* ann waves").await;
+
+        // Hostile text reaches the screen visibly and harmlessly.
+        ann.type_line("x\x1b[2J\x1b]0;title\x07\ry\u{202E}z").await;
+        let (lines, _) = bob.until("ann: x").await;
+        assert!(
+            lines[0].ends_with("ann: x^[[2J^[]0;title^G^My<U+202E>z"),
+            "{lines:?}"
+        );
+
+        // A paste is one message, shown as a block.
+        ann.type_line("line one\nline two\n").await;
+        let (lines, _) = bob.until("line one").await;
+        assert!(lines[0].ends_with("ann:"), "{lines:?}");
+        assert_eq!(&lines[1..], ["    line one", "    line two"]);
+
+        // Commands answer locally.
+        bob.type_line("/who").await;
+        bob.until("online (2): ann, bob").await;
+        bob.type_line("/nick").await;
+        bob.until("unknown command /nick").await;
+        bob.type_line("/me").await;
+        bob.until("usage: /me").await;
+        bob.type_line("/help").await;
+        bob.until("/clear").await;
+        let (lines, _) = {
+            bob.type_line(&"x".repeat(60 * 1024)).await;
+            bob.until("too long").await
+        };
+        assert!(lines[0].contains("Nothing was sent"), "{lines:?}");
+
+        // `/clear` asks first; only yes clears.
+        let asked = bob.type_line("/clear").await;
+        assert_eq!(asked.kind, PromptKind::ConfirmClear);
+        assert_eq!(bob.type_line("n").await.kind, PromptKind::Chat);
+        bob.until("not cleared").await;
+        bob.type_line("/clear").await;
+        bob.type_line("yes").await;
+        ann.until("history was cleared").await;
+
+        // `q` leaves; the other side sees it, and the session ends cleanly.
+        ann.typing.send("q".into()).unwrap();
+        tokio::time::timeout(PATIENCE, ann.session)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        bob.until("ann left").await;
+
+        // End of input (Ctrl-D) leaves too.
+        drop(bob.typing);
+        tokio::time::timeout(PATIENCE, bob.session)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn losing_the_room_ends_the_session_with_the_reason() {
+        let (addr, stop) = room().await;
+        let mut ann = Person::join(&addr, "ann").await;
+        ann.prompt().await;
+        let _ = stop.send(());
+        let result = tokio::time::timeout(PATIENCE, ann.session)
+            .await
+            .unwrap()
+            .unwrap();
+        let error = result.expect_err("the room closed");
+        assert!(matches!(error, ClientError::RoomClosed), "{error}");
+        assert_eq!(error.exit_code(), crate::client::exit_code::CONNECTION_LOST);
+    }
+}

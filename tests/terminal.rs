@@ -1,0 +1,443 @@
+//! The terminal UI as a person sees it: real `cmd-chat connect` processes in
+//! tmux panes, typed into with `send-keys`, read back with `capture-pane`.
+//!
+//! Needs tmux (`apt-get install tmux`). Without it the tests say so and pass,
+//! except under CI (the `CI` variable set), where they fail: CI installs it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cmd-chat");
+const PASSWORD: &str = "hunter2";
+
+/// Reads of a pane before giving up on what it should show. A safety net so
+/// a broken test fails instead of hanging, not a timing assertion.
+const TRIES: u32 = 200;
+const PAUSE: Duration = Duration::from_millis(75);
+
+/// What the shell around a client prints when it exits, before the code.
+const EXIT_MARK: &str = "[cmd-chat exited with ";
+
+/// Pane size: wide enough that no line under test wraps.
+const COLUMNS: &str = "160";
+const ROWS: &str = "40";
+
+/// Whether to run; panics under CI if tmux is missing.
+fn tmux_available() -> bool {
+    let found = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tmux is required under CI: .ci/run installs it with apt-get"
+        );
+        eprintln!("skipping: tmux is not installed (apt-get install tmux)");
+    }
+    found
+}
+
+/// `cmd-chat serve` on 127.0.0.1, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    /// Kept open: the server exits if it cannot print the rest of its banner.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "127.0.0.1", "0"])
+            .env("CMD_CHAT_PASSWORD", PASSWORD)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cmd-chat serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let port = loop {
+            line.clear();
+            let read = stdout.read_line(&mut line).expect("read the banner");
+            assert_ne!(read, 0, "the server exited before printing its port");
+            if let Some(rest) = line.strip_prefix("cmd-chat room listening on 127.0.0.1:") {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("a port number");
+            }
+        };
+        Server {
+            child,
+            port,
+            _stdout: stdout,
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A private tmux server, killed when dropped, pass or fail. Its socket and
+/// config live in a temporary directory of their own, removed with it, so
+/// runs never meet each other or a person's tmux, and leave nothing behind.
+struct Tmux {
+    dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        let dir = tempfile::tempdir().unwrap();
+        // Keep a pane after its shell exits, so its last screen can be read;
+        // no status bar.
+        std::fs::write(
+            dir.path().join("tmux.conf"),
+            "set -g remain-on-exit on\nset -g status off\n",
+        )
+        .unwrap();
+        Tmux { dir }
+    }
+
+    /// `tmux` talking to this server.
+    fn tmux(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-S")
+            .arg(self.dir.path().join("tmux.sock"))
+            .arg("-f")
+            .arg(self.dir.path().join("tmux.conf"));
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let output = self.tmux().args(args).output().expect("run tmux");
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Opens a session called `name` running `command`.
+    fn open(&self, name: &str, command: &[&str]) {
+        let mut args = vec![
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            COLUMNS,
+            "-y",
+            ROWS,
+            "-e",
+        ];
+        let password = format!("CMD_CHAT_PASSWORD={PASSWORD}");
+        args.push(&password);
+        args.push("--");
+        args.extend_from_slice(command);
+        self.run(&args);
+    }
+
+    /// Opens a session with `cmd-chat connect` as `name`, in a shell that
+    /// reports its exit code and then the terminal mode it left behind.
+    fn join(&self, name: &str, port: u16) {
+        let script =
+            format!("\"$0\" connect 127.0.0.1 \"$1\" \"$2\"; echo \"{EXIT_MARK}$?]\"; stty -a");
+        self.open(name, &["sh", "-c", &script, BIN, &port.to_string(), name]);
+    }
+
+    /// Types `text` literally, without Enter.
+    fn type_text(&self, name: &str, text: &str) {
+        self.run(&["send-keys", "-t", &format!("{name}:"), "-l", text]);
+    }
+
+    /// Presses keys by tmux name (`Enter`, `C-d`).
+    fn press(&self, name: &str, key: &str) {
+        self.run(&["send-keys", "-t", &format!("{name}:"), key]);
+    }
+
+    fn type_line(&self, name: &str, text: &str) {
+        self.type_text(name, text);
+        self.press(name, "Enter");
+    }
+
+    /// Pastes `text` as a terminal does: bracketed, if the program asked.
+    fn paste(&self, name: &str, text: &str) {
+        let mut load = self
+            .tmux()
+            .args(["load-buffer", "-b", "paste", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        load.stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        assert!(load.wait().unwrap().success());
+        self.run(&[
+            "paste-buffer",
+            "-p",
+            "-d",
+            "-b",
+            "paste",
+            "-t",
+            &format!("{name}:"),
+        ]);
+    }
+
+    /// What the pane shows now, wrapped lines joined, trailing blanks gone.
+    fn screen(&self, name: &str) -> Vec<String> {
+        let out = self.run(&["capture-pane", "-p", "-J", "-t", &format!("{name}:")]);
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_end().to_owned())
+            .collect();
+        while lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        lines
+    }
+
+    fn format(&self, name: &str, format: &str) -> String {
+        let out = self.run(&["display-message", "-p", "-t", &format!("{name}:"), format]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Reads the pane until `ok` holds; returns that screen.
+    fn wait_for(&self, name: &str, what: &str, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
+        for _ in 0..TRIES {
+            let screen = self.screen(name);
+            if ok(&screen) {
+                return screen;
+            }
+            std::thread::sleep(PAUSE);
+        }
+        panic!(
+            "{name}'s pane never showed {what}; it shows:\n{}",
+            self.screen(name).join("\n")
+        );
+    }
+
+    /// Waits for a line that contains `needle`.
+    fn wait_line(&self, name: &str, needle: &str) -> Vec<String> {
+        self.wait_for(name, needle, |s| s.iter().any(|l| l.contains(needle)))
+    }
+
+    /// Waits for an empty prompt (`name> `) on the last line.
+    fn wait_prompt(&self, name: &str) -> Vec<String> {
+        let prompt = format!("{name}>");
+        self.wait_for(name, "the prompt", |s| s.last() == Some(&prompt))
+    }
+
+    /// Waits for the client in the pane to exit; returns its exit code, as
+    /// the shell around it reports it. (tmux's own `pane_dead_status` can
+    /// stay empty: it may see the pane close and never reap the process.)
+    fn wait_exit(&self, name: &str) -> String {
+        let screen = self.wait_line(name, EXIT_MARK);
+        let line = screen.iter().find(|l| l.starts_with(EXIT_MARK)).unwrap();
+        line[EXIT_MARK.len()..].trim_end_matches(']').to_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self
+            .tmux()
+            .arg("kill-server")
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The index of the line that reads `HH:MM rest`, with a real time in front.
+fn timed_line(screen: &[String], rest: &str) -> Option<usize> {
+    screen.iter().position(|l| {
+        let (time, after) = l.split_at_checked(6).unwrap_or(("", ""));
+        let b = time.as_bytes();
+        after == rest
+            && b.len() == 6
+            && b[2] == b':'
+            && b[5] == b' '
+            && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit())
+    })
+}
+
+#[test]
+fn two_people_chat_in_real_terminals() {
+    if !tmux_available() {
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+
+    tmux.join("ann", server.port);
+    let ann = tmux.wait_prompt("ann");
+    assert!(
+        ann.iter()
+            .any(|l| l.contains("sealed session") && l.contains("as ann")),
+        "banner: {ann:#?}"
+    );
+    assert!(ann.iter().any(|l| l == "-- online (1): ann"), "{ann:#?}");
+    assert!(
+        ann.iter().any(|l| l.starts_with("-- no earlier messages")),
+        "{ann:#?}"
+    );
+
+    tmux.join("bob", server.port);
+    tmux.wait_prompt("bob");
+    tmux.wait_for("ann", "bob joining", |s| {
+        s.iter().any(|l| l.ends_with(" -- bob joined"))
+    });
+
+    // A message typed in one pane appears in the other, with its sender.
+    tmux.type_line("ann", "hello from ann");
+    tmux.wait_for("bob", "ann's message", |s| {
+        timed_line(s, "ann: hello from ann").is_some()
+    });
+
+    // A half-typed line survives an incoming message: it is redrawn below it.
+    tmux.type_text("bob", "a draft bob is still writing");
+    tmux.wait_for("bob", "the draft", |s| {
+        s.last()
+            .is_some_and(|l| l == "bob> a draft bob is still writing")
+    });
+    tmux.type_line("ann", "second message");
+    // (Waiting for both at once: a capture may land between rustyline
+    // printing the message and redrawing the prompt below it.)
+    let draft = "bob> a draft bob is still writing";
+    let bob = tmux.wait_for("bob", "the message above the intact draft", |s| {
+        timed_line(s, "ann: second message").is_some() && s.last().is_some_and(|l| l == draft)
+    });
+    assert!(
+        timed_line(&bob, "ann: second message").unwrap() < bob.len() - 1,
+        "the message is printed above the prompt: {bob:#?}"
+    );
+
+    // A hostile message is shown visibly escaped and does nothing: the screen
+    // is not cleared, the title not changed, the draft not disturbed.
+    let mut mallory = Command::new(BIN)
+        .args(["connect", "127.0.0.1", &server.port.to_string(), "mallory"])
+        .env("CMD_CHAT_PASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = mallory.stdin.take().unwrap();
+        stdin
+            .write_all("A\x1b[2JB\x1b]0;title\x07C\rD\u{202E}E\n".as_bytes())
+            .unwrap();
+        // Closing stdin makes the scripted member leave after sending.
+    }
+    let bob = tmux.wait_for("bob", "mallory's message above the draft", |s| {
+        timed_line(s, "mallory: A^[[2JB^[]0;title^GC^MD<U+202E>E").is_some()
+            && s.last().is_some_and(|l| l == draft)
+    });
+    assert!(
+        timed_line(&bob, "ann: hello from ann").is_some(),
+        "earlier lines are still on screen: {bob:#?}"
+    );
+    assert_ne!(tmux.format("bob", "#{pane_title}"), "title");
+    assert!(mallory.wait().unwrap().success());
+    tmux.wait_for("bob", "mallory leaving", |s| {
+        s.iter().any(|l| l.ends_with(" -- mallory left"))
+    });
+
+    // A multi-line paste is one message, shown as an indented block.
+    tmux.paste(
+        "ann",
+        "first pasted line\nsecond pasted line\nthird pasted line",
+    );
+    tmux.wait_line("ann", "ann> first pasted line");
+    tmux.press("ann", "Enter");
+    let bob = tmux.wait_line("bob", "    third pasted line");
+    let header = bob
+        .iter()
+        .rposition(|l| timed_line(std::slice::from_ref(l), "ann:").is_some())
+        .unwrap_or_else(|| panic!("a header line for the paste: {bob:#?}"));
+    assert_eq!(
+        &bob[header + 1..header + 4],
+        [
+            "    first pasted line",
+            "    second pasted line",
+            "    third pasted line"
+        ],
+        "{bob:#?}"
+    );
+    assert!(
+        !bob.iter().any(|l| l.contains("ann: second pasted line")),
+        "not a burst of separate messages: {bob:#?}"
+    );
+
+    // /quit leaves: the other pane shows it, and the program exits 0.
+    tmux.type_line("ann", "/quit");
+    tmux.wait_for("bob", "ann leaving", |s| {
+        s.iter().any(|l| l.ends_with(" -- ann left"))
+    });
+    assert_eq!(tmux.wait_exit("ann"), "0");
+    assert_terminal_restored(&tmux.wait_line("ann", "icanon"));
+
+    // Ctrl-D on an empty line leaves too.
+    tmux.press("bob", "C-u");
+    tmux.press("bob", "C-d");
+    assert_eq!(tmux.wait_exit("bob"), "0");
+    assert_terminal_restored(&tmux.wait_line("bob", "icanon"));
+}
+
+#[test]
+fn losing_the_server_mid_line_says_why_and_restores_the_terminal() {
+    if !tmux_available() {
+        return;
+    }
+    let mut server = Server::start();
+    let tmux = Tmux::new();
+    tmux.join("carol", server.port);
+    tmux.wait_prompt("carol");
+    tmux.type_text("carol", "unfinished thought");
+    tmux.wait_line("carol", "carol> unfinished thought");
+    server.stop();
+    assert_eq!(tmux.wait_exit("carol"), "7");
+    // `stty -a` names icanon either way (`icanon` or `-icanon`).
+    let screen = tmux.wait_line("carol", "icanon");
+    let error = screen
+        .iter()
+        .position(|l| l.starts_with("cmd-chat: error: "))
+        .unwrap_or_else(|| panic!("one line saying why: {screen:#?}"));
+    assert!(
+        screen[error].contains("closed") || screen[error].contains("lost"),
+        "{screen:#?}"
+    );
+    assert!(
+        screen[..error]
+            .iter()
+            .any(|l| l == "carol> unfinished thought"),
+        "{screen:#?}"
+    );
+    assert_terminal_restored(&screen);
+}
+
+/// `stty -a`'s output on `screen` shows a terminal back in its usual
+/// cooked mode: line editing, echo, and signals from Ctrl-C.
+fn assert_terminal_restored(screen: &[String]) {
+    let modes = format!(" {} ", screen.join(" "));
+    for mode in [" icanon ", " echo ", " isig "] {
+        assert!(
+            modes.contains(mode),
+            "the terminal is back in{mode}mode: {screen:#?}"
+        );
+    }
+}
