@@ -36,12 +36,13 @@ pub struct Authenticated {
 }
 
 /// Serves one accepted connection to the end. `pending` is this connection's
-/// place among the unauthenticated; it is given back once SRP is over.
+/// place among the unauthenticated (if it was counted); it is given back once
+/// SRP is over.
 pub async fn handle<S>(
     socket: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    pending: OwnedSemaphorePermit,
+    pending: Option<OwnedSemaphorePermit>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {

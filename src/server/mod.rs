@@ -207,6 +207,16 @@ impl Server {
         Arc::clone(&self.shared.room)
     }
 
+    /// Serves one connection that arrived some other way than the listener:
+    /// any byte stream, such as an in-memory pipe in a fuzzer. It goes through
+    /// exactly the handshake and member loop that accepted sockets do.
+    pub async fn serve_stream<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        handler::handle(stream, peer, Arc::clone(&self.shared), None).await;
+    }
+
     /// Accepts connections until `shutdown` completes, then tells members the
     /// room is closing, waits briefly for them, and drops all history.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
@@ -240,7 +250,7 @@ impl Server {
                 socket,
                 peer,
                 Arc::clone(&self.shared),
-                pending,
+                Some(pending),
             ));
         }
         info!("shutting down");
