@@ -99,6 +99,23 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MIB", default_value_t = KdfParams::DEFAULT.m_kib / 1024,
           value_parser = clap::value_parser!(u32).range(8..=1024))]
     pub kdf_memory: u32,
+    /// End the room once it has been empty this long, e.g. `10m` or `1h`
+    /// (the room and its history vanish with it).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_exit: Option<std::time::Duration>,
+    /// Forget history messages older than this, e.g. `30m` or `1d`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expire: Option<std::time::Duration>,
+}
+
+/// `10m`, `1h 30m`, `45s`: a human duration, at least one second.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (try 30s, 10m or 2h)"))?;
+    if duration < std::time::Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(duration)
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +142,10 @@ pub struct ConnectArgs {
     /// Scripting mode even on a terminal: JSON events out, lines in.
     #[arg(long)]
     pub json: bool,
+    /// Leave as soon as the connection is lost, instead of reconnecting
+    /// (with backoff, for about a minute) and catching up on what was missed.
+    #[arg(long)]
+    pub no_reconnect: bool,
     /// No colours in the chat; your name and mentions of it stay bold and
     /// reversed. Setting NO_COLOR (to anything) does the same.
     #[arg(long)]
@@ -252,6 +273,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
             m_kib: args.kdf_memory * 1024,
             ..KdfParams::DEFAULT
         },
+        idle_exit: args.idle_exit,
+        expire: args.expire,
     };
     let addr = SocketAddr::new(args.ip, args.port);
     let server = match Server::bind(addr, config, password).await {
@@ -280,6 +303,18 @@ async fn serve(args: ServeArgs) -> ExitCode {
         bound.port()
     );
     println!("Ctrl-C ends the room; its history exists only in this process's memory.");
+    if let Some(idle) = args.idle_exit {
+        println!(
+            "The room closes by itself after {} empty.",
+            humantime::format_duration(idle)
+        );
+    }
+    if let Some(expire) = args.expire {
+        println!(
+            "Messages are forgotten {} after they are sent.",
+            humantime::format_duration(expire)
+        );
+    }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     server.run(shutdown_signal()).await;
@@ -339,6 +374,7 @@ async fn connect(args: ConnectArgs) -> ExitCode {
     init_logging("warn");
     let scripting = args.json || !std::io::stdin().is_terminal();
     let no_color = args.no_color;
+    let no_reconnect = args.no_reconnect;
     let password = match obtain_password(args.password, args.password_stdin) {
         Ok(p) => p,
         Err(e) => return fail(exit_code::USAGE, &e),
@@ -355,7 +391,8 @@ async fn connect(args: ConnectArgs) -> ExitCode {
         allow_legacy: args.allow_legacy,
     };
     let result = async {
-        let client = Client::connect(config).await?;
+        let mut client = Client::connect(config).await?;
+        client.set_reconnect(!no_reconnect);
         if client.transport() == client::Transport::Legacy {
             eprintln!("cmd-chat: warning: legacy server: this room is visible on the network");
         }

@@ -72,7 +72,14 @@ struct Member {
 
 impl Member {
     async fn join(port: u16, name: &str, password: &str) -> Member {
-        let mut cmd = cmd_chat(&["connect", "127.0.0.1", &port.to_string(), name, password]);
+        Self::join_with(port, name, password, &[]).await
+    }
+
+    async fn join_with(port: u16, name: &str, password: &str, flags: &[&str]) -> Member {
+        let port = port.to_string();
+        let mut args = vec!["connect", "127.0.0.1", &port, name, password];
+        args.extend_from_slice(flags);
+        let mut cmd = cmd_chat(&args);
         cmd.stdin(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let events = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -142,6 +149,12 @@ async fn two_scripted_members_chat_and_leave_cleanly() {
     assert_eq!(ready["sealed"], true);
     ann.say("first words").await;
     ann.event_of("message").await;
+    // The server's receipt names the message's sequence number.
+    let sent = ann.event_of("sent").await;
+    assert_eq!(
+        (sent["ref"].as_u64(), sent["seq"].as_u64()),
+        (Some(1), Some(1))
+    );
 
     let mut bob = Member::join(server.port, "bob", "hunter2").await;
     assert_eq!(
@@ -259,9 +272,15 @@ async fn exit_codes_tell_failures_apart() {
 #[tokio::test]
 async fn losing_the_server_is_reported() {
     let mut server = serve(&[]).await;
-    let mut ann = Member::join(server.port, "ann", "hunter2").await;
+    let mut ann = Member::join_with(server.port, "ann", "hunter2", &["--no-reconnect"]).await;
+    let mut bob = Member::join(server.port, "bob", "hunter2").await;
     ann.event_of("ready").await;
+    bob.event_of("ready").await;
     server.child.kill().await.unwrap();
+    // Without --no-reconnect the client says it is trying to get back in.
+    let reconnecting = bob.event_of("reconnecting").await;
+    assert_eq!(reconnecting["attempt"], 1);
+    drop(bob);
     let error = ann.event_of("error").await;
     assert_eq!(error["fatal"], true);
     assert_eq!(ann.finish().await, 7);

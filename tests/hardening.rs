@@ -101,7 +101,7 @@ async fn a_flooding_member_is_rate_limited_and_others_carry_on() {
     while delivered + refused < 80 {
         match next(&mut flood).await {
             Event::Message(_) => delivered += 1,
-            Event::Error { message } if message.contains("slow down") => refused += 1,
+            Event::SendFailed { reason, .. } if reason.contains("slow down") => refused += 1,
             _ => {}
         }
     }

@@ -174,10 +174,16 @@ async fn shutdown_tells_members_the_room_is_closing() {
     ann.send("bye soon").await.unwrap();
     next_message(&mut ann).await;
     server.shutdown().await;
-    let err = tokio::time::timeout(PATIENCE, ann.next_event())
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = loop {
+        match tokio::time::timeout(PATIENCE, ann.next_event())
+            .await
+            .unwrap()
+        {
+            Ok(Event::Sent { .. }) => continue,
+            Ok(other) => panic!("expected the room to close, got {other:?}"),
+            Err(e) => break e,
+        }
+    };
     assert!(matches!(err, ClientError::RoomClosed), "{err:?}");
     assert_eq!(room.history_len(), 0, "history is dropped at shutdown");
 }

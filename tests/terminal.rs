@@ -153,8 +153,9 @@ impl Tmux {
     /// Opens a session with `cmd-chat connect` as `name`, in a shell that
     /// reports its exit code and then the terminal mode it left behind.
     fn join(&self, name: &str, port: u16) {
-        let script =
-            format!("\"$0\" connect 127.0.0.1 \"$1\" \"$2\"; echo \"{EXIT_MARK}$?]\"; stty -a");
+        let script = format!(
+            "\"$0\" connect --no-reconnect 127.0.0.1 \"$1\" \"$2\"; echo \"{EXIT_MARK}$?]\"; stty -a"
+        );
         self.open(name, &["sh", "-c", &script, BIN, &port.to_string(), name]);
     }
 

@@ -4,7 +4,9 @@
 use super::sanitize::sanitize;
 
 /// Commands Tab completes, in the order they are listed.
-pub const COMMANDS: [&str; 6] = ["/help", "/who", "/me", "/clear", "/quit", "/exit"];
+pub const COMMANDS: [&str; 7] = [
+    "/help", "/who", "/me", "/clear", "/resend", "/quit", "/exit",
+];
 
 /// One line of input, understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +26,10 @@ pub enum Command<'a> {
     Clear,
     /// `/quit`, `/exit`, or a lone `q` as in the original cmd-chat.
     Quit,
+    /// `/resend <n>`: send again a message reported as not delivered.
+    Resend(u64),
+    /// `/resend` without a valid number.
+    ResendUsage,
     /// Something that looks like a command but is not one.
     Unknown(&'a str),
 }
@@ -62,6 +68,7 @@ pub fn parse(line: &str) -> Command<'_> {
         "/clear" => Command::Clear,
         "/me" if rest.is_empty() => Command::MeUsage,
         "/me" => Command::Me(rest),
+        "/resend" => rest.parse().map_or(Command::ResendUsage, Command::Resend),
         other => Command::Unknown(other),
     }
 }

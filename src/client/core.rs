@@ -9,19 +9,20 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::error::ClientError;
 use crate::crypto::kdf::{self, KdfParams};
+use crate::crypto::resume::resume_proof;
 use crate::crypto::srp::{ClientSession, SrpError};
 use crate::crypto::transport::{Side, derive_keys};
-use crate::crypto::{Password, RoomCipher};
+use crate::crypto::{Key32, Password, RoomCipher};
 use crate::protocol::limits::{CLIENT_MAX_LINE, PRE_AUTH_MAX_LINE, SERVER_SILENCE_LIMIT};
 use crate::protocol::wire::{
     Challenge, ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, MessageData, NATIVE_PROTOCOL,
     Reply, ServerEvent, ServerFrame, UserInfo, Welcome,
 };
-use crate::protocol::{FrameReader, FrameWriter, token, username};
+use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
 
 /// Time allowed to open the TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,7 +35,8 @@ pub struct ClientConfig {
     /// `host:port` of the server.
     pub server: String,
     pub username: String,
-    /// Wiped as soon as the room key is derived.
+    /// Kept for logging in again after a lost connection; wiped when the
+    /// client is dropped.
     pub password: Password,
     /// Accept a cmd-chat 1.x server, whose sessions are readable on the wire.
     pub allow_legacy: bool,
@@ -74,6 +76,27 @@ pub enum Event {
     Notice {
         message: String,
     },
+    /// The server stored our message `reference` as number `seq`.
+    Sent {
+        reference: u64,
+        seq: u64,
+    },
+    /// Our message `reference` was not confirmed; [`Client::resend`] can try again.
+    SendFailed {
+        reference: u64,
+        reason: String,
+    },
+    /// The connection was lost; attempt `attempt` to get it back is coming.
+    Reconnecting {
+        attempt: u32,
+        reason: String,
+    },
+    /// Back in the room. `missed` messages said meanwhile follow; `complete`
+    /// is false if the room's history no longer held all of them.
+    Reconnected {
+        missed: usize,
+        complete: bool,
+    },
 }
 
 /// Whether the session is hidden from the network.
@@ -85,31 +108,89 @@ pub enum Transport {
     Legacy,
 }
 
+/// Time the server has to confirm a message before it is reported failed.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Failed messages kept for `/resend`; older ones are forgotten (and wiped).
+pub const MAX_FAILED_KEPT: usize = 100;
+/// Reconnection attempts before giving up, with backoff between them.
+pub const RECONNECT_ATTEMPTS: u32 = 12;
+/// First wait before reconnecting; it doubles up to [`RECONNECT_MAX_DELAY`].
+pub const RECONNECT_FIRST_DELAY: Duration = Duration::from_millis(200);
+/// Longest wait between two reconnection attempts.
+pub const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(10);
+
+/// A message sent but not yet confirmed by the server.
+struct Unacked {
+    reference: u64,
+    sent_at: tokio::time::Instant,
+    text: Zeroizing<String>,
+}
+
+/// The connection is gone and the client is trying to get it back.
+struct Broken {
+    reason: String,
+    attempt: u32,
+    next_try: tokio::time::Instant,
+}
+
+/// What a native server gave this session so it can be resumed.
+struct ResumeState {
+    user_id: String,
+    token: Key32,
+}
+
+/// One live connection, after login.
+struct Link {
+    reader: FrameReader<OwnedReadHalf>,
+    writer: FrameWriter<OwnedWriteHalf>,
+    cipher: RoomCipher,
+    transport: Transport,
+    users: Vec<UserInfo>,
+    messages: Vec<MessageData>,
+    resume: Option<ResumeState>,
+    /// After a reconnect: whether `messages` is everything that was missed.
+    complete: Option<bool>,
+}
+
 /// A member of a room.
 pub struct Client {
     reader: FrameReader<OwnedReadHalf>,
     writer: FrameWriter<OwnedWriteHalf>,
     cipher: RoomCipher,
     transport: Transport,
-    username: String,
-    server: String,
+    /// Kept (wiped on drop) so a lost connection can log in again.
+    config: ClientConfig,
     /// Members by id, in join order.
     users: Vec<UserInfo>,
-    /// Events decoded but not yet handed out (the history from `init`).
+    /// Events decoded but not yet handed out (history, reconnect results).
     pending: VecDeque<Event>,
     /// Messages replayed at join.
     history_count: usize,
     /// Sequence numbers for servers that send none (cmd-chat 1.x).
     local_seq: u64,
+    /// The last sequence number seen, where a resumed session picks up.
+    last_seq: u64,
     /// When the server was last heard from; native servers ping regularly.
     last_heard: tokio::time::Instant,
+    /// How long native silence means a dead connection.
+    silence_limit: Duration,
+    /// How long a sent message may wait for its receipt.
+    ack_timeout: Duration,
+    /// Whether to reconnect by itself after losing a native connection.
+    reconnect: bool,
+    resume: Option<ResumeState>,
+    broken: Option<Broken>,
+    next_reference: u64,
+    unacked: VecDeque<Unacked>,
+    /// Messages that were not confirmed, by reference, for [`Client::resend`].
+    failed: VecDeque<(u64, Zeroizing<String>)>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("server", &self.server)
-            .field("username", &self.username)
+            .field("server", &self.config.server)
+            .field("username", &self.config.username)
             .field("transport", &self.transport)
             .finish_non_exhaustive()
     }
@@ -155,36 +236,76 @@ impl Client {
     /// client first yields the history as [`Event::Message`]s with `history` set.
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         username::validate(&config.username)?;
-        let stream =
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&config.server)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(source)) => {
-                    return Err(ClientError::Connect {
-                        addr: config.server,
-                        source,
-                    });
-                }
-                Err(_) => {
-                    return Err(ClientError::Connect {
-                        addr: config.server,
-                        source: std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
-                    });
-                }
-            };
+        let link = Self::open(&config, None, 0).await?;
+        let mut client = Client {
+            reader: link.reader,
+            writer: link.writer,
+            cipher: link.cipher,
+            transport: link.transport,
+            config,
+            users: link.users,
+            pending: VecDeque::new(),
+            history_count: link.messages.len(),
+            local_seq: 0,
+            last_seq: 0,
+            last_heard: tokio::time::Instant::now(),
+            silence_limit: SERVER_SILENCE_LIMIT,
+            ack_timeout: ACK_TIMEOUT,
+            reconnect: true,
+            resume: link.resume,
+            broken: None,
+            next_reference: 1,
+            unacked: VecDeque::new(),
+            failed: VecDeque::new(),
+        };
+        for data in link.messages {
+            let event = client.message_event(data, true);
+            client.pending.push_back(event);
+        }
+        Ok(client)
+    }
+
+    /// Opens a connection and logs in, resuming `resume` if given.
+    async fn open(
+        config: &ClientConfig,
+        resume: Option<&ResumeState>,
+        after_seq: u64,
+    ) -> Result<Link, ClientError> {
+        let connect = TcpStream::connect(&config.server);
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => {
+                return Err(ClientError::Connect {
+                    addr: config.server.clone(),
+                    source,
+                });
+            }
+            Err(_) => {
+                return Err(ClientError::Connect {
+                    addr: config.server.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
+                });
+            }
+        };
         let _ = stream.set_nodelay(true);
-        match tokio::time::timeout(LOGIN_TIMEOUT, Self::login(stream, config)).await {
+        match tokio::time::timeout(
+            LOGIN_TIMEOUT,
+            Self::login(stream, config, resume, after_seq),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err(protocol("the server did not complete the login in time")),
         }
     }
 
-    async fn login(stream: TcpStream, config: ClientConfig) -> Result<Self, ClientError> {
-        let ClientConfig {
-            server,
-            username,
-            password,
-            allow_legacy,
-        } = config;
+    async fn login(
+        stream: TcpStream,
+        config: &ClientConfig,
+        resume: Option<&ResumeState>,
+        after_seq: u64,
+    ) -> Result<Link, ClientError> {
+        let username = &config.username;
         let (read, write) = stream.into_split();
         let mut reader = FrameReader::new(read, PRE_AUTH_MAX_LINE);
         let mut writer = FrameWriter::new(write);
@@ -195,13 +316,14 @@ impl Client {
                 username: username.clone(),
                 a: STANDARD.encode(srp.public()),
                 native: Some(NATIVE_PROTOCOL),
+                resume: resume.map(|r| r.user_id.clone()),
             })
             .await?;
         writer.flush().await?;
 
         let challenge = match read_reply::<Challenge>(&mut reader).await? {
             Reply::Ok(c) => c,
-            Reply::Error(e) => return Err(refusal(e, &username, Stage::Init)),
+            Reply::Error(e) => return Err(refusal(e, username, Stage::Init)),
         };
         let transport = match challenge.native {
             Some(NATIVE_PROTOCOL) => Transport::Sealed,
@@ -210,8 +332,8 @@ impl Client {
                     "the server speaks native protocol {other}; upgrade cmd-chat"
                 )));
             }
-            None if allow_legacy => Transport::Legacy,
-            None => return Err(ClientError::LegacyServer(server)),
+            None if config.allow_legacy => Transport::Legacy,
+            None => return Err(ClientError::LegacyServer(config.server.clone())),
         };
         let salt = decode(&challenge.salt, "salt")?;
         let b = decode(&challenge.b, "B")?;
@@ -230,6 +352,7 @@ impl Client {
             }
         };
         // Argon2id and SRP's exponentiations: keep them off the reactor.
+        let password = config.password.clone();
         let (proof, password) = tokio::task::spawn_blocking(move || {
             let password = match stretch {
                 None => password,
@@ -243,17 +366,20 @@ impl Client {
         })
         .await
         .map_err(|_| protocol("internal error"))??;
+        let resuming = resume.filter(|_| transport == Transport::Sealed);
         writer
             .write(&HandshakeRequest::SrpVerify {
                 user_id: challenge.user_id.clone(),
                 m: STANDARD.encode(proof.m()),
+                resume_proof: resuming.map(|r| STANDARD.encode(resume_proof(&r.token, proof.m()))),
+                after_seq: resuming.map(|_| after_seq),
             })
             .await?;
         writer.flush().await?;
 
         let welcome = match read_reply::<Welcome>(&mut reader).await? {
             Reply::Ok(w) => w,
-            Reply::Error(e) => return Err(refusal(e, &username, Stage::Verify)),
+            Reply::Error(e) => return Err(refusal(e, username, Stage::Verify)),
         };
         let key = proof
             .verify_server(&decode(&welcome.h_amk, "H_AMK")?)
@@ -269,19 +395,26 @@ impl Client {
         drop(key);
         reader.set_max_line(CLIENT_MAX_LINE);
 
-        let (messages, users, sealed_salt) = match reader.read::<ServerFrame>().await? {
-            Some(ServerFrame::Event(ServerEvent::Init {
-                messages,
-                users,
-                room_salt,
-            })) => (messages, users, room_salt),
-            Some(ServerFrame::Error(e)) => return Err(refusal(e, &username, Stage::Verify)),
+        let init = match reader.read::<ServerFrame>().await? {
+            Some(ServerFrame::Event(init @ ServerEvent::Init { .. })) => init,
+            Some(ServerFrame::Error(e)) => return Err(refusal(e, username, Stage::Verify)),
             Some(_) => return Err(protocol("expected the room's init frame")),
             None => {
                 return Err(ClientError::ConnectionLost(
                     "closed before the room opened".into(),
                 ));
             }
+        };
+        let ServerEvent::Init {
+            messages,
+            users,
+            room_salt: sealed_salt,
+            user_id,
+            resume_token,
+            complete,
+        } = init
+        else {
+            unreachable!("matched above");
         };
         let room_salt = match transport {
             Transport::Sealed => {
@@ -293,35 +426,61 @@ impl Client {
         };
         let cipher = RoomCipher::from_password(&password, &decode(&room_salt, "room_salt")?);
         drop(password);
-
-        let mut client = Client {
+        let resume = match (user_id, resume_token) {
+            (Some(user_id), Some(token)) => {
+                let token: [u8; 32] = decode(&token, "resume token")?
+                    .try_into()
+                    .map_err(|_| protocol("the resume token is not 32 bytes"))?;
+                Some(ResumeState {
+                    user_id,
+                    token: Key32::new(token),
+                })
+            }
+            _ => None,
+        };
+        Ok(Link {
             reader,
             writer,
             cipher,
             transport,
-            username,
-            server,
             users,
-            pending: VecDeque::new(),
-            history_count: messages.len(),
-            local_seq: 0,
-            last_heard: tokio::time::Instant::now(),
-        };
-        for data in messages {
-            let event = client.message_event(data, true);
-            client.pending.push_back(event);
-        }
-        Ok(client)
+            messages,
+            resume,
+            complete,
+        })
+    }
+
+    /// Whether to reconnect by itself after losing a native connection (on
+    /// by default). Without it, a lost connection ends the session.
+    pub fn set_reconnect(&mut self, reconnect: bool) {
+        self.reconnect = reconnect;
+    }
+
+    /// How long a sent message may wait for the server's receipt before it is
+    /// reported failed (default [`ACK_TIMEOUT`]).
+    pub fn set_ack_timeout(&mut self, timeout: Duration) {
+        self.ack_timeout = timeout;
+    }
+
+    /// Our member id in a native room (stable across reconnects).
+    pub fn user_id(&self) -> Option<&str> {
+        self.resume.as_ref().map(|r| r.user_id.as_str())
+    }
+
+    /// How long a native server may stay silent before the connection is
+    /// taken for dead (the server pings every 20 s; default 75 s).
+    pub fn set_silence_limit(&mut self, limit: Duration) {
+        self.silence_limit = limit;
     }
 
     /// Our own name in the room.
     pub fn username(&self) -> &str {
-        &self.username
+        &self.config.username
     }
 
     /// `host:port` of the server.
     pub fn server(&self) -> &str {
-        &self.server
+        &self.config.server
     }
 
     pub fn transport(&self) -> Transport {
@@ -338,17 +497,63 @@ impl Client {
         self.history_count
     }
 
-    /// Encrypts `text` with the room key and sends it. The server echoes it
-    /// back to everyone, us included. [`ClientError::MessageTooLong`] leaves
-    /// the session usable: nothing was sent.
-    pub async fn send(&mut self, text: &str) -> Result<(), ClientError> {
+    /// Encrypts `text` with the room key and sends it; returns the
+    /// reference that [`Event::Sent`] or [`Event::SendFailed`] will name. The
+    /// server echoes the message to everyone, us included.
+    /// [`ClientError::MessageTooLong`] leaves the session usable: nothing was
+    /// sent. While reconnecting, the message is reported failed at once.
+    pub async fn send(&mut self, text: &str) -> Result<u64, ClientError> {
         let token = self.cipher.encrypt(text);
         match token::check_shape(&token) {
             Ok(()) => {}
             Err(token::TokenError::TooLong) => return Err(ClientError::MessageTooLong),
             Err(e) => return Err(ClientError::Protocol(e.to_string())),
         }
-        self.send_frame(&ClientFrame::Message { text: token }).await
+        let reference = self.next_reference;
+        self.next_reference += 1;
+        if let Some(broken) = &self.broken {
+            let reason = format!("not sent: {}; reconnecting", broken.reason);
+            self.fail(reference, Zeroizing::new(text.to_owned()), reason);
+            return Ok(reference);
+        }
+        let native = self.transport == Transport::Sealed;
+        if native {
+            self.unacked.push_back(Unacked {
+                reference,
+                sent_at: tokio::time::Instant::now(),
+                text: Zeroizing::new(text.to_owned()),
+            });
+        }
+        let frame = ClientFrame::Message {
+            text: token,
+            reference: native.then_some(reference),
+        };
+        match self.send_frame(&frame).await {
+            Ok(()) => Ok(reference),
+            // The reader will notice the lost connection and reconnect.
+            Err(ClientError::ConnectionLost(_)) if native && self.reconnect => Ok(reference),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends again a message reported by [`Event::SendFailed`]; returns its
+    /// new reference, or `None` if that message is no longer kept.
+    pub async fn resend(&mut self, reference: u64) -> Result<Option<u64>, ClientError> {
+        let Some(pos) = self.failed.iter().position(|(r, _)| *r == reference) else {
+            return Ok(None);
+        };
+        let (_, text) = self.failed.remove(pos).expect("position is valid");
+        self.send(&text).await.map(Some)
+    }
+
+    /// Records a message as failed and queues the event that says so.
+    fn fail(&mut self, reference: u64, text: Zeroizing<String>, reason: String) {
+        if self.failed.len() >= MAX_FAILED_KEPT {
+            self.failed.pop_front();
+        }
+        self.failed.push_back((reference, text));
+        self.pending
+            .push_back(Event::SendFailed { reference, reason });
     }
 
     /// Empties the room's history for everyone.
@@ -363,39 +568,65 @@ impl Client {
     }
 
     /// The next event. Cancel-safe, so it can sit in a `select!` beside input.
+    ///
+    /// A lost native connection is not an error here: the client reports
+    /// [`Event::Reconnecting`], logs in again with backoff, takes its session
+    /// over, and reports [`Event::Reconnected`] followed by exactly the
+    /// messages it missed. It gives up (with [`ClientError::ConnectionLost`])
+    /// after [`RECONNECT_ATTEMPTS`], or at once when the server says no.
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(event);
             }
-            let read = self.reader.read::<ServerFrame>();
-            let read = match self.transport {
-                // Native servers ping; silence means the connection is dead.
-                Transport::Sealed => {
-                    let deadline = self.last_heard + SERVER_SILENCE_LIMIT;
-                    match tokio::time::timeout_at(deadline, read).await {
-                        Ok(read) => read,
-                        Err(_) => {
-                            return Err(ClientError::ConnectionLost(
-                                "the server stopped answering".into(),
-                            ));
-                        }
-                    }
+            if self.broken.is_some() {
+                if let Some(event) = self.try_reconnect().await? {
+                    return Ok(event);
                 }
-                Transport::Legacy => read.await,
+                continue;
+            }
+            let silence_deadline = match self.transport {
+                // Native servers ping; silence means the connection is dead.
+                Transport::Sealed => Some(self.last_heard + self.silence_limit),
+                Transport::Legacy => None,
+            };
+            let ack_deadline = self.unacked.front().map(|u| u.sent_at + self.ack_timeout);
+            let deadline = match (silence_deadline, ack_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let read = self.reader.read::<ServerFrame>();
+            let read = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        let now = tokio::time::Instant::now();
+                        self.expire_unacked(now);
+                        if silence_deadline.is_some_and(|d| d <= now) {
+                            self.lost("the server stopped answering".into())?;
+                        }
+                        continue;
+                    }
+                },
+                None => read.await,
             };
             let frame = match read {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
-                    return Err(ClientError::ConnectionLost(
-                        "the server closed the connection".into(),
-                    ));
+                    self.lost("the server closed the connection".into())?;
+                    continue;
+                }
+                Err(FrameError::Io(e)) => {
+                    self.lost(e.to_string())?;
+                    continue;
                 }
                 Err(e) => return Err(e.into()),
             };
             self.last_heard = tokio::time::Instant::now();
             if let ServerFrame::Event(ServerEvent::Ping) = frame {
-                self.send_frame(&ClientFrame::Pong).await?;
+                if let Err(e) = self.send_frame(&ClientFrame::Pong).await {
+                    self.lost(e.to_string())?;
+                }
                 continue;
             }
             if let Some(event) = self.apply(frame)? {
@@ -404,14 +635,120 @@ impl Client {
         }
     }
 
+    /// Unconfirmed messages past [`ACK_TIMEOUT`] become failures.
+    fn expire_unacked(&mut self, now: tokio::time::Instant) {
+        while let Some(oldest) = self.unacked.front() {
+            if oldest.sent_at + self.ack_timeout > now {
+                break;
+            }
+            let Unacked {
+                reference, text, ..
+            } = self.unacked.pop_front().expect("front exists");
+            self.fail(
+                reference,
+                text,
+                "the server did not confirm it in time".into(),
+            );
+        }
+    }
+
+    /// The connection is gone: start reconnecting, or give up if we can't.
+    fn lost(&mut self, reason: String) -> Result<(), ClientError> {
+        if !self.reconnect || self.transport != Transport::Sealed || self.resume.is_none() {
+            return Err(ClientError::ConnectionLost(reason));
+        }
+        // What was in flight may or may not have been stored: say so.
+        while let Some(Unacked {
+            reference, text, ..
+        }) = self.unacked.pop_front()
+        {
+            self.fail(
+                reference,
+                text,
+                "the connection was lost before the server confirmed it".into(),
+            );
+        }
+        self.pending.push_back(Event::Reconnecting {
+            attempt: 1,
+            reason: reason.clone(),
+        });
+        self.broken = Some(Broken {
+            reason,
+            attempt: 1,
+            next_try: tokio::time::Instant::now() + RECONNECT_FIRST_DELAY,
+        });
+        Ok(())
+    }
+
+    /// One reconnection attempt, after its backoff. `Ok(Some(event))` reports
+    /// the next attempt; `Ok(None)` means back in the room (events queued).
+    async fn try_reconnect(&mut self) -> Result<Option<Event>, ClientError> {
+        let broken = self.broken.as_ref().expect("only called while broken");
+        tokio::time::sleep_until(broken.next_try).await;
+        let outcome = Self::open(&self.config, self.resume.as_ref(), self.last_seq).await;
+        let link = match outcome {
+            Ok(link) => link,
+            Err(e) if e.is_transient() => {
+                let broken = self.broken.as_mut().expect("still broken");
+                if broken.attempt >= RECONNECT_ATTEMPTS {
+                    return Err(ClientError::ConnectionLost(format!(
+                        "{} (gave up after {} attempts to reconnect)",
+                        broken.reason, broken.attempt
+                    )));
+                }
+                broken.attempt += 1;
+                let delay = RECONNECT_FIRST_DELAY
+                    .saturating_mul(1 << (broken.attempt - 1).min(16))
+                    .min(RECONNECT_MAX_DELAY);
+                broken.next_try = tokio::time::Instant::now() + delay;
+                return Ok(Some(Event::Reconnecting {
+                    attempt: broken.attempt,
+                    reason: e.to_string(),
+                }));
+            }
+            Err(e) => return Err(e),
+        };
+        self.broken = None;
+        self.reader = link.reader;
+        self.writer = link.writer;
+        self.cipher = link.cipher;
+        self.users = link.users;
+        if link.resume.is_some() {
+            self.resume = link.resume;
+        }
+        self.last_heard = tokio::time::Instant::now();
+        self.pending.push_back(Event::Reconnected {
+            missed: link.messages.len(),
+            complete: link.complete.unwrap_or(false),
+        });
+        for data in link.messages {
+            let event = self.message_event(data, false);
+            self.pending.push_back(event);
+        }
+        Ok(None)
+    }
+
     fn apply(&mut self, frame: ServerFrame) -> Result<Option<Event>, ClientError> {
         let event = match frame {
             ServerFrame::Error(e) => match e.code {
                 Some(ErrorCode::ShuttingDown) => return Err(ClientError::RoomClosed),
-                Some(ErrorCode::TooSlow | ErrorCode::Idle) => {
+                Some(ErrorCode::TooSlow | ErrorCode::Idle | ErrorCode::Replaced) => {
                     return Err(ClientError::Kicked(e.error));
                 }
-                _ => Event::Error { message: e.error },
+                _ => match e.reference {
+                    // A refusal of one of our messages: report that message failed.
+                    Some(reference) => {
+                        match self.unacked.iter().position(|u| u.reference == reference) {
+                            Some(pos) => {
+                                let unacked = self.unacked.remove(pos).expect("position is valid");
+                                self.fail(reference, unacked.text, e.error);
+                                return Ok(None);
+                            }
+                            None => Event::Error { message: e.error },
+                        }
+                    }
+                    None => Event::Error { message: e.error },
+                },
             },
             ServerFrame::Event(event) => match event {
                 ServerEvent::Message { data } => self.message_event(data, false),
@@ -433,6 +770,10 @@ impl Client {
                 ServerEvent::Cleared => Event::Cleared,
                 ServerEvent::Closing { .. } => return Err(ClientError::RoomClosed),
                 ServerEvent::Notice { text } => Event::Notice { message: text },
+                ServerEvent::Sent { reference, seq } => {
+                    self.unacked.retain(|u| u.reference != reference);
+                    Event::Sent { reference, seq }
+                }
                 ServerEvent::Ping => return Ok(None),
                 ServerEvent::Init { .. } => return Err(protocol("a second init frame")),
             },
@@ -445,6 +786,7 @@ impl Client {
             self.local_seq += 1;
             self.local_seq
         });
+        self.last_seq = self.last_seq.max(seq);
         let from = std::mem::take(&mut data.username);
         match self.cipher.decrypt(&data.text) {
             Ok(text) => Event::Message(ChatMessage {

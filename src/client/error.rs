@@ -73,6 +73,15 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// Whether trying again later may work: the connection, not the server's
+    /// answer, was the problem.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Connect { .. } | ClientError::ConnectionLost(_) | ClientError::Protocol(_)
+        )
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         use exit_code::*;

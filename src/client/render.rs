@@ -278,6 +278,36 @@ impl Renderer {
                 self.paint(Style::Time, now),
                 self.paint(Style::Error, &format!("{ERROR_MARK} {}", sanitize(message)))
             )),
+            // The echo of our own message already shows it arrived.
+            Event::Sent { .. } => Shown {
+                lines: Vec::new(),
+                bell: false,
+            },
+            Event::SendFailed { reference, reason } => line(format!(
+                "{} {}",
+                self.paint(Style::Time, now),
+                self.paint(
+                    Style::Error,
+                    &format!(
+                        "{ERROR_MARK} message {reference} not delivered: {}; /resend {reference} tries again",
+                        sanitize(reason)
+                    )
+                )
+            )),
+            Event::Reconnecting { attempt, reason } => line(self.system_at(
+                now,
+                &format!("connection lost ({}); reconnecting, attempt {attempt}", sanitize(reason)),
+            )),
+            Event::Reconnected { missed, complete } => line(self.system_at(
+                now,
+                &if *complete {
+                    format!("back in the room; {missed} missed messages follow")
+                } else {
+                    format!(
+                        "back in the room; {missed} missed messages follow, but older ones were already gone from the history"
+                    )
+                },
+            )),
             Event::Notice { message } => line(format!(
                 "{} {}",
                 self.paint(Style::Time, now),

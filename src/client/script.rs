@@ -26,6 +26,16 @@ pub fn event_json(event: &Event) -> Value {
         Event::Cleared => json!({"event": "cleared"}),
         Event::Error { message } => json!({"event": "error", "message": message}),
         Event::Notice { message } => json!({"event": "notice", "message": message}),
+        Event::Sent { reference, seq } => json!({"event": "sent", "ref": reference, "seq": seq}),
+        Event::SendFailed { reference, reason } => {
+            json!({"event": "failed", "ref": reference, "reason": reason})
+        }
+        Event::Reconnecting { attempt, reason } => {
+            json!({"event": "reconnecting", "attempt": attempt, "reason": reason})
+        }
+        Event::Reconnected { missed, complete } => {
+            json!({"event": "reconnected", "missed": missed, "complete": complete})
+        }
     }
 }
 
@@ -68,6 +78,19 @@ where
                     "/quit" | "/exit" => break,
                     "/clear" => client.clear().await?,
                     "/who" => emit(&mut output, json!({"event": "users", "users": client.users()})).await?,
+                    cmd if cmd.starts_with("/resend") => {
+                        let reference = cmd["/resend".len()..].trim().parse::<u64>().ok();
+                        let resent = match reference {
+                            Some(reference) => client.resend(reference).await?,
+                            None => None,
+                        };
+                        if resent.is_none() {
+                            emit(&mut output, json!({
+                                "event": "error",
+                                "message": format!("no undelivered message to resend for {cmd:?}; use /resend <ref> with the ref of a failed event"),
+                            })).await?;
+                        }
+                    }
                     cmd if cmd.starts_with('/') && !cmd.starts_with("//") => {
                         emit(&mut output, json!({
                             "event": "error",

@@ -33,8 +33,9 @@ pub(crate) trait Screen {
 }
 
 /// What `/help` says, one line per command.
-const HELP: [&str; 6] = [
+const HELP: [&str; 7] = [
     "/who            who is in the room",
+    "/resend <n>     send again message n, reported as not delivered",
     "/me <action>    say what you are doing: /me waves shows as * you waves",
     "/clear          wipe the room's history for everyone (asks first)",
     "/quit, /exit, q leave the room",
@@ -106,6 +107,16 @@ async fn act<S: Screen>(
         Command::Nothing | Command::Quit => {}
         Command::Say(text) => say(client, screen, look, text).await?,
         Command::Me(action) => say(client, screen, look, &format!("/me {action}")).await?,
+        Command::Resend(reference) => {
+            if client.resend(reference).await?.is_none() {
+                let hint = look.info(&format!("no undelivered message {reference} to resend"));
+                screen.show(vec![hint], false).await?;
+            }
+        }
+        Command::ResendUsage => {
+            let hint = look.info("usage: /resend <n>, with n from a \"not delivered\" line");
+            screen.show(vec![hint], false).await?;
+        }
         Command::MeUsage => {
             let hint = look.info("usage: /me <action>, for example /me waves");
             screen.show(vec![hint], false).await?;
@@ -142,7 +153,7 @@ async fn say<S: Screen>(
         Err(e @ ClientError::MessageTooLong) => {
             screen.show(vec![look.error(&e.to_string())], false).await
         }
-        other => other,
+        other => other.map(drop),
     }
 }
 

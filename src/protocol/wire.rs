@@ -21,12 +21,26 @@ pub enum HandshakeRequest {
         /// Present (with [`NATIVE_PROTOCOL`]) when the client wants the sealed transport.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         native: Option<u32>,
+        /// Reconnecting: the `user_id` of this member's previous session, so
+        /// its name, possibly still held by a connection the server has not
+        /// yet seen die, can be taken over (see `resume_proof`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
     },
     SrpVerify {
         user_id: String,
         /// The client's proof `M`, standard base64.
         #[serde(rename = "M")]
         m: String,
+        /// Reconnecting: `HMAC-SHA256(resume_token, M)`, standard base64. It
+        /// proves the previous session's secret without revealing it, and is
+        /// bound to this login's `M`, so it cannot be replayed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_proof: Option<String>,
+        /// Reconnecting: the last sequence number this member saw; `init`
+        /// then carries only the messages after it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_seq: Option<u64>,
     },
 }
 
@@ -100,6 +114,8 @@ pub enum ErrorCode {
     RateLimited,
     /// No sign of life from the member within the idle deadline.
     Idle,
+    /// The member reconnected and its new connection took this one's place.
+    Replaced,
 }
 
 /// `{"error": "...", "code": "..."}`: a refusal, in the shape 1.x clients know.
@@ -108,6 +124,9 @@ pub struct ErrorReply {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<ErrorCode>,
+    /// The client's reference of the message this refusal is about.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<u64>,
 }
 
 impl ErrorReply {
@@ -115,7 +134,14 @@ impl ErrorReply {
         Self {
             error: error.into(),
             code: Some(code),
+            reference: None,
         }
+    }
+
+    /// The same refusal, about the message the client numbered `reference`.
+    pub fn about(mut self, reference: Option<u64>) -> Self {
+        self.reference = reference;
+        self
     }
 }
 
@@ -132,7 +158,13 @@ pub enum Reply<T> {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// A message; `text` is a Fernet token made with the room key.
-    Message { text: String },
+    Message {
+        text: String,
+        /// The sender's own number for this message (native only), echoed
+        /// in the `sent` acknowledgement or in a refusal.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+    },
     /// Empty the room's history for everyone.
     Clear,
     /// A clean goodbye (native only), so the server can tell it from a cut connection.
@@ -172,6 +204,17 @@ pub enum ServerEvent {
         /// Native sessions only: the room salt, which never crosses the wire in clear.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room_salt: Option<String>,
+        /// Native sessions only: this member's id (kept across a takeover).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
+        /// Native sessions only: the secret that lets this member take its
+        /// session over after a lost connection. Standard base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
+        /// After a reconnect: whether `messages` holds everything said since
+        /// the member's `after_seq` (false if the history dropped some).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        complete: Option<bool>,
     },
     UserJoined {
         user_id: String,
@@ -190,6 +233,12 @@ pub enum ServerEvent {
     },
     /// Keep-alive (native only); the member answers with `pong`.
     Ping,
+    /// The server stored the sender's message `reference` as `seq` (native only).
+    Sent {
+        #[serde(rename = "ref")]
+        reference: u64,
+        seq: u64,
+    },
     /// Something members should know, from the server itself (native only),
     /// such as failed login attempts.
     Notice {
@@ -231,6 +280,7 @@ mod tests {
                 username: "ann".into(),
                 a: "QQ==".into(),
                 native: None,
+                resume: None,
             },
             json!({"cmd": "srp_init", "username": "ann", "A": "QQ=="}),
         );
@@ -238,6 +288,8 @@ mod tests {
             HandshakeRequest::SrpVerify {
                 user_id: "u1".into(),
                 m: "TQ==".into(),
+                resume_proof: None,
+                after_seq: None,
             },
             json!({"cmd": "srp_verify", "user_id": "u1", "M": "TQ=="}),
         );
@@ -309,8 +361,23 @@ mod tests {
         round_trip(
             ClientFrame::Message {
                 text: "gAAA".into(),
+                reference: None,
             },
             json!({"type": "message", "text": "gAAA"}),
+        );
+        round_trip(
+            ClientFrame::Message {
+                text: "gAAA".into(),
+                reference: Some(4),
+            },
+            json!({"type": "message", "text": "gAAA", "ref": 4}),
+        );
+        round_trip(
+            ServerEvent::Sent {
+                reference: 4,
+                seq: 9,
+            },
+            json!({"type": "sent", "ref": 4, "seq": 9}),
         );
     }
 
@@ -321,7 +388,8 @@ mod tests {
             frame,
             ServerFrame::Error(ErrorReply {
                 error: "Name taken".into(),
-                code: None
+                code: None,
+                reference: None,
             })
         );
         // A 1.x server's message carries `user_ip`, which is ignored.

@@ -18,7 +18,7 @@ use super::Shared;
 use super::guard::Refusal;
 use super::limits::{FAREWELL_DEADLINE, HANDSHAKE_DEADLINE, PING_INTERVAL, RATE_BURST};
 use super::outbox::{self, Outbound, Outbox};
-use super::room::{Kick, NameReservation};
+use super::room::{Kick, NameReservation, Resume};
 use crate::crypto::srp::{N_LEN, ServerSession};
 use crate::crypto::transport::{Side, derive_keys};
 use crate::protocol::limits::{MEMBER_MAX_LINE, PRE_AUTH_MAX_LINE};
@@ -33,6 +33,8 @@ use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
 pub struct Authenticated {
     reservation: NameReservation,
     legacy: bool,
+    /// A reconnecting native member: replay only what it missed.
+    resume: Option<Resume>,
 }
 
 /// Serves one accepted connection to the end. `pending` is this connection's
@@ -133,6 +135,7 @@ where
         username,
         a,
         native,
+        resume,
     } = next_request(reader).await?
     else {
         return Err(bad_request("expected srp_init first"));
@@ -173,12 +176,15 @@ where
     username::validate(&username)
         .map_err(|e| ErrorReply::new(ErrorCode::NameInvalid, format!("invalid username: {e}")))?;
     let a_bytes = decode_b64("A", &a, N_LEN)?;
-    let reservation = shared.room.reserve(&username).map_err(|e| {
-        ErrorReply::new(
-            e.code(),
-            format!("the name {username:?} is taken; pick another"),
-        )
-    })?;
+    let reservation = shared
+        .room
+        .reserve(&username, resume.as_deref())
+        .map_err(|e| {
+            ErrorReply::new(
+                e.code(),
+                format!("the name {username:?} is taken; pick another"),
+            )
+        })?;
 
     // Three 2048-bit exponentiations: keep them off the reactor threads.
     let session = {
@@ -201,7 +207,13 @@ where
     writer.write(&challenge).await.map_err(write_failed)?;
     writer.flush().await.map_err(write_failed)?;
 
-    let HandshakeRequest::SrpVerify { user_id, m } = next_request(reader).await? else {
+    let HandshakeRequest::SrpVerify {
+        user_id,
+        m,
+        resume_proof,
+        after_seq,
+    } = next_request(reader).await?
+    else {
         return Err(bad_request("expected srp_verify"));
     };
     if user_id != reservation.user_id() {
@@ -216,6 +228,19 @@ where
         }
     };
     shared.guard().succeeded(peer.ip());
+    // Taking over a session that still holds the name needs that session's secret.
+    if reservation.is_takeover() {
+        let proof = match resume_proof {
+            Some(proof) => decode_b64("resume_proof", &proof, 32)?,
+            None => Vec::new(),
+        };
+        if !shared.room.resume_proof_valid(&reservation, &m, &proof) {
+            return Err(ErrorReply::new(
+                ErrorCode::NameTaken,
+                format!("the name {username:?} is taken; pick another"),
+            ));
+        }
+    }
 
     let welcome = Welcome {
         h_amk: STANDARD.encode(h_amk),
@@ -232,6 +257,9 @@ where
     Ok(Authenticated {
         reservation,
         legacy,
+        resume: after_seq
+            .filter(|_| !legacy)
+            .map(|after_seq| Resume { after_seq }),
     })
 }
 
@@ -295,7 +323,10 @@ async fn serve_member<R, W>(
     let (kick_tx, mut kick_rx) = oneshot::channel();
     let own: Outbox = outbox.clone();
     let legacy = auth.legacy;
-    let membership = match shared.room.join(auth.reservation, legacy, outbox, kick_tx) {
+    let membership = match shared
+        .room
+        .join(auth.reservation, legacy, outbox, kick_tx, auth.resume)
+    {
         Ok(m) => m,
         Err(e) => {
             farewell(&mut writer, &ErrorReply::new(e.code(), e.to_string())).await;
@@ -351,19 +382,29 @@ async fn serve_member<R, W>(
                 Err(e) => return Ending::Fault(bad_request(format!("connection closed: {e}"))),
             };
             match frame {
-                ClientFrame::Message { text } => {
+                ClientFrame::Message { text, reference } => {
                     if let Err(e) = token::check_shape(&text) {
-                        reply(ErrorReply::new(ErrorCode::MessageRefused, e.to_string()));
+                        reply(
+                            ErrorReply::new(ErrorCode::MessageRefused, e.to_string())
+                                .about(reference),
+                        );
                     } else if !rate.allow(Instant::now()) {
-                        reply(ErrorReply::new(
-                            ErrorCode::RateLimited,
-                            format!(
-                                "message dropped: slow down (at most {} messages per second)",
-                                config.rate_per_sec
-                            ),
-                        ));
+                        reply(
+                            ErrorReply::new(
+                                ErrorCode::RateLimited,
+                                format!(
+                                    "message dropped: slow down (at most {} messages per second)",
+                                    config.rate_per_sec
+                                ),
+                            )
+                            .about(reference),
+                        );
                     } else {
-                        membership.post(text);
+                        let seq = membership.post(text);
+                        // The echo is queued already; the receipt follows it.
+                        if let Some(reference) = reference.filter(|_| !legacy) {
+                            let _ = own.push(&json(&ServerEvent::Sent { reference, seq }));
+                        }
                     }
                 }
                 ClientFrame::Clear => {
@@ -393,6 +434,10 @@ async fn serve_member<R, W>(
             Ok(Kick::TooSlow) => Ending::Fault(ErrorReply::new(
                 ErrorCode::TooSlow,
                 "disconnected: you were not reading messages fast enough",
+            )),
+            Ok(Kick::Replaced) => Ending::Fault(ErrorReply::new(
+                ErrorCode::Replaced,
+                "this session was taken over by a new connection of yours",
             )),
             Err(_) => Ending::Left,
         },

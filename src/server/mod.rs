@@ -48,6 +48,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// The password stretch of native-only rooms (ignored with `allow_legacy`).
     pub kdf: KdfParams,
+    /// End the server once the room has been empty this long (`--idle-exit`).
+    pub idle_exit: Option<Duration>,
+    /// Drop history messages older than this (`--expire`).
+    pub expire: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +64,8 @@ impl Default for ServerConfig {
             rate_per_sec: limits::DEFAULT_RATE_PER_SEC,
             idle_timeout: limits::DEFAULT_IDLE_TIMEOUT,
             kdf: KdfParams::DEFAULT,
+            idle_exit: None,
+            expire: None,
         }
     }
 }
@@ -219,9 +225,19 @@ impl Server {
 
     /// Accepts connections until `shutdown` completes, then tells members the
     /// room is closing, waits briefly for them, and drops all history.
+    ///
+    /// With `idle_exit`, the server also ends by itself once the room has
+    /// been empty that long; with `expire`, old history is dropped as it ages.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let tracker = TaskTracker::new();
         let strangers = Arc::new(Semaphore::new(self.shared.config.max_pending));
+        let housekeeping = housekeeping(&self.shared.room, &self.shared.config);
+        let shutdown = async {
+            tokio::select! {
+                () = shutdown => {}
+                () = housekeeping => {}
+            }
+        };
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
@@ -263,5 +279,29 @@ impl Server {
             warn!("some connections did not close in time");
         }
         self.shared.room.close();
+    }
+}
+
+/// Ages the history out (`expire`) and completes once the room has been empty
+/// for `idle_exit`. Never completes when neither is set.
+async fn housekeeping(room: &Room, config: &ServerConfig) {
+    let periods = [config.idle_exit, config.expire];
+    let Some(shortest) = periods.iter().flatten().min() else {
+        return std::future::pending().await;
+    };
+    // Checking ten times per period keeps the overshoot to a tenth.
+    let tick = (*shortest / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut interval = tokio::time::interval(tick);
+    loop {
+        interval.tick().await;
+        if let Some(max_age) = config.expire {
+            room.expire(max_age);
+        }
+        if let Some(idle) = config.idle_exit
+            && room.empty_for() >= idle
+        {
+            info!(after = ?idle, "the room has been empty long enough; closing");
+            return;
+        }
     }
 }

@@ -9,9 +9,17 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use zeroize::Zeroize;
+
+use crate::crypto::Key32;
+use crate::crypto::resume::resume_proof;
 
 use super::limits::HISTORY_MAX_BYTES;
 pub use super::outbox::Outbound;
@@ -24,6 +32,9 @@ use crate::protocol::wire::{ErrorCode, MessageData, ServerEvent, UserInfo};
 pub enum Kick {
     /// Its outbound queue filled up: it is not reading.
     TooSlow,
+    /// The same member logged in again (after losing this connection) and
+    /// took the session over.
+    Replaced,
 }
 
 /// Why the room refused something.
@@ -57,7 +68,11 @@ pub struct RoomConfig {
 
 struct Member {
     user_id: String,
+    /// Tells this connection's membership from a later one that took it over.
+    generation: u64,
     username: String,
+    /// Lets this member take its session over after a lost connection.
+    resume_token: Key32,
     /// cmd-chat 1.x clients get no native-only frames (notices).
     legacy: bool,
     outbox: Outbox,
@@ -67,6 +82,9 @@ struct Member {
 
 /// One stored message: its `data` object, serialized once.
 struct Stored {
+    seq: u64,
+    /// When it was posted, for `--expire`.
+    at: Instant,
     data_json: Arc<str>,
 }
 
@@ -92,6 +110,9 @@ struct State {
     members: Vec<Member>,
     history: History,
     next_seq: u64,
+    next_generation: u64,
+    /// Since when nobody is in the room (`None` while someone is), for `--idle-exit`.
+    empty_since: Option<Instant>,
 }
 
 /// The shared room. Cheap to reach from every connection through an `Arc`.
@@ -108,11 +129,19 @@ pub struct NameReservation {
     room: Arc<Room>,
     name: String,
     user_id: String,
+    /// Set when the name belongs to this member's own earlier session, which
+    /// the login may take over once it proves that session's resume secret.
+    takeover_of: Option<String>,
 }
 
 impl NameReservation {
     pub fn user_id(&self) -> &str {
         &self.user_id
+    }
+
+    /// Whether this login wants to take over a live session of the same name.
+    pub fn is_takeover(&self) -> bool {
+        self.takeover_of.is_some()
     }
 
     pub fn name(&self) -> &str {
@@ -135,6 +164,7 @@ impl Drop for NameReservation {
 pub struct Membership {
     room: Arc<Room>,
     user_id: String,
+    generation: u64,
     username: String,
 }
 
@@ -147,9 +177,10 @@ impl Membership {
         &self.user_id
     }
 
-    /// Stores and relays a message whose shape has already been checked.
-    pub fn post(&self, token: String) {
-        self.room.post(&self.username, token);
+    /// Stores and relays a message whose shape has already been checked;
+    /// returns its sequence number.
+    pub fn post(&self, token: String) -> u64 {
+        self.room.post(&self.username, token)
     }
 
     /// Empties the history for everyone.
@@ -160,8 +191,15 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.room.leave(&self.user_id);
+        self.room.leave(&self.user_id, self.generation);
     }
+}
+
+/// What a reconnecting member asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Resume {
+    /// The last sequence number the member saw.
+    pub after_seq: u64,
 }
 
 impl Room {
@@ -177,6 +215,8 @@ impl Room {
                     bytes: 0,
                 },
                 next_seq: 1,
+                next_generation: 1,
+                empty_since: Some(Instant::now()),
             }),
         })
     }
@@ -186,71 +226,134 @@ impl Room {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reserves `name` atomically, so two simultaneous logins cannot both take it.
-    pub fn reserve(self: &Arc<Self>, name: &str) -> Result<NameReservation, RoomError> {
+    /// Reserves `name` atomically, so two simultaneous logins cannot both
+    /// take it. A reconnecting member names its previous session
+    /// (`resume_of`): if that session still holds the name, the reservation
+    /// is a takeover, to be confirmed by [`Room::resume_proof_valid`].
+    pub fn reserve(
+        self: &Arc<Self>,
+        name: &str,
+        resume_of: Option<&str>,
+    ) -> Result<NameReservation, RoomError> {
         let mut state = self.lock();
-        if state.names.contains_key(name) {
-            return Err(RoomError::NameTaken);
-        }
         let user_id = uuid::Uuid::new_v4().to_string();
-        state.names.insert(name.to_owned(), user_id.clone());
+        let takeover_of = match state.names.get(name) {
+            None => {
+                state.names.insert(name.to_owned(), user_id.clone());
+                None
+            }
+            Some(holder)
+                if resume_of == Some(holder.as_str())
+                    && state.members.iter().any(|m| &m.user_id == holder) =>
+            {
+                Some(holder.clone())
+            }
+            Some(_) => return Err(RoomError::NameTaken),
+        };
         Ok(NameReservation {
             room: Arc::clone(self),
             name: name.to_owned(),
             user_id,
+            takeover_of,
         })
+    }
+
+    /// Checks a takeover's proof, `HMAC-SHA256(resume_token, M)`, against the
+    /// live session it names, in constant time.
+    pub fn resume_proof_valid(
+        &self,
+        reservation: &NameReservation,
+        m: &[u8],
+        proof: &[u8],
+    ) -> bool {
+        let Some(old) = reservation.takeover_of.as_deref() else {
+            return false;
+        };
+        let state = self.lock();
+        let Some(member) = state.members.iter().find(|m| m.user_id == old) else {
+            return false;
+        };
+        resume_proof(&member.resume_token, m).ct_eq(proof).into()
     }
 
     /// Turns an authenticated login into a member: queues its `init`, then
     /// tells everyone else.
+    ///
+    /// A takeover replaces the member's old connection in place, under the
+    /// same `user_id`, so the others see no leave and join. A `resume` gets
+    /// only the messages after its `after_seq`.
     pub fn join(
         self: &Arc<Self>,
         reservation: NameReservation,
         legacy: bool,
         outbox: Outbox,
         kick: oneshot::Sender<Kick>,
+        resume: Option<Resume>,
     ) -> Result<Membership, RoomError> {
         let mut state = self.lock();
-        if state.members.len() >= self.config.max_users {
-            return Err(RoomError::Full(self.config.max_users));
-        }
-        let user_id = reservation.user_id.clone();
+        let generation = state.next_generation;
+        state.next_generation += 1;
         let username = reservation.name.clone();
-        let member = Member {
-            user_id: user_id.clone(),
+        let mut member = Member {
+            user_id: reservation.user_id.clone(),
+            generation,
             username: username.clone(),
+            resume_token: Key32::new(rand::random()),
             legacy,
             outbox,
             kick: Some(kick),
         };
-        let init = self.init_frame(&state, legacy, &member);
-        state.members.push(member);
-        let joined = to_json(&ServerEvent::UserJoined {
-            user_id: user_id.clone(),
-            username: username.clone(),
-        });
-        // The new member's queue is empty, so its `init` always fits.
-        let _ = state
+        if let Some(old_id) = reservation.takeover_of.as_deref() {
+            let Some(pos) = state.members.iter().position(|m| m.user_id == old_id) else {
+                // Another login took it over first.
+                return Err(RoomError::NameTaken);
+            };
+            member.user_id = old_id.to_owned();
+            let init = self.init_frame(&state, &member, resume);
+            let _ = member.outbox.push(&init);
+            let mut old = std::mem::replace(&mut state.members[pos], member);
+            if let Some(kick) = old.kick.take() {
+                let _ = kick.send(Kick::Replaced);
+            }
+        } else {
+            if state.members.len() >= self.config.max_users {
+                return Err(RoomError::Full(self.config.max_users));
+            }
+            let init = self.init_frame(&state, &member, resume);
+            // The new member's queue is empty, so its `init` always fits.
+            let _ = member.outbox.push(&init);
+            let joined = to_json(&ServerEvent::UserJoined {
+                user_id: member.user_id.clone(),
+                username: username.clone(),
+            });
+            let user_id = member.user_id.clone();
+            state.members.push(member);
+            state.empty_since = None;
+            broadcast(&mut state, &joined, Some(&user_id));
+        }
+        let user_id = state
             .members
-            .last()
-            .expect("just pushed")
-            .outbox
-            .push(&init);
-        broadcast(&mut state, &joined, Some(&user_id));
+            .iter()
+            .find(|m| m.generation == generation)
+            .map(|m| m.user_id.clone())
+            .unwrap_or_default();
         drop(state);
         // Membership now owns the name; the reservation's drop leaves it alone.
         drop(reservation);
         Ok(Membership {
             room: Arc::clone(self),
             user_id,
+            generation,
             username,
         })
     }
 
-    fn init_frame(&self, state: &State, legacy: bool, joiner: &Member) -> Outbound {
+    fn init_frame(&self, state: &State, joiner: &Member, resume: Option<Resume>) -> Outbound {
+        let legacy = joiner.legacy;
         let mut users: Vec<UserInfo> = state
             .members
             .iter()
+            .filter(|m| m.user_id != joiner.user_id)
             .map(|m| UserInfo {
                 user_id: m.user_id.clone(),
                 username: m.username.clone(),
@@ -265,7 +368,25 @@ impl Room {
         if !legacy {
             head.push_str("\"room_salt\":\"");
             head.push_str(&self.room_salt_b64);
+            head.push_str("\",\"user_id\":");
+            head.push_str(&serde_json::to_string(&joiner.user_id).expect("id serializes"));
+            head.push_str(",\"resume_token\":\"");
+            head.push_str(&STANDARD.encode(joiner.resume_token.as_bytes()));
             head.push_str("\",");
+        }
+        // A reconnecting member gets what it missed: the messages after the
+        // last one it saw, and whether the history still held all of them.
+        let after = resume.map_or(0, |r| r.after_seq);
+        if let Some(resume) = resume {
+            let first_kept = state.history.entries.front().map(|e| e.seq);
+            let missed_any = state.next_seq > resume.after_seq + 1;
+            let complete =
+                !missed_any || first_kept.is_some_and(|first| first <= resume.after_seq + 1);
+            head.push_str(if complete {
+                "\"complete\":true,"
+            } else {
+                "\"complete\":false,"
+            });
         }
         head.push_str("\"users\":");
         head.push_str(&users_json);
@@ -280,6 +401,9 @@ impl Room {
         let mut used = head.len() + tail.len();
         let mut first_kept = state.history.entries.len();
         for (i, entry) in state.history.entries.iter().enumerate().rev() {
+            if entry.seq <= after {
+                break;
+            }
             let cost = entry.data_json.len() + 1;
             if used + cost > budget {
                 break;
@@ -299,7 +423,7 @@ impl Room {
         frame.into()
     }
 
-    fn post(&self, username: &str, token: String) {
+    fn post(&self, username: &str, token: String) -> u64 {
         let mut state = self.lock();
         let seq = state.next_seq;
         state.next_seq += 1;
@@ -316,7 +440,11 @@ impl Room {
         let frame: Outbound = format!("{{\"type\":\"message\",\"data\":{data_json}}}").into();
         let history = &mut state.history;
         history.bytes += data_json.len();
-        history.entries.push_back(Stored { data_json });
+        history.entries.push_back(Stored {
+            seq,
+            at: Instant::now(),
+            data_json,
+        });
         while history.entries.len() > self.config.history_messages
             || history.bytes > self.config.history_bytes.min(HISTORY_MAX_BYTES)
         {
@@ -326,6 +454,7 @@ impl Room {
             }
         }
         broadcast(&mut state, &frame, None);
+        seq
     }
 
     fn clear(&self) {
@@ -341,13 +470,7 @@ impl Room {
             text: text.to_owned(),
         });
         let mut state = self.lock();
-        let legacy: Vec<String> = state
-            .members
-            .iter()
-            .filter(|m| m.legacy)
-            .map(|m| m.user_id.clone())
-            .collect();
-        broadcast_filtered(&mut state, &frame, |m| !legacy.contains(&m.user_id));
+        broadcast_filtered(&mut state, &frame, |m| !m.legacy);
     }
 
     /// Bytes waiting in all members' outbound queues (frames shared between
@@ -360,9 +483,38 @@ impl Room {
             .sum()
     }
 
-    fn leave(&self, user_id: &str) {
+    /// The member leaves, unless a later connection of its own took its
+    /// place (then `generation` no longer matches and nothing happens).
+    fn leave(&self, user_id: &str, generation: u64) {
         let mut state = self.lock();
-        remove_member(&mut state, user_id);
+        if state
+            .members
+            .iter()
+            .any(|m| m.user_id == user_id && m.generation == generation)
+        {
+            remove_member(&mut state, user_id);
+        }
+    }
+
+    /// Drops history messages older than `max_age` (`--expire`).
+    pub fn expire(&self, max_age: Duration) {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let history = &mut state.history;
+        while let Some(oldest) = history.entries.front() {
+            if now.duration_since(oldest.at) < max_age {
+                break;
+            }
+            let old = history.entries.pop_front().expect("front exists");
+            history.bytes -= old.data_json.len();
+        }
+    }
+
+    /// How long the room has been empty (zero while anyone is in it).
+    pub fn empty_for(&self) -> Duration {
+        self.lock()
+            .empty_since
+            .map_or(Duration::ZERO, |since| since.elapsed())
     }
 
     /// Members right now, in join order (for logs and tests).
@@ -428,6 +580,9 @@ fn remove_member(state: &mut State, user_id: &str) {
     let member = state.members.remove(pos);
     if state.names.get(&member.username) == Some(&member.user_id) {
         state.names.remove(&member.username);
+    }
+    if state.members.is_empty() {
+        state.empty_since = Some(Instant::now());
     }
     let left = to_json(&ServerEvent::UserLeft {
         user_id: member.user_id,

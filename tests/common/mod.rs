@@ -78,6 +78,14 @@ impl TestServer {
         .await
     }
 
+    /// Waits for the server to end by itself (e.g. `idle_exit`).
+    pub async fn finished(mut self) {
+        tokio::time::timeout(PATIENCE, &mut self.task)
+            .await
+            .expect("server ends by itself")
+            .unwrap();
+    }
+
     /// Stops the server as Ctrl-C would, and waits for it.
     pub async fn shutdown(mut self) {
         let _ = self.stop.take().unwrap().send(());
@@ -107,18 +115,27 @@ impl TestServer {
     }
 }
 
-/// The next event, failing the test if none comes.
+/// The next event other than a delivery receipt (tests that want receipts
+/// use [`until`] or `next_event`), failing the test if none comes.
 pub async fn next(client: &mut Client) -> Event {
-    tokio::time::timeout(PATIENCE, client.next_event())
-        .await
-        .expect("an event arrives")
-        .expect("the session is alive")
+    loop {
+        let event = tokio::time::timeout(PATIENCE, client.next_event())
+            .await
+            .expect("an event arrives")
+            .expect("the session is alive");
+        if !matches!(event, Event::Sent { .. }) {
+            return event;
+        }
+    }
 }
 
 /// Skips events until one matches.
 pub async fn until<F: Fn(&Event) -> bool>(client: &mut Client, wanted: F) -> Event {
     loop {
-        let event = next(client).await;
+        let event = tokio::time::timeout(PATIENCE, client.next_event())
+            .await
+            .expect("an event arrives")
+            .expect("the session is alive");
         if wanted(&event) {
             return event;
         }

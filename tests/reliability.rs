@@ -1,0 +1,349 @@
+//! Rooms people can rely on: delivery receipts, reconnecting without loss
+//! (through a proxy that cuts connections), taking over a session whose old
+//! connection the server has not yet seen die, and room lifetime.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use cmd_chat::client::{Client, Event};
+use cmd_chat::server::ServerConfig;
+use common::*;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A TCP proxy in front of the server that a test can cut.
+struct Proxy {
+    addr: SocketAddr,
+    state: Arc<Mutex<ProxyState>>,
+    accept: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    /// Upstream halves kept open after their client side was cut, so the
+    /// server still believes those members are there.
+    zombies: Vec<TcpStream>,
+    /// While set, new connections are closed at once.
+    refusing: bool,
+    /// Live connections: a spare handle on the upstream socket, and the pump
+    /// task whose abort drops both sockets.
+    upstreams: Vec<(TcpStream, JoinHandle<()>)>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let shared = Arc::clone(&state);
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if shared.lock().unwrap().refusing {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                // Keep a clone of the upstream socket so a test can leave it open.
+                let keep = server.into_std().unwrap();
+                let spare = TcpStream::from_std(keep.try_clone().unwrap()).unwrap();
+                let server = TcpStream::from_std(keep).unwrap();
+                let pump = tokio::spawn(async move {
+                    let (mut client, mut server) = (client, server);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+                shared.lock().unwrap().upstreams.push((spare, pump));
+            }
+        });
+        Proxy {
+            addr,
+            state,
+            accept,
+        }
+    }
+
+    /// Cuts every connection, both sides: the server sees the member leave.
+    fn cut(&self) {
+        let mut state = self.state.lock().unwrap();
+        for (_, pump) in state.upstreams.drain(..) {
+            pump.abort();
+        }
+    }
+
+    /// Cuts only the client side: the server still holds the old connection.
+    fn cut_client_side(&self) {
+        let mut state = self.state.lock().unwrap();
+        let upstreams: Vec<_> = state.upstreams.drain(..).collect();
+        for (spare, pump) in upstreams {
+            pump.abort();
+            state.zombies.push(spare);
+        }
+    }
+
+    fn refuse(&self, refusing: bool) {
+        self.state.lock().unwrap().refusing = refusing;
+    }
+
+    fn config(&self, name: &str) -> cmd_chat::client::ClientConfig {
+        cmd_chat::client::ClientConfig {
+            server: self.addr.to_string(),
+            username: name.into(),
+            password: cmd_chat::crypto::Password::new(PASSWORD.into()),
+            allow_legacy: false,
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+async fn join_through(proxy: &Proxy, name: &str) -> Client {
+    tokio::time::timeout(PATIENCE, Client::connect(proxy.config(name)))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_message_is_acknowledged_with_its_sequence_number() {
+    let server = TestServer::native().await;
+    let mut ann = server.join("ann").await;
+    let first = ann.send("one").await.unwrap();
+    let second = ann.send("two").await.unwrap();
+    let mut receipts = Vec::new();
+    while receipts.len() < 2 {
+        if let Event::Sent { reference, seq } = until(&mut ann, |_| true).await {
+            receipts.push((reference, seq));
+        }
+    }
+    assert_eq!(receipts, [(first, 1), (second, 2)]);
+}
+
+#[tokio::test]
+async fn an_unconfirmed_message_is_reported_failed_and_can_be_resent() {
+    let server = TestServer::native().await;
+    let proxy = Proxy::start(server.addr).await;
+    let mut bob = server.join("bob").await;
+    let mut ann = join_through(&proxy, "ann").await;
+    ann.set_ack_timeout(Duration::from_millis(300));
+    next(&mut bob).await; // ann joined
+    // The connection is cut before the message gets through.
+    proxy.cut();
+    let reference = ann.send("lost in transit").await.unwrap();
+    let failed = until(&mut ann, |e| matches!(e, Event::SendFailed { .. })).await;
+    assert!(
+        matches!(failed, Event::SendFailed { reference: r, .. } if r == reference),
+        "{failed:?}"
+    );
+    until(&mut ann, |e| matches!(e, Event::Reconnected { .. })).await;
+    let again = ann
+        .resend(reference)
+        .await
+        .unwrap()
+        .expect("the failed message is kept");
+    let Event::Sent {
+        reference: confirmed,
+        ..
+    } = until(&mut ann, |e| matches!(e, Event::Sent { .. })).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(confirmed, again);
+    let (from, text, _) = next_message(&mut bob).await;
+    assert_eq!((from.as_str(), text.as_str()), ("ann", "lost in transit"));
+    assert_eq!(
+        ann.resend(reference).await.unwrap(),
+        None,
+        "a resent message is no longer pending"
+    );
+}
+
+#[tokio::test]
+async fn reconnecting_through_repeated_cuts_loses_and_repeats_nothing() {
+    let server = TestServer::start(ServerConfig {
+        rate_per_sec: 100_000,
+        ..TestServer::config_for_tests()
+    })
+    .await;
+    let proxy = Arc::new(Proxy::start(server.addr).await);
+    let mut rx = join_through(&proxy, "rx").await;
+    let mut tx = server.join("tx").await;
+
+    const MESSAGES: usize = 300;
+    let receiver = tokio::spawn(async move {
+        let mut texts = Vec::new();
+        let mut reconnects = 0;
+        while texts.len() < MESSAGES {
+            match tokio::time::timeout(PATIENCE, rx.next_event())
+                .await
+                .expect("events keep coming")
+                .unwrap()
+            {
+                Event::Message(m) => texts.push(m.text.clone()),
+                Event::Reconnected { complete, .. } => {
+                    assert!(complete, "the history still held everything");
+                    reconnects += 1;
+                }
+                _ => {}
+            }
+        }
+        (texts, reconnects)
+    });
+    // Four cuts, far enough apart for the receiver to be back in between.
+    for i in 0..MESSAGES {
+        tx.send(&format!("m{i}")).await.unwrap();
+        if i % 75 == 40 {
+            proxy.cut();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (texts, reconnects) = tokio::time::timeout(PATIENCE * 2, receiver)
+        .await
+        .unwrap()
+        .unwrap();
+    let expected: Vec<String> = (0..MESSAGES).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts, expected, "every message once, in order");
+    assert!(reconnects >= 2, "only {reconnects} reconnects happened");
+}
+
+#[tokio::test]
+async fn a_reconnect_says_when_the_history_no_longer_holds_what_was_missed() {
+    let server = TestServer::start(ServerConfig {
+        history_messages: 5,
+        ..TestServer::config_for_tests()
+    })
+    .await;
+    let proxy = Proxy::start(server.addr).await;
+    let mut rx = join_through(&proxy, "rx").await;
+    let mut tx = server.join("tx").await;
+    proxy.refuse(true);
+    proxy.cut();
+    until(&mut rx, |e| matches!(e, Event::Reconnecting { .. })).await;
+    for i in 0..20 {
+        tx.send(&format!("while away {i}")).await.unwrap();
+        next_message(&mut tx).await;
+    }
+    proxy.refuse(false);
+    let back = until(&mut rx, |e| matches!(e, Event::Reconnected { .. })).await;
+    assert_eq!(
+        back,
+        Event::Reconnected {
+            missed: 5,
+            complete: false
+        }
+    );
+    assert_eq!(next_message(&mut rx).await.1, "while away 15");
+}
+
+#[tokio::test]
+async fn a_member_takes_over_its_own_session_that_the_server_thinks_alive() {
+    let server = TestServer::native().await;
+    let proxy = Proxy::start(server.addr).await;
+    let mut ann = server.join("ann").await;
+    let mut rx = join_through(&proxy, "rx").await;
+    next(&mut ann).await; // rx joined
+    // The client loses its side; the server still holds rx's old connection.
+    proxy.cut_client_side();
+    let back = until(&mut rx, |e| matches!(e, Event::Reconnected { .. })).await;
+    assert_eq!(
+        back,
+        Event::Reconnected {
+            missed: 0,
+            complete: true
+        }
+    );
+    assert_eq!(
+        server.room.member_names(),
+        ["ann", "rx"],
+        "one rx, not a refused name"
+    );
+    rx.send("still me").await.unwrap();
+    // Ann saw no leave and no join, just the message.
+    assert_eq!(next_message(&mut ann).await.1, "still me");
+}
+
+#[tokio::test]
+async fn taking_over_a_session_needs_its_secret() {
+    let server = TestServer::native().await;
+    let ann = server.join("ann").await;
+    let ann_id = ann.user_id().expect("native rooms give an id").to_owned();
+    for proof in [None, Some(STANDARD.encode([7u8; 32]))] {
+        let mut raw = Raw::connect(server.addr).await;
+        let srp = cmd_chat::crypto::srp::ClientSession::new();
+        raw.send(
+            json!({"cmd": "srp_init", "username": "ann", "A": STANDARD.encode(srp.public()),
+                        "native": 1, "resume": ann_id}),
+        )
+        .await;
+        let challenge = raw.recv().await.unwrap();
+        assert!(
+            challenge.get("B").is_some(),
+            "a takeover may be attempted: {challenge}"
+        );
+        let salt = STANDARD
+            .decode(challenge["salt"].as_str().unwrap())
+            .unwrap();
+        let b = STANDARD.decode(challenge["B"].as_str().unwrap()).unwrap();
+        let kdf = &challenge["kdf"];
+        let params: cmd_chat::crypto::kdf::KdfParams = serde_json::from_value(kdf.clone()).unwrap();
+        let stretched = cmd_chat::crypto::kdf::stretch(
+            &cmd_chat::crypto::Password::new(PASSWORD.into()),
+            &STANDARD.decode(kdf["salt"].as_str().unwrap()).unwrap(),
+            params,
+        )
+        .unwrap();
+        let m = srp.respond(&stretched, &salt, &b).unwrap();
+        let mut verify = json!({"cmd": "srp_verify", "user_id": challenge["user_id"], "M": STANDARD.encode(m.m())});
+        if let Some(proof) = &proof {
+            verify["resume_proof"] = json!(proof);
+        }
+        raw.send(verify).await;
+        let reply = raw.recv().await.unwrap();
+        assert_eq!(reply["code"], "name_taken", "{reply}");
+    }
+    assert_eq!(server.room.member_names(), ["ann"]);
+    drop(ann);
+}
+
+#[tokio::test]
+async fn an_empty_room_closes_itself_after_idle_exit() {
+    let server = TestServer::start(ServerConfig {
+        idle_exit: Some(Duration::from_millis(300)),
+        ..TestServer::config_for_tests()
+    })
+    .await;
+    let ann = server.join("ann").await;
+    ann.leave().await.unwrap();
+    server.finished().await;
+}
+
+#[tokio::test]
+async fn old_messages_expire() {
+    let server = TestServer::start(ServerConfig {
+        expire: Some(Duration::from_millis(300)),
+        ..TestServer::config_for_tests()
+    })
+    .await;
+    let mut ann = server.join("ann").await;
+    ann.send("soon forgotten").await.unwrap();
+    next_message(&mut ann).await;
+    assert_eq!(server.room.history_len(), 1);
+    let mut waited = 0;
+    while server.room.history_len() > 0 {
+        waited += 1;
+        assert!(waited < 200, "the message never expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let late = server.join("late").await;
+    assert_eq!(late.history_count(), 0);
+}
