@@ -1,6 +1,6 @@
 //! The client core: connect, authenticate, send and receive decrypted events,
-//! leave with keys wiped. Every front end (terminal, scripting mode, examples,
-//! tests) goes through [`Client`].
+//! talk privately with one member, leave with keys wiped. Every front end
+//! (terminal, scripting mode, examples, tests) goes through [`Client`].
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -9,17 +9,21 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::error::ClientError;
+use super::private::{Outgoing, PrivateChats, PrivateError};
 use crate::crypto::kdf::{self, KdfParams};
+use crate::crypto::private::SafetyCode;
 use crate::crypto::srp::{ClientSession, SrpError};
 use crate::crypto::transport::{Side, derive_keys};
 use crate::crypto::{Password, RoomCipher};
-use crate::protocol::limits::{CLIENT_MAX_LINE, PRE_AUTH_MAX_LINE, SERVER_SILENCE_LIMIT};
+use crate::protocol::limits::{
+    CLIENT_MAX_LINE, MAX_PRIVATE_TEXT_LEN, PRE_AUTH_MAX_LINE, SERVER_SILENCE_LIMIT,
+};
 use crate::protocol::wire::{
     Challenge, ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, MessageData, NATIVE_PROTOCOL,
-    Reply, ServerEvent, ServerFrame, UserInfo, Welcome,
+    PrivateEnvelope, Reply, ServerEvent, ServerFrame, UserInfo, Welcome,
 };
 use crate::protocol::{FrameReader, FrameWriter, token, username};
 
@@ -53,10 +57,33 @@ pub struct ChatMessage {
     pub history: bool,
 }
 
+/// A private message, to us or from us: only the two members can read it.
+/// The plaintext is wiped when the value is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct PrivateMessage {
+    pub from: String,
+    pub to: String,
+    pub text: String,
+}
+
+/// Members that left recently, remembered so that a refusal about one of them
+/// that arrives after the departure can still name them.
+const DEPARTED_MEMORY: usize = 64;
+
 /// Something that happened in the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Message(ChatMessage),
+    /// A private message we received, or one of ours as it is sent (after
+    /// the handshake, so queued ones appear when they really leave).
+    Private(PrivateMessage),
+    /// The safety code of the private session with `user`, as asked for
+    /// with [`Client::verify`]: it matches the one `user` sees unless someone
+    /// substituted keys in the middle.
+    Verify {
+        user: String,
+        code: String,
+    },
     Joined {
         user: String,
     },
@@ -103,6 +130,10 @@ pub struct Client {
     local_seq: u64,
     /// When the server was last heard from; native servers ping regularly.
     last_heard: tokio::time::Instant,
+    /// Private conversations, with their keys.
+    private: PrivateChats,
+    /// `(user_id, name)` of members who left lately, newest last.
+    departed: VecDeque<(String, String)>,
 }
 
 impl std::fmt::Debug for Client {
@@ -294,6 +325,7 @@ impl Client {
         let cipher = RoomCipher::from_password(&password, &decode(&room_salt, "room_salt")?);
         drop(password);
 
+        let username_for_private = username.clone();
         let mut client = Client {
             reader,
             writer,
@@ -306,6 +338,8 @@ impl Client {
             history_count: messages.len(),
             local_seq: 0,
             last_heard: tokio::time::Instant::now(),
+            private: PrivateChats::new(&username_for_private),
+            departed: VecDeque::new(),
         };
         for data in messages {
             let event = client.message_event(data, true);
@@ -356,6 +390,90 @@ impl Client {
         self.send_frame(&ClientFrame::Clear).await
     }
 
+    /// Sends `text` to `name` alone, end-to-end encrypted with keys only the
+    /// two of you hold. The first message to someone runs a key exchange
+    /// first; it and anything sent meanwhile are queued and go out, in order,
+    /// once it completes (each shows up as an [`Event::Private`] then), or
+    /// come back as an [`Event::Error`] if it fails. [`ClientError::Private`]
+    /// leaves the session usable: nothing was sent.
+    pub async fn send_private(&mut self, name: &str, text: &str) -> Result<(), ClientError> {
+        let id = self.private_peer(name)?;
+        if text.len() > MAX_PRIVATE_TEXT_LEN {
+            return Err(PrivateError::TooLong.into());
+        }
+        let out = self
+            .private
+            .send(&id, name, text, tokio::time::Instant::now())?;
+        self.apply_private(out.frames, out.events)?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    /// Asks for the safety code of the private session with `name`; it
+    /// arrives as an [`Event::Verify`], after a key exchange if there was no
+    /// session yet.
+    pub async fn verify(&mut self, name: &str) -> Result<(), ClientError> {
+        let id = self.private_peer(name)?;
+        let out = self.private.verify(&id, name, tokio::time::Instant::now());
+        self.apply_private(out.frames, out.events)?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    /// The safety code of the private session with `name`, if there is one.
+    pub fn safety_code(&self, name: &str) -> Option<SafetyCode> {
+        let user = self.users.iter().find(|u| u.username == name)?;
+        self.private.safety_code(&user.user_id)
+    }
+
+    /// The `user_id` of the member called `name`, if a private message can
+    /// go to them.
+    fn private_peer(&self, name: &str) -> Result<String, PrivateError> {
+        if self.transport == Transport::Legacy {
+            return Err(PrivateError::LegacyServer);
+        }
+        if name == self.username {
+            return Err(PrivateError::ToSelf);
+        }
+        self.users
+            .iter()
+            .find(|u| u.username == name)
+            .map(|u| u.user_id.clone())
+            .ok_or_else(|| PrivateError::NoSuchUser(name.to_owned()))
+    }
+
+    /// Queues the private frames (wrapped in the room encryption) for the
+    /// next flush, and the events for [`Client::next_event`].
+    fn apply_private(
+        &mut self,
+        frames: Vec<Outgoing>,
+        events: Vec<Event>,
+    ) -> Result<(), ClientError> {
+        for Outgoing { to, envelope } in frames {
+            let json =
+                Zeroizing::new(serde_json::to_string(&envelope).expect("envelopes serialize"));
+            let body = self.cipher.encrypt(&json);
+            self.writer.queue(&ClientFrame::Private { to, body })?;
+        }
+        self.pending.extend(events);
+        Ok(())
+    }
+
+    /// The name of the member `user_id`, present or recently departed.
+    fn name_of(&self, user_id: &str) -> Option<String> {
+        self.users
+            .iter()
+            .find(|u| u.user_id == user_id)
+            .map(|u| u.username.clone())
+            .or_else(|| {
+                self.departed
+                    .iter()
+                    .rev()
+                    .find(|(id, _)| id == user_id)
+                    .map(|(_, name)| name.clone())
+            })
+    }
+
     async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         self.writer.write(frame).await?;
         self.writer.flush().await?;
@@ -365,16 +483,30 @@ impl Client {
     /// The next event. Cancel-safe, so it can sit in a `select!` beside input.
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
         loop {
+            // Private handshake answers are queued while frames are read;
+            // a flush cancelled last time finishes here.
+            if self.writer.has_unsent() {
+                self.writer.flush().await?;
+            }
+            let now = tokio::time::Instant::now();
+            let expired = self.private.expire(now);
+            self.pending.extend(expired);
             if let Some(event) = self.pending.pop_front() {
                 return Ok(event);
             }
             let read = self.reader.read::<ServerFrame>();
             let read = match self.transport {
                 // Native servers ping; silence means the connection is dead.
+                // A private handshake's deadline may come first.
                 Transport::Sealed => {
-                    let deadline = self.last_heard + SERVER_SILENCE_LIMIT;
+                    let silence = self.last_heard + SERVER_SILENCE_LIMIT;
+                    let deadline = self
+                        .private
+                        .next_deadline()
+                        .map_or(silence, |d| d.min(silence));
                     match tokio::time::timeout_at(deadline, read).await {
                         Ok(read) => read,
+                        Err(_) if deadline < silence => continue,
                         Err(_) => {
                             return Err(ClientError::ConnectionLost(
                                 "the server stopped answering".into(),
@@ -411,6 +543,17 @@ impl Client {
                 Some(ErrorCode::TooSlow | ErrorCode::Idle) => {
                     return Err(ClientError::Kicked(e.error));
                 }
+                _ if e.to.is_some() => {
+                    let to = e.to.unwrap_or_default();
+                    let name = self.name_of(&to).unwrap_or_else(|| "someone".into());
+                    let unreachable = matches!(
+                        e.code,
+                        Some(ErrorCode::NoSuchUser | ErrorCode::PrivateUnsupported)
+                    );
+                    let events = self.private.refused(&to, &name, &e.error, unreachable);
+                    self.pending.extend(events);
+                    return Ok(None);
+                }
                 _ => Event::Error { message: e.error },
             },
             ServerFrame::Event(event) => match event {
@@ -428,16 +571,77 @@ impl Client {
                         return Ok(None);
                     };
                     let user = self.users.remove(pos).username;
-                    Event::Left { user }
+                    // Its keys go now; anything still waiting for it fails.
+                    let failed = self.private.departed(&user_id);
+                    if self.departed.len() == DEPARTED_MEMORY {
+                        self.departed.pop_front();
+                    }
+                    self.departed.push_back((user_id, user.clone()));
+                    self.pending.push_back(Event::Left { user });
+                    self.pending.extend(failed);
+                    return Ok(None);
                 }
                 ServerEvent::Cleared => Event::Cleared,
                 ServerEvent::Closing { .. } => return Err(ClientError::RoomClosed),
                 ServerEvent::Notice { text } => Event::Notice { message: text },
                 ServerEvent::Ping => return Ok(None),
+                ServerEvent::Private {
+                    from,
+                    from_name,
+                    body,
+                } => {
+                    self.private_frame(&from, &from_name, &body)?;
+                    return Ok(None);
+                }
                 ServerEvent::Init { .. } => return Err(protocol("a second init frame")),
             },
         };
         Ok(Some(event))
+    }
+
+    /// Opens a private frame's room encryption and hands the envelope to the
+    /// conversation with its sender.
+    fn private_frame(
+        &mut self,
+        from: &str,
+        from_name: &str,
+        body: &str,
+    ) -> Result<(), ClientError> {
+        // The name the server gives must be the member's name we know, so a
+        // confused server cannot make one member's keys speak for another.
+        let Some(name) = self
+            .users
+            .iter()
+            .find(|u| u.user_id == from && u.username == from_name)
+            .map(|u| u.username.clone())
+        else {
+            self.pending.push_back(Event::Error {
+                message: "a private message came from someone who is not in the room; ignored"
+                    .into(),
+            });
+            return Ok(());
+        };
+        let envelope = self
+            .cipher
+            .decrypt(body)
+            .map_err(|e| e.to_string())
+            .map(Zeroizing::new)
+            .and_then(|json| {
+                serde_json::from_str::<PrivateEnvelope>(&json)
+                    .map_err(|_| "its envelope is malformed".to_owned())
+            });
+        match envelope {
+            Ok(envelope) => {
+                let out = self.private.receive(from, &name, envelope);
+                self.apply_private(out.frames, out.events)
+            }
+            Err(why) => {
+                self.pending.push_back(Event::Error {
+                    message: format!("a private message from {name} could not be read: {why}"),
+                });
+                Ok(())
+            }
+        }
     }
 
     fn message_event(&mut self, mut data: MessageData, history: bool) -> Event {
