@@ -34,13 +34,13 @@ pub(crate) trait Screen {
 
 /// What `/help` says, one line per command.
 const HELP: [&str; 8] = [
-    "/who            who is in the room",
-    "/me <action>    say what you are doing: /me waves shows as * you waves",
+    "/who                who is in the room",
+    "/me <action>        say what you are doing: /me waves shows as * you waves",
     "/msg <name> <text>  a private message only they can read, not even the host",
-    "/verify <name>  the safety code of your private session: compare it with them by voice or video",
-    "/clear          wipe the room's history for everyone (asks first)",
-    "/quit, /exit, q leave the room",
-    "//text          send a message that starts with a /",
+    "/verify <name>      the safety code of your private session with them: compare it by voice or video",
+    "/clear              wipe the room's history for everyone (asks first)",
+    "/quit, /exit, q     leave the room",
+    "//text              send a message that starts with a /",
     "mention someone by name (or @name) and their terminal rings",
 ];
 
