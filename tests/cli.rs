@@ -203,6 +203,66 @@ async fn two_scripted_members_chat_and_leave_cleanly() {
 }
 
 #[tokio::test]
+async fn scripted_private_messages_and_safety_codes() {
+    let server = serve(&[]).await;
+    let mut ann = Member::join(server.port, "ann", "hunter2").await;
+    ann.event_of("ready").await;
+    let mut bob = Member::join(server.port, "bob", "hunter2").await;
+    bob.event_of("ready").await;
+    assert_eq!(ann.event_of("joined").await["user"], "bob");
+
+    ann.say("/msg bob psst, only you").await;
+    let expected = serde_json::json!({
+        "event": "private", "from": "ann", "to": "bob", "text": "psst, only you"
+    });
+    assert_eq!(bob.event_of("private").await, expected);
+    assert_eq!(
+        ann.event_of("private").await,
+        expected,
+        "the sender sees it sent"
+    );
+
+    ann.say("/verify bob").await;
+    bob.say("/verify ann").await;
+    let ann_code = ann.event_of("verify").await;
+    let bob_code = bob.event_of("verify").await;
+    assert_eq!(
+        (ann_code["user"].as_str(), bob_code["user"].as_str()),
+        (Some("bob"), Some("ann"))
+    );
+    assert_eq!(ann_code["code"], bob_code["code"]);
+    let code = ann_code["code"].as_str().unwrap();
+    assert!(
+        code.split(' ').count() == 6
+            && code
+                .split(' ')
+                .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit())),
+        "{code}"
+    );
+
+    // Mistakes are reported and the session goes on.
+    ann.say("/msg nobody hello").await;
+    assert!(
+        ann.event_of("error").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("no one called \"nobody\"")
+    );
+    ann.say("/msg bob").await;
+    assert!(
+        ann.event_of("error").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("usage")
+    );
+    bob.say("/msg ann still here?").await;
+    assert_eq!(ann.event_of("private").await["text"], "still here?");
+
+    assert_eq!(bob.finish().await, 0);
+    assert_eq!(ann.finish().await, 0);
+}
+
+#[tokio::test]
 async fn exit_codes_tell_failures_apart() {
     let server = serve(&[]).await;
     let port = server.port.to_string();

@@ -1,6 +1,6 @@
 //! Secrets in memory: after a chat, the running server's memory holds neither
 //! the password nor any plaintext; a client that has left the room holds
-//! neither either. Memory is read through /proc/PID/mem (Linux; the reader is
+//! neither either, private messages included. Memory is read through /proc/PID/mem (Linux; the reader is
 //! the parent of the inspected process, as ptrace rules require).
 
 mod common;
@@ -122,6 +122,13 @@ async fn chat_through(port: u16, password: &str, ann_name: &str, plaintext: &str
             received += 1;
         }
     }
+    // And one private message, relayed through the server's memory too.
+    until(&mut ann, |e| matches!(e, Event::Joined { .. })).await;
+    ann.send_private("bob", &format!("{plaintext} private"))
+        .await
+        .unwrap();
+    let private = |e: &Event| matches!(e, Event::Private(_));
+    tokio::join!(until(&mut ann, private), until(&mut bob, private));
     ann.leave().await.unwrap();
     bob.leave().await.unwrap();
 }
@@ -182,10 +189,15 @@ async fn client_probe() {
     let plaintext = zeroize::Zeroizing::new(String::from_utf8(line[split + 1..].to_vec()).unwrap());
     drop(line);
     {
-        let mut client =
-            cmd_chat::client::Client::connect(config(port.parse().unwrap(), "probe", &password))
-                .await
-                .unwrap();
+        let port: u16 = port.parse().unwrap();
+        let mut client = cmd_chat::client::Client::connect(config(port, "probe", &password))
+            .await
+            .unwrap();
+        // A second member, for a private conversation in both directions.
+        let mut peer = cmd_chat::client::Client::connect(config(port, "peer", &password))
+            .await
+            .unwrap();
+        until(&mut client, |e| matches!(e, Event::Joined { .. })).await;
         client.send(&plaintext).await.unwrap();
         loop {
             if let Event::Message(m) = next(&mut client).await
@@ -194,7 +206,28 @@ async fn client_probe() {
                 break;
             }
         }
+        /// Reads until the private message carrying `text` shows up.
+        async fn private(client: &mut cmd_chat::client::Client, text: &str) {
+            loop {
+                if let Event::Private(m) = next(client).await
+                    && m.text == text
+                {
+                    return;
+                }
+            }
+        }
+        client.send_private("peer", &plaintext).await.unwrap();
+        tokio::join!(
+            private(&mut client, &plaintext),
+            private(&mut peer, &plaintext)
+        );
+        peer.send_private("probe", &plaintext).await.unwrap();
+        tokio::join!(
+            private(&mut client, &plaintext),
+            private(&mut peer, &plaintext)
+        );
         client.leave().await.unwrap();
+        peer.leave().await.unwrap();
     }
     drop(password);
     drop(plaintext);

@@ -384,6 +384,34 @@ fn two_people_chat_in_real_terminals() {
         "not a burst of separate messages: {bob:#?}"
     );
 
+    // A private message shows, marked, in both panes; the safety codes
+    // both show for the conversation are the same.
+    tmux.type_line("ann", "/msg bob just for you");
+    tmux.wait_for("bob", "ann's private message", |s| {
+        timed_line(s, "[private] ann -> bob: just for you").is_some()
+    });
+    tmux.wait_for("ann", "ann's private message sent", |s| {
+        timed_line(s, "[private] ann -> bob: just for you").is_some()
+    });
+    tmux.type_line("ann", "/verify bob");
+    tmux.press("bob", "C-u");
+    tmux.type_line("bob", "/verify ann");
+    let code = |pane: &str, peer: &str| {
+        let prefix = format!("-- safety code with {peer}: ");
+        let screen = tmux.wait_for(pane, "a safety code", |s| {
+            s.iter()
+                .any(|l| l.get(6..).is_some_and(|l| l.starts_with(&prefix)))
+        });
+        screen
+            .iter()
+            .find_map(|l| l.get(6..).and_then(|l| l.strip_prefix(&prefix)))
+            .unwrap()
+            .to_owned()
+    };
+    let ann_code = code("ann", "bob");
+    assert_eq!(ann_code.len(), 35, "{ann_code:?}");
+    assert_eq!(ann_code, code("bob", "ann"));
+
     // /quit leaves: the other pane shows it, and the program exits 0.
     tmux.type_line("ann", "/quit");
     tmux.wait_for("bob", "ann leaving", |s| {

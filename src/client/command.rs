@@ -4,8 +4,8 @@
 use super::sanitize::sanitize;
 
 /// Commands Tab completes, in the order they are listed.
-pub const COMMANDS: [&str; 7] = [
-    "/help", "/who", "/me", "/clear", "/resend", "/quit", "/exit",
+pub const COMMANDS: [&str; 9] = [
+    "/help", "/who", "/me", "/msg", "/verify", "/clear", "/resend", "/quit", "/exit",
 ];
 
 /// One line of input, understood.
@@ -20,6 +20,17 @@ pub enum Command<'a> {
     Me(&'a str),
     /// `/me` without an action.
     MeUsage,
+    /// `/msg <name> <text>`: a private message only `to` can read.
+    Msg {
+        to: &'a str,
+        text: &'a str,
+    },
+    /// `/msg` without a name or a text.
+    MsgUsage,
+    /// `/verify <name>`: show the safety code of the private session with them.
+    Verify(&'a str),
+    /// `/verify` without a name.
+    VerifyUsage,
     Help,
     Who,
     /// `/clear`: wipes the room for everyone, so it asks first.
@@ -34,9 +45,16 @@ pub enum Command<'a> {
     Unknown(&'a str),
 }
 
-/// Parses one input line. A line of several lines (a paste) is always a
-/// message, never a command. `//text` sends `/text`.
+/// Parses one input line. A line of several lines (a paste) is a message,
+/// never a command, except that one starting with `/msg <name> ` stays
+/// private: a paste after `/msg bob ` must not reach the whole room.
+/// `//text` sends `/text`.
 pub fn parse(line: &str) -> Command<'_> {
+    if let Some(rest) = line.trim_start().strip_prefix("/msg ")
+        && rest.contains('\n')
+    {
+        return msg(rest.trim_end_matches(['\n', '\r']));
+    }
     if line.contains('\n') {
         let text = line.trim_end_matches(['\n', '\r']);
         return if text.trim().is_empty() {
@@ -68,9 +86,29 @@ pub fn parse(line: &str) -> Command<'_> {
         "/clear" => Command::Clear,
         "/me" if rest.is_empty() => Command::MeUsage,
         "/me" => Command::Me(rest),
+        "/msg" => msg(rest),
+        "/verify" => match rest.split_whitespace().collect::<Vec<_>>()[..] {
+            [name] => Command::Verify(name.strip_prefix('@').unwrap_or(name)),
+            _ => Command::VerifyUsage,
+        },
         "/resend" => rest.parse().map_or(Command::ResendUsage, Command::Resend),
         other => Command::Unknown(other),
     }
+}
+
+/// `<name> <text>` after `/msg`; the name may be written `@name`. The text
+/// is kept as typed after the space that ends the name.
+fn msg(rest: &str) -> Command<'_> {
+    let rest = rest.trim_start();
+    let Some((name, text)) = rest.split_once([' ', '\t', '\n']) else {
+        return Command::MsgUsage;
+    };
+    let name = name.strip_prefix('@').unwrap_or(name);
+    if name.is_empty() || text.trim().is_empty() {
+        return Command::MsgUsage;
+    }
+    let text = text.trim_start_matches([' ', '\t']);
+    Command::Msg { to: name, text }
 }
 
 /// Whether an answer to a yes/no question means yes. Anything else is no.
@@ -152,6 +190,40 @@ mod tests {
     }
 
     #[test]
+    fn private_commands_parse() {
+        assert_eq!(
+            parse("/msg bob hi  there "),
+            Command::Msg {
+                to: "bob",
+                text: "hi  there"
+            }
+        );
+        assert_eq!(
+            parse("/msg @bob hi"),
+            Command::Msg {
+                to: "bob",
+                text: "hi"
+            }
+        );
+        for usage in ["/msg", "/msg bob", "/msg bob   ", "/msg  @ hi"] {
+            assert_eq!(parse(usage), Command::MsgUsage, "{usage:?}");
+        }
+        // A paste after `/msg bob ` stays private.
+        assert_eq!(
+            parse("/msg bob line one\nline two\n"),
+            Command::Msg {
+                to: "bob",
+                text: "line one\nline two"
+            }
+        );
+        assert_eq!(parse("/verify bob"), Command::Verify("bob"));
+        assert_eq!(parse("/verify @bob "), Command::Verify("bob"));
+        assert_eq!(parse("/verify"), Command::VerifyUsage);
+        assert_eq!(parse("/verify bob ann"), Command::VerifyUsage);
+        assert_eq!(parse("/msgs"), Command::Unknown("/msgs"));
+    }
+
+    #[test]
     fn a_paste_is_one_message_even_if_it_starts_with_a_slash() {
         assert_eq!(
             parse("/usr/bin\n/quit\nthird\n"),
@@ -177,6 +249,11 @@ mod tests {
             .to_vec();
         let c = |line: &str| complete(line, line.len(), &names, "bob");
         assert_eq!(c("/c"), (0, vec!["/clear ".to_owned()]));
+        assert_eq!(c("/ms"), (0, vec!["/msg ".to_owned()]));
+        assert_eq!(c("/v"), (0, vec!["/verify ".to_owned()]));
+        // After `/msg` or `/verify`, a name completes without the colon.
+        assert_eq!(c("/msg an"), (5, vec!["Annika ".into(), "ann ".into()]));
+        assert_eq!(c("/verify @an").1, vec!["@Annika ", "@ann "]);
         assert_eq!(c("/").1.len(), COMMANDS.len());
         assert_eq!(c("an"), (0, vec!["Annika: ".into(), "ann: ".into()]));
         assert_eq!(c("hi @an"), (3, vec!["@Annika ".into(), "@ann ".into()]));

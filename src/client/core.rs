@@ -1,6 +1,6 @@
 //! The client core: connect, authenticate, send and receive decrypted events,
-//! leave with keys wiped. Every front end (terminal, scripting mode, examples,
-//! tests) goes through [`Client`].
+//! talk privately with one member, leave with keys wiped. Every front end
+//! (terminal, scripting mode, examples, tests) goes through [`Client`].
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -12,15 +12,19 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::error::ClientError;
+use super::private::{Outgoing, PrivateChats, PrivateError};
 use crate::crypto::kdf::{self, KdfParams};
+use crate::crypto::private::SafetyCode;
 use crate::crypto::resume::resume_proof;
 use crate::crypto::srp::{ClientSession, SrpError};
 use crate::crypto::transport::{Side, derive_keys};
 use crate::crypto::{Key32, Password, RoomCipher};
-use crate::protocol::limits::{CLIENT_MAX_LINE, PRE_AUTH_MAX_LINE, SERVER_SILENCE_LIMIT};
+use crate::protocol::limits::{
+    CLIENT_MAX_LINE, MAX_PRIVATE_TEXT_LEN, PRE_AUTH_MAX_LINE, SERVER_SILENCE_LIMIT,
+};
 use crate::protocol::wire::{
     Challenge, ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, MessageData, NATIVE_PROTOCOL,
-    Reply, ServerEvent, ServerFrame, UserInfo, Welcome,
+    PrivateEnvelope, Reply, ServerEvent, ServerFrame, UserInfo, Welcome,
 };
 use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
 
@@ -55,10 +59,33 @@ pub struct ChatMessage {
     pub history: bool,
 }
 
+/// A private message, to us or from us: only the two members can read it.
+/// The plaintext is wiped when the value is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct PrivateMessage {
+    pub from: String,
+    pub to: String,
+    pub text: String,
+}
+
+/// Members that left recently, remembered so that a refusal about one of them
+/// that arrives after the departure can still name them.
+const DEPARTED_MEMORY: usize = 64;
+
 /// Something that happened in the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Message(ChatMessage),
+    /// A private message we received, or one of ours as it is sent (after
+    /// the handshake, so queued ones appear when they really leave).
+    Private(PrivateMessage),
+    /// The safety code of the private session with `user`, as asked for
+    /// with [`Client::verify`]: it matches the one `user` sees unless someone
+    /// substituted keys in the middle.
+    Verify {
+        user: String,
+        code: String,
+    },
     Joined {
         user: String,
     },
@@ -184,6 +211,10 @@ pub struct Client {
     unacked: VecDeque<Unacked>,
     /// Messages that were not confirmed, by reference, for [`Client::resend`].
     failed: VecDeque<(u64, Zeroizing<String>)>,
+    /// Private conversations, with their keys.
+    private: PrivateChats,
+    /// `(user_id, name)` of members who left lately, newest last.
+    departed: VecDeque<(String, String)>,
 }
 
 impl std::fmt::Debug for Client {
@@ -237,6 +268,7 @@ impl Client {
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         username::validate(&config.username)?;
         let link = Self::open(&config, None, 0).await?;
+        let config_username = config.username.clone();
         let mut client = Client {
             reader: link.reader,
             writer: link.writer,
@@ -257,6 +289,8 @@ impl Client {
             next_reference: 1,
             unacked: VecDeque::new(),
             failed: VecDeque::new(),
+            private: PrivateChats::new(&config_username),
+            departed: VecDeque::new(),
         };
         for data in link.messages {
             let event = client.message_event(data, true);
@@ -561,6 +595,90 @@ impl Client {
         self.send_frame(&ClientFrame::Clear).await
     }
 
+    /// Sends `text` to `name` alone, end-to-end encrypted with keys only the
+    /// two of you hold. The first message to someone runs a key exchange
+    /// first; it and anything sent meanwhile are queued and go out, in order,
+    /// once it completes (each shows up as an [`Event::Private`] then), or
+    /// come back as an [`Event::Error`] if it fails. [`ClientError::Private`]
+    /// leaves the session usable: nothing was sent.
+    pub async fn send_private(&mut self, name: &str, text: &str) -> Result<(), ClientError> {
+        let id = self.private_peer(name)?;
+        if text.len() > MAX_PRIVATE_TEXT_LEN {
+            return Err(PrivateError::TooLong.into());
+        }
+        let out = self
+            .private
+            .send(&id, name, text, tokio::time::Instant::now())?;
+        self.apply_private(out.frames, out.events)?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    /// Asks for the safety code of the private session with `name`; it
+    /// arrives as an [`Event::Verify`], after a key exchange if there was no
+    /// session yet.
+    pub async fn verify(&mut self, name: &str) -> Result<(), ClientError> {
+        let id = self.private_peer(name)?;
+        let out = self.private.verify(&id, name, tokio::time::Instant::now());
+        self.apply_private(out.frames, out.events)?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    /// The safety code of the private session with `name`, if there is one.
+    pub fn safety_code(&self, name: &str) -> Option<SafetyCode> {
+        let user = self.users.iter().find(|u| u.username == name)?;
+        self.private.safety_code(&user.user_id)
+    }
+
+    /// The `user_id` of the member called `name`, if a private message can
+    /// go to them.
+    fn private_peer(&self, name: &str) -> Result<String, PrivateError> {
+        if self.transport == Transport::Legacy {
+            return Err(PrivateError::LegacyServer);
+        }
+        if name == self.config.username {
+            return Err(PrivateError::ToSelf);
+        }
+        self.users
+            .iter()
+            .find(|u| u.username == name)
+            .map(|u| u.user_id.clone())
+            .ok_or_else(|| PrivateError::NoSuchUser(name.to_owned()))
+    }
+
+    /// Queues the private frames (wrapped in the room encryption) for the
+    /// next flush, and the events for [`Client::next_event`].
+    fn apply_private(
+        &mut self,
+        frames: Vec<Outgoing>,
+        events: Vec<Event>,
+    ) -> Result<(), ClientError> {
+        for Outgoing { to, envelope } in frames {
+            let json =
+                Zeroizing::new(serde_json::to_string(&envelope).expect("envelopes serialize"));
+            let body = self.cipher.encrypt(&json);
+            self.writer.queue(&ClientFrame::Private { to, body })?;
+        }
+        self.pending.extend(events);
+        Ok(())
+    }
+
+    /// The name of the member `user_id`, present or recently departed.
+    fn name_of(&self, user_id: &str) -> Option<String> {
+        self.users
+            .iter()
+            .find(|u| u.user_id == user_id)
+            .map(|u| u.username.clone())
+            .or_else(|| {
+                self.departed
+                    .iter()
+                    .rev()
+                    .find(|(id, _)| id == user_id)
+                    .map(|(_, name)| name.clone())
+            })
+    }
+
     async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         self.writer.write(frame).await?;
         self.writer.flush().await?;
@@ -576,6 +694,17 @@ impl Client {
     /// after [`RECONNECT_ATTEMPTS`], or at once when the server says no.
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
         loop {
+            // Private handshake answers are queued while frames are read;
+            // a flush cancelled last time finishes here.
+            if self.broken.is_none()
+                && self.writer.has_unsent()
+                && let Err(e) = self.writer.flush().await
+            {
+                self.lost(e.to_string())?;
+            }
+            let now = tokio::time::Instant::now();
+            let expired = self.private.expire(now);
+            self.pending.extend(expired);
             if let Some(event) = self.pending.pop_front() {
                 return Ok(event);
             }
@@ -590,11 +719,16 @@ impl Client {
                 Transport::Sealed => Some(self.last_heard + self.silence_limit),
                 Transport::Legacy => None,
             };
-            let ack_deadline = self.unacked.front().map(|u| u.sent_at + self.ack_timeout);
-            let deadline = match (silence_deadline, ack_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            // Whichever comes first: silence, a receipt overdue, a private
+            // handshake's deadline.
+            let deadline = [
+                silence_deadline,
+                self.unacked.front().map(|u| u.sent_at + self.ack_timeout),
+                self.private.next_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let read = self.reader.read::<ServerFrame>();
             let read = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
@@ -713,6 +847,15 @@ impl Client {
         self.writer = link.writer;
         self.cipher = link.cipher;
         self.users = link.users;
+        // A new member id means the old session ended on the server (the
+        // others saw us leave): private sessions with it are gone too.
+        let same_member = match (&self.resume, &link.resume) {
+            (Some(old), Some(new)) => old.user_id == new.user_id,
+            _ => false,
+        };
+        if !same_member {
+            self.private = PrivateChats::new(&self.config.username);
+        }
         if link.resume.is_some() {
             self.resume = link.resume;
         }
@@ -734,6 +877,17 @@ impl Client {
                 Some(ErrorCode::ShuttingDown) => return Err(ClientError::RoomClosed),
                 Some(ErrorCode::TooSlow | ErrorCode::Idle | ErrorCode::Replaced) => {
                     return Err(ClientError::Kicked(e.error));
+                }
+                _ if e.to.is_some() => {
+                    let to = e.to.unwrap_or_default();
+                    let name = self.name_of(&to).unwrap_or_else(|| "someone".into());
+                    let unreachable = matches!(
+                        e.code,
+                        Some(ErrorCode::NoSuchUser | ErrorCode::PrivateUnsupported)
+                    );
+                    let events = self.private.refused(&to, &name, &e.error, unreachable);
+                    self.pending.extend(events);
+                    return Ok(None);
                 }
                 _ => match e.reference {
                     // A refusal of one of our messages: report that message failed.
@@ -765,7 +919,15 @@ impl Client {
                         return Ok(None);
                     };
                     let user = self.users.remove(pos).username;
-                    Event::Left { user }
+                    // Its keys go now; anything still waiting for it fails.
+                    let failed = self.private.departed(&user_id);
+                    if self.departed.len() == DEPARTED_MEMORY {
+                        self.departed.pop_front();
+                    }
+                    self.departed.push_back((user_id, user.clone()));
+                    self.pending.push_back(Event::Left { user });
+                    self.pending.extend(failed);
+                    return Ok(None);
                 }
                 ServerEvent::Cleared => Event::Cleared,
                 ServerEvent::Closing { .. } => return Err(ClientError::RoomClosed),
@@ -775,10 +937,63 @@ impl Client {
                     Event::Sent { reference, seq }
                 }
                 ServerEvent::Ping => return Ok(None),
+                ServerEvent::Private {
+                    from,
+                    from_name,
+                    body,
+                } => {
+                    self.private_frame(&from, &from_name, &body)?;
+                    return Ok(None);
+                }
                 ServerEvent::Init { .. } => return Err(protocol("a second init frame")),
             },
         };
         Ok(Some(event))
+    }
+
+    /// Opens a private frame's room encryption and hands the envelope to the
+    /// conversation with its sender.
+    fn private_frame(
+        &mut self,
+        from: &str,
+        from_name: &str,
+        body: &str,
+    ) -> Result<(), ClientError> {
+        // The name the server gives must be the member's name we know, so a
+        // confused server cannot make one member's keys speak for another.
+        let Some(name) = self
+            .users
+            .iter()
+            .find(|u| u.user_id == from && u.username == from_name)
+            .map(|u| u.username.clone())
+        else {
+            self.pending.push_back(Event::Error {
+                message: "a private message came from someone who is not in the room; ignored"
+                    .into(),
+            });
+            return Ok(());
+        };
+        let envelope = self
+            .cipher
+            .decrypt(body)
+            .map_err(|e| e.to_string())
+            .map(Zeroizing::new)
+            .and_then(|json| {
+                serde_json::from_str::<PrivateEnvelope>(&json)
+                    .map_err(|_| "its envelope is malformed".to_owned())
+            });
+        match envelope {
+            Ok(envelope) => {
+                let out = self.private.receive(from, &name, envelope);
+                self.apply_private(out.frames, out.events)
+            }
+            Err(why) => {
+                self.pending.push_back(Event::Error {
+                    message: format!("a private message from {name} could not be read: {why}"),
+                });
+                Ok(())
+            }
+        }
     }
 
     fn message_event(&mut self, mut data: MessageData, history: bool) -> Event {

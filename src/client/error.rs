@@ -62,6 +62,9 @@ pub enum ClientError {
         "that message is too long to send: about 44 KiB of text fits in one message. Nothing was sent"
     )]
     MessageTooLong,
+    /// A private message that could not be sent or queued; the session goes on.
+    #[error(transparent)]
+    Private(#[from] super::private::PrivateError),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("the connection to the server was lost: {0}")]
@@ -95,11 +98,20 @@ impl ClientError {
             | ClientError::RoomFull
             | ClientError::Refused(_)
             | ClientError::MessageTooLong
+            | ClientError::Private(_)
             | ClientError::Protocol(_) => PROTOCOL,
             ClientError::ConnectionLost(_) | ClientError::RoomClosed | ClientError::Kicked(_) => {
                 CONNECTION_LOST
             }
         }
+    }
+}
+
+impl ClientError {
+    /// Whether the session can go on after this error: it refused one
+    /// message locally and sent nothing.
+    pub fn is_recoverable(&self) -> bool {
+        matches!(self, ClientError::MessageTooLong | ClientError::Private(_))
     }
 }
 

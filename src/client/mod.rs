@@ -5,6 +5,9 @@
 //!   the terminal UI cannot run.
 //! - [`script`]: JSON events out, lines in, for programs.
 //!
+//! [`private`] holds the per-peer state of private conversations, which the
+//! core drives.
+//!
 //! The two human front ends share [`command`] (what a typed line means) and
 //! [`render`] (what an event looks like); everything a peer sent passes
 //! through [`sanitize`] on its way to the screen.
@@ -13,11 +16,12 @@ pub mod command;
 mod core;
 pub mod error;
 pub mod line;
+pub mod private;
 pub mod render;
 pub mod sanitize;
 pub mod script;
 mod session;
 pub mod terminal;
 
-pub use core::{ChatMessage, Client, ClientConfig, Event, Transport};
+pub use core::{ChatMessage, Client, ClientConfig, Event, PrivateMessage, Transport};
 pub use error::{ClientError, exit_code};

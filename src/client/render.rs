@@ -12,7 +12,7 @@ use std::ops::Range;
 use chrono::{DateTime, Local};
 
 use super::sanitize::{sanitize, sanitize_lines};
-use super::{ChatMessage, Event, Transport};
+use super::{ChatMessage, Event, PrivateMessage, Transport};
 
 /// How much styling the screen gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,8 @@ pub const BLOCK_INDENT: &str = "    ";
 const SYSTEM_MARK: &str = "--";
 /// Marks an error or a warning.
 const ERROR_MARK: &str = "!!";
+/// Marks a private message, so it is never mistaken for one the room saw.
+const PRIVATE_MARK: &str = "[private]";
 
 /// What one piece of text is, which decides how it is styled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +72,8 @@ enum Style {
     Mention,
     /// Something the person must not miss (a legacy session, a confirmation).
     Warning,
+    /// The mark in front of a private message.
+    Private,
 }
 
 impl Style {
@@ -86,6 +90,9 @@ impl Style {
             (_, Style::Mention) => "1;7",
             (Theme::Color, Style::Warning) => "1;33",
             (Theme::Mono, Style::Warning) => "1",
+            (Theme::Color, Style::Private) => "1;35",
+            // Underlined rather than bold, so it differs from a name.
+            (Theme::Mono, Style::Private) => "4",
         };
         Some(code.to_owned())
     }
@@ -268,6 +275,25 @@ impl Renderer {
         };
         match event {
             Event::Message(m) => self.message(m),
+            Event::Private(m) => self.private(m, now),
+            Event::Verify { user, code } => Shown {
+                lines: vec![
+                    self.system_at(
+                        now,
+                        &format!(
+                            "safety code with {}: {}",
+                            self.name(user),
+                            self.paint(Style::Me, &sanitize(code))
+                        ),
+                    ),
+                    self.system_text(&format!(
+                        "compare it with {} by voice or video: if the codes differ, someone in the \
+                         middle (such as the host) can read your private messages",
+                        self.name(user)
+                    )),
+                ],
+                bell: false,
+            },
             Event::Joined { user } => {
                 line(self.system_at(now, &format!("{} joined", self.name(user))))
             }
@@ -352,6 +378,30 @@ impl Renderer {
             lines: out,
             // Replayed history is old news: highlight it, but stay quiet.
             bell: mentioned && !m.history,
+        }
+    }
+
+    /// A private message: `HH:MM [private] ann -> bob: text`, stamped with
+    /// `now` (the server neither stamps nor sees them). One to us rings.
+    pub fn private(&self, m: &PrivateMessage, now: &str) -> Shown {
+        let head = format!(
+            "{} {} {} -> {}:",
+            self.paint(Style::Time, now),
+            self.paint(Style::Private, PRIVATE_MARK),
+            self.name(&m.from),
+            self.name(&m.to)
+        );
+        let mut lines = sanitize_lines(&m.text);
+        let mut out = Vec::with_capacity(lines.len() + 1);
+        if lines.len() == 1 {
+            out.push(format!("{head} {}", lines.remove(0)));
+        } else {
+            out.push(head);
+        }
+        out.extend(lines.into_iter().map(|l| format!("{BLOCK_INDENT}{l}")));
+        Shown {
+            lines: out,
+            bell: m.from != self.me,
         }
     }
 
@@ -539,6 +589,56 @@ mod tests {
         assert_eq!(
             &block.lines[1..],
             ["    line one", "    line two", "      line three"]
+        );
+    }
+
+    #[test]
+    fn private_lines_stand_apart_and_are_sanitized() {
+        let private = |from: &str, to: &str, text: &str| {
+            Event::Private(PrivateMessage {
+                from: from.into(),
+                to: to.into(),
+                text: text.into(),
+            })
+        };
+        let r = plain("bob");
+        let shown = r.event(&private("ann", "bob", "psst\x1b[2J"), "10:00");
+        assert_eq!(shown.lines, ["10:00 [private] ann -> bob: psst^[[2J"]);
+        assert!(shown.bell, "a private message to us rings");
+        let mine = r.event(&private("bob", "ann", "one\ntwo"), "10:00");
+        assert_eq!(
+            mine.lines,
+            ["10:00 [private] bob -> ann:", "    one", "    two"]
+        );
+        assert!(!mine.bell);
+        let colour = Renderer::new("bob", Theme::Color).event(&private("ann", "bob", "x"), "1");
+        assert!(
+            colour.lines[0].contains("\x1b[1;35m[private]\x1b[0m"),
+            "{:?}",
+            colour.lines
+        );
+        let mono = Renderer::new("bob", Theme::Mono).event(&private("ann", "bob", "x"), "1");
+        assert!(
+            mono.lines[0].contains("\x1b[4m[private]\x1b[0m"),
+            "{:?}",
+            mono.lines
+        );
+
+        let verify = r.event(
+            &Event::Verify {
+                user: "ann".into(),
+                code: "12345 67890".into(),
+            },
+            "10:00",
+        );
+        assert_eq!(
+            verify.lines[0],
+            "10:00 -- safety code with ann: 12345 67890"
+        );
+        assert!(
+            verify.lines[1].contains("by voice or video"),
+            "{:?}",
+            verify.lines
         );
     }
 

@@ -2,12 +2,13 @@
 //!
 //! Used by `cmd-chat connect --json`, and whenever stdin is not a terminal.
 //! Each stdin line is a message, or a command when it starts with `/`
-//! (`/quit`, `/clear`, `/who`). Each event is one JSON object on stdout.
-//! End of input leaves the room.
+//! (`/quit`, `/clear`, `/who`, `/msg <name> <text>`, `/verify <name>`). Each
+//! event is one JSON object on stdout. End of input leaves the room.
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::command::{self, Command};
 use super::{Client, ClientError, Event, Transport};
 
 /// The JSON object printed for an event.
@@ -21,6 +22,13 @@ pub fn event_json(event: &Event) -> Value {
             "ts": m.timestamp,
             "history": m.history,
         }),
+        Event::Private(m) => json!({
+            "event": "private",
+            "from": m.from,
+            "to": m.to,
+            "text": m.text,
+        }),
+        Event::Verify { user, code } => json!({"event": "verify", "user": user, "code": code}),
         Event::Joined { user } => json!({"event": "joined", "user": user}),
         Event::Left { user } => json!({"event": "left", "user": user}),
         Event::Cleared => json!({"event": "cleared"}),
@@ -47,6 +55,20 @@ async fn emit<W: AsyncWrite + Unpin>(out: &mut W, value: Value) -> Result<(), Cl
         .await
         .and(out.flush().await)
         .map_err(|e| ClientError::ConnectionLost(format!("standard output closed: {e}")))
+}
+
+/// Reports an error that refused one thing (the session goes on) as an
+/// `error` event; passes on any other, which ends the session.
+async fn recoverable<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    result: Result<(), ClientError>,
+) -> Result<(), ClientError> {
+    match result {
+        Err(e) if e.is_recoverable() => {
+            emit(out, json!({"event": "error", "message": e.to_string()})).await
+        }
+        other => other,
+    }
 }
 
 /// Runs the scripting mode until `/quit`, end of input, or a fatal error.
@@ -91,15 +113,32 @@ where
                             })).await?;
                         }
                     }
+                    cmd if matches!(cmd.split_whitespace().next(), Some("/msg" | "/verify")) => {
+                        match command::parse(line) {
+                            Command::Msg { to, text } => {
+                                let sent = client.send_private(to, text).await;
+                                recoverable(&mut output, sent).await?;
+                            }
+                            Command::Verify(name) => {
+                                let asked = client.verify(name).await;
+                                recoverable(&mut output, asked).await?;
+                            }
+                            _ => emit(&mut output, json!({
+                                "event": "error",
+                                "message": "usage: /msg <name> <text>, /verify <name>",
+                            })).await?,
+                        }
+                    }
                     cmd if cmd.starts_with('/') && !cmd.starts_with("//") => {
                         emit(&mut output, json!({
                             "event": "error",
-                            "message": format!("unknown command {cmd}; commands: /who /clear /quit (start a message with // to send a literal /)"),
+                            "message": format!("unknown command {cmd}; commands: /who /msg /verify /clear /resend /quit (start a message with // to send a literal /)"),
                         })).await?;
                     }
                     _ => {
                         let text = line.strip_prefix('/').filter(|t| t.starts_with('/')).unwrap_or(line);
-                        client.send(text).await?;
+                        let sent = client.send(text).await.map(drop);
+                        recoverable(&mut output, sent).await?;
                     }
                 }
             }

@@ -33,13 +33,15 @@ pub(crate) trait Screen {
 }
 
 /// What `/help` says, one line per command.
-const HELP: [&str; 7] = [
-    "/who            who is in the room",
-    "/resend <n>     send again message n, reported as not delivered",
-    "/me <action>    say what you are doing: /me waves shows as * you waves",
-    "/clear          wipe the room's history for everyone (asks first)",
-    "/quit, /exit, q leave the room",
-    "//text          send a message that starts with a /",
+const HELP: [&str; 9] = [
+    "/who                who is in the room",
+    "/me <action>        say what you are doing: /me waves shows as * you waves",
+    "/msg <name> <text>  a private message only they can read, not even the host",
+    "/verify <name>      the safety code of your private session with them: compare it by voice or video",
+    "/resend <n>         send again message n, reported as not delivered",
+    "/clear              wipe the room's history for everyone (asks first)",
+    "/quit, /exit, q     leave the room",
+    "//text              send a message that starts with a /",
     "mention someone by name (or @name) and their terminal rings",
 ];
 
@@ -121,6 +123,22 @@ async fn act<S: Screen>(
             let hint = look.info("usage: /me <action>, for example /me waves");
             screen.show(vec![hint], false).await?;
         }
+        Command::Msg { to, text } => {
+            let sent = client.send_private(to, text).await;
+            recoverable(screen, look, sent).await?;
+        }
+        Command::MsgUsage => {
+            let hint = look.info("usage: /msg <name> <text>, for example /msg ann are you free?");
+            screen.show(vec![hint], false).await?;
+        }
+        Command::Verify(name) => {
+            let asked = client.verify(name).await;
+            recoverable(screen, look, asked).await?;
+        }
+        Command::VerifyUsage => {
+            let hint = look.info("usage: /verify <name>, for example /verify ann");
+            screen.show(vec![hint], false).await?;
+        }
         Command::Help => {
             let lines = HELP
                 .iter()
@@ -149,11 +167,20 @@ async fn say<S: Screen>(
     look: &Renderer,
     text: &str,
 ) -> Result<(), ClientError> {
-    match client.send(text).await {
-        Err(e @ ClientError::MessageTooLong) => {
-            screen.show(vec![look.error(&e.to_string())], false).await
-        }
-        other => other.map(drop),
+    let sent = client.send(text).await.map(drop);
+    recoverable(screen, look, sent).await
+}
+
+/// Shows an error that refused one thing locally (the session goes on);
+/// passes on any other, which ends the session.
+async fn recoverable<S: Screen>(
+    screen: &mut S,
+    look: &Renderer,
+    result: Result<(), ClientError>,
+) -> Result<(), ClientError> {
+    match result {
+        Err(e) if e.is_recoverable() => screen.show(vec![look.error(&e.to_string())], false).await,
+        other => other,
     }
 }
 
@@ -348,6 +375,33 @@ mod tests {
         bob.type_line("/clear").await;
         bob.type_line("yes").await;
         ann.until("history was cleared").await;
+
+        // Private messages: only the addressee sees them, in their own style,
+        // and both can show the same safety code.
+        ann.type_line("/msg bob just between us").await;
+        let (lines, bell) = bob.until("[private]").await;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].ends_with("[private] ann -> bob: just between us"),
+            "{lines:?}"
+        );
+        assert!(bell, "a private message is for us: it rings");
+        let (lines, bell) = ann.until("[private]").await;
+        assert!(
+            lines[0].ends_with("[private] ann -> bob: just between us"),
+            "{lines:?}"
+        );
+        assert!(!bell);
+        ann.type_line("/verify bob").await;
+        let (ann_code, _) = ann.until("safety code with bob").await;
+        bob.type_line("/verify ann").await;
+        let (bob_code, _) = bob.until("safety code with ann").await;
+        let digits = |l: &str| l.rsplit(": ").next().unwrap().to_owned();
+        assert_eq!(digits(&ann_code[0]), digits(&bob_code[0]));
+        bob.type_line("/msg nobody hello").await;
+        bob.until("no one called \"nobody\"").await;
+        bob.type_line("/msg bob").await;
+        bob.until("usage: /msg").await;
 
         // `q` leaves; the other side sees it, and the session ends cleanly.
         ann.typing.send("q".into()).unwrap();

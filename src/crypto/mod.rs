@@ -1,7 +1,8 @@
-//! Cryptography: SRP-6a authentication, the room key, the sealed transport
-//! and the secret types that hold them.
+//! Cryptography: SRP-6a authentication, the room key, the sealed transport,
+//! the keys of private messages and the secret types that hold them.
 
 pub mod kdf;
+pub mod private;
 pub mod resume;
 pub mod room_key;
 pub mod secret;

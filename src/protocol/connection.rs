@@ -185,6 +185,12 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         Ok(())
     }
 
+    /// Whether queued bytes are still owed to the socket, e.g. after a flush
+    /// that was cancelled.
+    pub fn has_unsent(&self) -> bool {
+        self.sent < self.buf.len()
+    }
+
     /// Sends everything queued. Cancel-safe.
     pub async fn flush(&mut self) -> Result<(), FrameError> {
         while self.sent < self.buf.len() {

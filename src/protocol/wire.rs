@@ -116,6 +116,10 @@ pub enum ErrorCode {
     Idle,
     /// The member reconnected and its new connection took this one's place.
     Replaced,
+    /// A private message named someone who is not in the room (any more).
+    NoSuchUser,
+    /// A private message to or from a cmd-chat 1.x client, which cannot take part.
+    PrivateUnsupported,
 }
 
 /// `{"error": "...", "code": "..."}`: a refusal, in the shape 1.x clients know.
@@ -127,6 +131,10 @@ pub struct ErrorReply {
     /// The client's reference of the message this refusal is about.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<u64>,
+    /// The addressee of a refused private frame (its `user_id`), so the sender
+    /// knows which conversation failed. Native only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 impl ErrorReply {
@@ -135,12 +143,19 @@ impl ErrorReply {
             error: error.into(),
             code: Some(code),
             reference: None,
+            to: None,
         }
     }
 
     /// The same refusal, about the message the client numbered `reference`.
-    pub fn about(mut self, reference: Option<u64>) -> Self {
+    pub fn about_message(mut self, reference: Option<u64>) -> Self {
         self.reference = reference;
+        self
+    }
+
+    /// The same refusal, about a private frame to `user_id`.
+    pub fn about(mut self, user_id: impl Into<String>) -> Self {
+        self.to = Some(user_id.into());
         self
     }
 }
@@ -171,6 +186,14 @@ pub enum ClientFrame {
     Leave,
     /// The answer to [`ServerEvent::Ping`] (native only).
     Pong,
+    /// A private frame for one member only (native only). `body` is a Fernet
+    /// token under the room key around a [`PrivateEnvelope`]; the server
+    /// checks its shape, relays it to `to` alone and never stores it.
+    Private {
+        /// The addressee's `user_id`.
+        to: String,
+        body: String,
+    },
 }
 
 /// A member as listed in `init`.
@@ -244,6 +267,37 @@ pub enum ServerEvent {
     Notice {
         text: String,
     },
+    /// A private frame from another member, for us alone (native only).
+    Private {
+        /// The sender's `user_id`.
+        from: String,
+        /// The sender's name, as the server knows it.
+        from_name: String,
+        /// As sent: a Fernet token around a [`PrivateEnvelope`].
+        body: String,
+    },
+}
+
+/// What a private frame's body holds once opened with the room key. The
+/// public keys travel inside the room encryption, as the messages do; a
+/// message's text is encrypted again with the pair's own key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PrivateEnvelope {
+    /// Opens a private session: the sender's ephemeral X25519 public key,
+    /// standard base64.
+    Hello {
+        #[serde(rename = "pub")]
+        public: String,
+    },
+    /// Accepts one: the answerer's ephemeral public key, standard base64.
+    HelloAck {
+        #[serde(rename = "pub")]
+        public: String,
+    },
+    /// A message: its number (also its nonce) and its ChaCha20-Poly1305
+    /// ciphertext, standard base64.
+    Msg { n: u64, ct: String },
 }
 
 /// Anything a member can receive: an event or an error line.
@@ -382,6 +436,48 @@ mod tests {
     }
 
     #[test]
+    fn private_frames() {
+        round_trip(
+            ClientFrame::Private {
+                to: "u2".into(),
+                body: "gAAA".into(),
+            },
+            json!({"type": "private", "to": "u2", "body": "gAAA"}),
+        );
+        round_trip(
+            ServerEvent::Private {
+                from: "u1".into(),
+                from_name: "ann".into(),
+                body: "gAAA".into(),
+            },
+            json!({"type": "private", "from": "u1", "from_name": "ann", "body": "gAAA"}),
+        );
+        round_trip(
+            PrivateEnvelope::Hello {
+                public: "cHVi".into(),
+            },
+            json!({"kind": "hello", "pub": "cHVi"}),
+        );
+        round_trip(
+            PrivateEnvelope::HelloAck {
+                public: "cHVi".into(),
+            },
+            json!({"kind": "hello_ack", "pub": "cHVi"}),
+        );
+        round_trip(
+            PrivateEnvelope::Msg {
+                n: 3,
+                ct: "Y3Q=".into(),
+            },
+            json!({"kind": "msg", "n": 3, "ct": "Y3Q="}),
+        );
+        round_trip(
+            ErrorReply::new(ErrorCode::NoSuchUser, "gone").about("u2"),
+            json!({"error": "gone", "code": "no_such_user", "to": "u2"}),
+        );
+    }
+
+    #[test]
     fn error_lines_and_extras() {
         let frame: ServerFrame = serde_json::from_value(json!({"error": "Name taken"})).unwrap();
         assert_eq!(
@@ -390,6 +486,7 @@ mod tests {
                 error: "Name taken".into(),
                 code: None,
                 reference: None,
+                to: None,
             })
         );
         // A 1.x server's message carries `user_ip`, which is ignored.

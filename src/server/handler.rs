@@ -21,7 +21,7 @@ use super::outbox::{self, Outbound, Outbox};
 use super::room::{Kick, NameReservation, Resume};
 use crate::crypto::srp::{N_LEN, ServerSession};
 use crate::crypto::transport::{Side, derive_keys};
-use crate::protocol::limits::{MEMBER_MAX_LINE, PRE_AUTH_MAX_LINE};
+use crate::protocol::limits::{MAX_PRIVATE_BODY_LEN, MEMBER_MAX_LINE, PRE_AUTH_MAX_LINE};
 use crate::protocol::wire::{
     Challenge, ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, NATIVE_PROTOCOL, ServerEvent,
     Welcome,
@@ -386,7 +386,7 @@ async fn serve_member<R, W>(
                     if let Err(e) = token::check_shape(&text) {
                         reply(
                             ErrorReply::new(ErrorCode::MessageRefused, e.to_string())
-                                .about(reference),
+                                .about_message(reference),
                         );
                     } else if !rate.allow(Instant::now()) {
                         reply(
@@ -397,7 +397,7 @@ async fn serve_member<R, W>(
                                     config.rate_per_sec
                                 ),
                             )
-                            .about(reference),
+                            .about_message(reference),
                         );
                     } else {
                         let seq = membership.post(text);
@@ -410,6 +410,43 @@ async fn serve_member<R, W>(
                 ClientFrame::Clear => {
                     if rate.allow(Instant::now()) {
                         membership.clear();
+                    }
+                }
+                ClientFrame::Private { to, body } => {
+                    let refusal = if legacy {
+                        // 1.x clients never send it; a hand-made one gets a plain answer.
+                        Some(ErrorReply::new(
+                            ErrorCode::PrivateUnsupported,
+                            "private messages need a native cmd-chat client",
+                        ))
+                    } else if body.len() > MAX_PRIVATE_BODY_LEN {
+                        Some(ErrorReply::new(
+                            ErrorCode::MessageRefused,
+                            format!(
+                                "private message refused: longer than {MAX_PRIVATE_BODY_LEN} bytes"
+                            ),
+                        ))
+                    } else if let Err(e) = token::check_shape(&body) {
+                        Some(ErrorReply::new(
+                            ErrorCode::MessageRefused,
+                            format!("private {e}"),
+                        ))
+                    } else if !rate.allow(Instant::now()) {
+                        Some(ErrorReply::new(
+                            ErrorCode::RateLimited,
+                            format!(
+                                "private message dropped: slow down (at most {} messages per second)",
+                                config.rate_per_sec
+                            ),
+                        ))
+                    } else {
+                        membership
+                            .send_private(&to, body)
+                            .err()
+                            .map(|e| ErrorReply::new(e.code(), e.to_string()))
+                    };
+                    if let Some(refusal) = refusal {
+                        reply(refusal.about(to));
                     }
                 }
                 ClientFrame::Pong => {}

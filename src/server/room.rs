@@ -1,5 +1,6 @@
 //! The room: who is in it, what they have said (ciphertext only), and the
-//! fan-out of every event to every member.
+//! fan-out of every event to every member. Private frames go to their
+//! addressee alone and are never stored.
 //!
 //! All state sits behind one mutex that is held only for short, non-blocking
 //! work: every member's outbound queue is bounded and filled with `try_send`,
@@ -51,6 +52,29 @@ impl RoomError {
         match self {
             RoomError::NameTaken => ErrorCode::NameTaken,
             RoomError::Full(_) => ErrorCode::RoomFull,
+        }
+    }
+}
+
+/// Why a private frame was not relayed. The sender is told; nothing else happens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrivateRefusal {
+    #[error(
+        "that member is not in the room (they may have just left); the private message was not delivered"
+    )]
+    NoSuchUser,
+    #[error("{0} uses cmd-chat 1.x, which cannot receive private messages")]
+    LegacyAddressee(String),
+    #[error("a private message to yourself is not relayed")]
+    ToSelf,
+}
+
+impl PrivateRefusal {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            PrivateRefusal::NoSuchUser => ErrorCode::NoSuchUser,
+            PrivateRefusal::LegacyAddressee(_) => ErrorCode::PrivateUnsupported,
+            PrivateRefusal::ToSelf => ErrorCode::BadRequest,
         }
     }
 }
@@ -186,6 +210,13 @@ impl Membership {
     /// Empties the history for everyone.
     pub fn clear(&self) {
         self.room.clear();
+    }
+
+    /// Relays a private frame, whose body's shape has already been checked,
+    /// to the member `to` (a `user_id`) alone. It is not stored.
+    pub fn send_private(&self, to: &str, body: String) -> Result<(), PrivateRefusal> {
+        self.room
+            .send_private(&self.user_id, &self.username, to, body)
     }
 }
 
@@ -462,6 +493,35 @@ impl Room {
         state.history.entries.clear();
         state.history.bytes = 0;
         broadcast(&mut state, &to_json(&ServerEvent::Cleared), None);
+    }
+
+    fn send_private(
+        &self,
+        from: &str,
+        from_name: &str,
+        to: &str,
+        body: String,
+    ) -> Result<(), PrivateRefusal> {
+        if from == to {
+            return Err(PrivateRefusal::ToSelf);
+        }
+        let mut state = self.lock();
+        let addressee = state
+            .members
+            .iter()
+            .find(|m| m.user_id == to)
+            .ok_or(PrivateRefusal::NoSuchUser)?;
+        // A 1.x client does not know the frame and must never receive it.
+        if addressee.legacy {
+            return Err(PrivateRefusal::LegacyAddressee(addressee.username.clone()));
+        }
+        let frame = to_json(&ServerEvent::Private {
+            from: from.to_owned(),
+            from_name: from_name.to_owned(),
+            body,
+        });
+        broadcast_filtered(&mut state, &frame, |m| m.user_id == to);
+        Ok(())
     }
 
     /// Tells native members something from the server itself.
