@@ -12,6 +12,7 @@
 pub mod command;
 mod core;
 pub mod error;
+pub mod files;
 pub mod line;
 pub mod render;
 pub mod sanitize;
@@ -19,5 +20,6 @@ pub mod script;
 mod session;
 pub mod terminal;
 
-pub use core::{ChatMessage, Client, ClientConfig, Event, Transport};
+pub use crate::protocol::wire::KnockOutcome;
+pub use core::{ChatMessage, Client, ClientConfig, Event, Transport, Waiting};
 pub use error::{ClientError, exit_code};

@@ -2,13 +2,32 @@
 //!
 //! Used by `cmd-chat connect --json`, and whenever stdin is not a terminal.
 //! Each stdin line is a message, or a command when it starts with `/`
-//! (`/quit`, `/clear`, `/who`). Each event is one JSON object on stdout.
-//! End of input leaves the room.
+//! (`/quit`, `/clear`, `/who`, `/lock`, `/unlock`, `/admit <name>`,
+//! `/deny <name>`, `/send <path>`, `/files`, `/save <n> [path]`). Each event
+//! is one JSON object on stdout. End of input leaves the room, once a file
+//! being sent has gone out.
+
+use std::path::Path;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{Client, ClientError, Event, Transport};
+use super::command::{self, Command};
+use super::files;
+use super::{Client, ClientError, Event, KnockOutcome, Transport, Waiting};
+
+/// The JSON object printed while the login waits at a locked room.
+pub fn waiting_json(waiting: &Waiting) -> Value {
+    json!({
+        "event": "waiting",
+        "locked_by": waiting.locked_by,
+        "timeout_secs": waiting.timeout.as_secs(),
+    })
+}
+
+fn direction(sending: bool) -> &'static str {
+    if sending { "sending" } else { "receiving" }
+}
 
 /// The JSON object printed for an event.
 pub fn event_json(event: &Event) -> Value {
@@ -26,7 +45,139 @@ pub fn event_json(event: &Event) -> Value {
         Event::Cleared => json!({"event": "cleared"}),
         Event::Error { message } => json!({"event": "error", "message": message}),
         Event::Notice { message } => json!({"event": "notice", "message": message}),
+        Event::Locked { by } => json!({"event": "locked", "by": by}),
+        Event::Unlocked { by } => json!({"event": "unlocked", "by": by}),
+        Event::Knock { user } => json!({"event": "knock", "user": user}),
+        Event::KnockResolved { user, outcome, by } => json!({
+            "event": "knock_resolved",
+            "user": user,
+            "outcome": match outcome {
+                KnockOutcome::Admitted => "admitted",
+                KnockOutcome::Denied => "denied",
+                KnockOutcome::Expired => "expired",
+                KnockOutcome::Withdrawn => "withdrawn",
+            },
+            "by": by,
+        }),
+        Event::FileSending { name, size } => {
+            json!({"event": "file_sending", "name": name, "size": size})
+        }
+        Event::FileIncoming { from, name, size } => {
+            json!({"event": "file_incoming", "from": from, "name": name, "size": size})
+        }
+        Event::FileProgress {
+            sending,
+            from,
+            name,
+            done,
+            size,
+        } => json!({
+            "event": "progress",
+            "direction": direction(*sending),
+            "from": from,
+            "name": name,
+            "done": done,
+            "size": size,
+            "percent": files::percent(*done, *size),
+        }),
+        Event::FileSent { name, size } => json!({"event": "file_sent", "name": name, "size": size}),
+        Event::FileReceived {
+            n,
+            from,
+            name,
+            size,
+        } => json!({"event": "file", "n": n, "from": from, "name": name, "size": size}),
+        Event::FileFailed {
+            sending,
+            from,
+            name,
+            reason,
+        } => json!({
+            "event": "file_failed",
+            "direction": direction(*sending),
+            "from": from,
+            "name": name,
+            "reason": reason,
+        }),
     }
+}
+
+/// A request refused without ending the session, as an `error` event.
+async fn or_report<W: AsyncWrite + Unpin, T>(
+    out: &mut W,
+    result: Result<T, ClientError>,
+) -> Result<Option<T>, ClientError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if !e.ends_session() => {
+            emit(out, json!({"event": "error", "message": e.to_string()})).await?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Carries out one `/command` line; `false` means leave.
+async fn command<W: AsyncWrite + Unpin>(
+    client: &mut Client,
+    out: &mut W,
+    line: &str,
+) -> Result<bool, ClientError> {
+    match command::parse(line) {
+        Command::Quit => return Ok(false),
+        Command::Clear => client.clear().await?,
+        Command::Who => emit(out, json!({"event": "users", "users": client.users(), "locked": client.locked_by(), "knocking": client.knocking()})).await?,
+        Command::Lock => {
+            let done = client.lock().await;
+            or_report(out, done).await?;
+        }
+        Command::Unlock => {
+            let done = client.unlock().await;
+            or_report(out, done).await?;
+        }
+        Command::Admit(user) => {
+            let done = client.admit(user).await;
+            or_report(out, done).await?;
+        }
+        Command::Deny(user) => {
+            let done = client.deny(user).await;
+            or_report(out, done).await?;
+        }
+        Command::Send(path) => {
+            let started = client.send_file(Path::new(path)).await;
+            or_report(out, started).await?;
+        }
+        Command::Files => {
+            let files: Vec<Value> = client
+                .received_files()
+                .map(|f| {
+                    json!({
+                        "n": f.n,
+                        "from": f.from,
+                        "name": f.name,
+                        "size": f.size(),
+                        "saved": f.saved.as_ref().map(|p| p.display().to_string()),
+                    })
+                })
+                .collect();
+            emit(out, json!({"event": "files", "files": files})).await?;
+        }
+        Command::Save { n, path } => {
+            let saved = client.save_file(n, path.map(Path::new)).await;
+            if let Some(written) = or_report(out, saved).await? {
+                emit(out, json!({"event": "saved", "n": n, "path": written.display().to_string()}))
+                    .await?;
+            }
+        }
+        Command::Usage(usage) => emit(out, json!({"event": "error", "message": usage})).await?,
+        _ => {
+            emit(out, json!({
+                "event": "error",
+                "message": format!("unknown command {line}; commands: /who /clear /lock /unlock /admit /deny /send /files /save /quit (start a message with // to send a literal /)"),
+            })).await?;
+        }
+    }
+    Ok(true)
 }
 
 async fn emit<W: AsyncWrite + Unpin>(out: &mut W, value: Value) -> Result<(), ClientError> {
@@ -52,31 +203,37 @@ where
             "users": client.users(),
             "sealed": client.transport() == Transport::Sealed,
             "history": client.history_count(),
+            "locked": client.locked_by(),
+            "knocking": client.knocking(),
+            "max_file_size": client.max_file_size(),
         }),
     )
     .await?;
     let mut lines = input.lines();
+    // Input ended while a file was going out: leave once it is sent (or failed).
+    let mut input_done = false;
     loop {
+        if input_done && !client.sending() {
+            break;
+        }
         tokio::select! {
-            line = lines.next_line() => {
+            line = lines.next_line(), if !input_done => {
                 let Some(line) = line.map_err(|e| ClientError::Protocol(format!("reading input: {e}")))? else {
-                    break;
+                    input_done = true;
+                    continue;
                 };
                 let line = line.strip_suffix('\r').unwrap_or(&line);
                 match line.trim() {
                     "" => {}
-                    "/quit" | "/exit" => break,
-                    "/clear" => client.clear().await?,
-                    "/who" => emit(&mut output, json!({"event": "users", "users": client.users()})).await?,
                     cmd if cmd.starts_with('/') && !cmd.starts_with("//") => {
-                        emit(&mut output, json!({
-                            "event": "error",
-                            "message": format!("unknown command {cmd}; commands: /who /clear /quit (start a message with // to send a literal /)"),
-                        })).await?;
+                        if !command(&mut client, &mut output, cmd).await? {
+                            break;
+                        }
                     }
                     _ => {
                         let text = line.strip_prefix('/').filter(|t| t.starts_with('/')).unwrap_or(line);
-                        client.send(text).await?;
+                        let sent = client.send(text).await;
+                        or_report(&mut output, sent).await?;
                     }
                 }
             }

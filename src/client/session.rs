@@ -5,6 +5,7 @@
 //! standard input and output in [`super::line`].
 
 use std::future::Future;
+use std::path::Path;
 
 use super::command::{self, Command};
 use super::render::{PromptKind, Renderer, Theme, now_hhmm};
@@ -33,10 +34,15 @@ pub(crate) trait Screen {
 }
 
 /// What `/help` says, one line per command.
-const HELP: [&str; 6] = [
+const HELP: [&str; 11] = [
     "/who            who is in the room",
     "/me <action>    say what you are doing: /me waves shows as * you waves",
     "/clear          wipe the room's history for everyone (asks first)",
+    "/lock, /unlock  close the room to newcomers (they knock and wait), or open it again",
+    "/admit <name>   let a knocking newcomer in; /deny <name> turns them away",
+    "/send <path>    share a file with the room, encrypted (see the room's size limit)",
+    "/files          list the files received; they are kept in memory only",
+    "/save <n> [path] write received file n to disk (never overwrites)",
     "/quit, /exit, q leave the room",
     "//text          send a message that starts with a /",
     "mention someone by name (or @name) and their terminal rings",
@@ -51,18 +57,15 @@ pub(crate) async fn run<S: Screen>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ClientError> {
     let look = Renderer::new(client.username(), theme);
-    screen.set_names(client.users());
-    screen
-        .show(
-            look.banner(
-                client.server(),
-                client.transport(),
-                &client.users(),
-                client.history_count(),
-            ),
-            false,
-        )
-        .await?;
+    screen.set_names(completion_names(&client));
+    let mut banner = look.banner(
+        client.server(),
+        client.transport(),
+        &client.users(),
+        client.history_count(),
+    );
+    banner.extend(look.lock_state(client.locked_by(), client.knocking()));
+    screen.show(banner, false).await?;
     screen.ready(look.prompt(PromptKind::Chat)).await?;
     tokio::pin!(shutdown);
     let mut asking = PromptKind::Chat;
@@ -84,8 +87,11 @@ pub(crate) async fn run<S: Screen>(
             }
             event = client.next_event() => {
                 let event = event?;
-                if matches!(event, Event::Joined { .. } | Event::Left { .. }) {
-                    screen.set_names(client.users());
+                if matches!(
+                    event,
+                    Event::Joined { .. } | Event::Left { .. } | Event::Knock { .. } | Event::KnockResolved { .. }
+                ) {
+                    screen.set_names(completion_names(&client));
                 }
                 let shown = look.event(&event, &now_hhmm());
                 screen.show(shown.lines, shown.bell).await?;
@@ -93,6 +99,30 @@ pub(crate) async fn run<S: Screen>(
         }
     }
     client.leave().await
+}
+
+/// Names Tab completes: the members, and newcomers knocking (for `/admit`).
+fn completion_names(client: &Client) -> Vec<String> {
+    let mut names = client.users();
+    names.extend(client.knocking().iter().cloned());
+    names
+}
+
+/// Shows an error that refuses one request (too long, too large, not on a
+/// 1.x server) and carries on; anything else ends the session.
+async fn or_show<S: Screen, T>(
+    screen: &mut S,
+    look: &Renderer,
+    result: Result<T, ClientError>,
+) -> Result<Option<T>, ClientError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if !e.ends_session() => {
+            screen.show(vec![look.error(&e.to_string())], false).await?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Carries out one command; returns what the next line is asked for.
@@ -118,8 +148,46 @@ async fn act<S: Screen>(
                 .collect();
             screen.show(lines, false).await?;
         }
-        Command::Who => screen.show(vec![look.who(&client.users())], false).await?,
+        Command::Who => {
+            let mut lines = vec![look.who(&client.users())];
+            lines.extend(look.lock_state(client.locked_by(), client.knocking()));
+            screen.show(lines, false).await?
+        }
         Command::Clear => return Ok(PromptKind::ConfirmClear),
+        // The room's events confirm these on every screen, ours included.
+        Command::Lock => {
+            let done = client.lock().await;
+            or_show(screen, look, done).await?;
+        }
+        Command::Unlock => {
+            let done = client.unlock().await;
+            or_show(screen, look, done).await?;
+        }
+        Command::Admit(user) => {
+            let done = client.admit(user).await;
+            or_show(screen, look, done).await?;
+        }
+        Command::Deny(user) => {
+            let done = client.deny(user).await;
+            or_show(screen, look, done).await?;
+        }
+        Command::Send(path) => {
+            let started = client.send_file(Path::new(path)).await;
+            or_show(screen, look, started).await?;
+        }
+        Command::Files => {
+            screen
+                .show(look.files(client.received_files()), false)
+                .await?
+        }
+        Command::Save { n, path } => {
+            let saved = client.save_file(n, path.map(Path::new)).await;
+            if let Some(written) = or_show(screen, look, saved).await? {
+                let line = look.info(&format!("saved #{n} to {}", written.display()));
+                screen.show(vec![line], false).await?;
+            }
+        }
+        Command::Usage(usage) => screen.show(vec![look.info(usage)], false).await?,
         Command::Unknown(word) => {
             let hint = look.info(&format!(
                 "unknown command {word}: /help lists the commands; start with // to send a message beginning with /"
@@ -138,12 +206,8 @@ async fn say<S: Screen>(
     look: &Renderer,
     text: &str,
 ) -> Result<(), ClientError> {
-    match client.send(text).await {
-        Err(e @ ClientError::MessageTooLong) => {
-            screen.show(vec![look.error(&e.to_string())], false).await
-        }
-        other => other,
-    }
+    let sent = client.send(text).await;
+    or_show(screen, look, sent).await.map(|_| ())
 }
 
 /// The answer to "wipe the room's history for everyone?".
