@@ -294,7 +294,131 @@ impl Transfers {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::oneshot;
+
     use super::*;
+    use crate::crypto::{Password, RoomCipher};
+    use crate::protocol::limits::FILE_CHUNK;
+    use crate::server::outbox::{self, Inbox, Outbox};
+    use crate::server::room::{Membership, RoomConfig};
+
+    fn room() -> Arc<Room> {
+        Room::new(
+            RoomConfig {
+                history_messages: 10,
+                history_bytes: 1 << 20,
+                max_users: 10,
+                max_file_size: 5 << 20,
+            },
+            "c2FsdA==".into(),
+        )
+    }
+
+    /// A member whose queue the test holds (and does not read).
+    fn member(room: &Arc<Room>, name: &str) -> (Membership, Outbox, Inbox) {
+        let reservation = room.reserve(name).unwrap();
+        let (outbox, inbox) = outbox::channel();
+        let (kick, _) = oneshot::channel();
+        let membership = room
+            .join(&reservation, false, outbox.clone(), kick, false)
+            .unwrap();
+        (membership, outbox, inbox)
+    }
+
+    fn cipher() -> RoomCipher {
+        RoomCipher::from_password(&Password::new("pw".into()), b"salt")
+    }
+
+    fn chunk_token() -> String {
+        cipher().encrypt_bytes(&[0; FILE_CHUNK])
+    }
+
+    #[test]
+    fn acks_wait_for_a_slow_receiver_and_the_window_is_enforced() {
+        let room = room();
+        let (ann, _, _ann_inbox) = member(&room, "ann");
+        let (_bob, bob_queue, _bob_inbox) = member(&room, "bob");
+        let mut transfers = Transfers::new(5 << 20);
+        let token = chunk_token();
+        transfers
+            .offer(
+                &room,
+                ann.user_id(),
+                "ann",
+                "f".into(),
+                20,
+                cipher().encrypt("meta"),
+            )
+            .unwrap();
+        // While bob keeps up, every chunk is acknowledged at once.
+        transfers
+            .chunk(&room, "ann", "f".into(), 0, token.clone())
+            .unwrap();
+        assert_eq!(transfers.release_acks(&room).len(), 1);
+        assert!(!transfers.holding());
+
+        // bob falls behind: acknowledgements are held, and the sender may
+        // run only FILE_WINDOW chunks ahead of them.
+        bob_queue
+            .push(&"x".repeat(FILE_BACKLOG_PAUSE).into())
+            .unwrap();
+        for index in 1..=FILE_WINDOW {
+            transfers
+                .chunk(&room, "ann", "f".into(), index, token.clone())
+                .unwrap();
+            assert!(transfers.release_acks(&room).is_empty());
+        }
+        assert!(transfers.holding());
+        let before = bob_queue.queued_bytes();
+        assert_eq!(
+            transfers.chunk(&room, "ann", "f".into(), FILE_WINDOW + 1, token.clone()),
+            Err(FileRefusal::AheadOfWindow)
+        );
+        // The transfer is over; bob is told, and was never pushed past the
+        // bound that would disconnect him.
+        assert!(!transfers.holding());
+        assert!(
+            bob_queue.queued_bytes() > before,
+            "an aborted frame for bob"
+        );
+        assert!(bob_queue.queued_bytes() < crate::server::limits::MAX_QUEUED_BYTES);
+        assert_eq!(room.member_names(), ["ann", "bob"]);
+    }
+
+    #[test]
+    fn a_receiver_far_behind_loses_the_file_not_its_place() {
+        let room = room();
+        let (ann, _, _ann_inbox) = member(&room, "ann");
+        let (_bob, bob_queue, _bob_inbox) = member(&room, "bob");
+        let mut transfers = Transfers::new(5 << 20);
+        let token = chunk_token();
+        transfers
+            .offer(
+                &room,
+                ann.user_id(),
+                "ann",
+                "f".into(),
+                2,
+                cipher().encrypt("meta"),
+            )
+            .unwrap();
+        bob_queue
+            .push(
+                &"x".repeat(crate::server::limits::FILE_RECEIVER_QUEUE_MAX)
+                    .into(),
+            )
+            .unwrap();
+        transfers
+            .chunk(&room, "ann", "f".into(), 0, token.clone())
+            .unwrap();
+        // bob got a short `file_aborted` instead of the chunk, and with no
+        // receiver left behind, the sender is acknowledged at once.
+        assert!(bob_queue.queued_bytes() < crate::server::limits::FILE_RECEIVER_QUEUE_MAX + 1024);
+        assert_eq!(transfers.release_acks(&room).len(), 1);
+        assert_eq!(room.member_names(), ["ann", "bob"]);
+    }
 
     #[test]
     fn ids_are_tame() {
