@@ -327,7 +327,10 @@ async fn legacy_members_receive_no_file_frames() {
     old.send(json!({"type": "file_offer", "id": "x", "chunks": 1, "meta": "gAAA"}))
         .await;
     let answer = old.recv().await.unwrap();
-    assert!(answer.to_string().contains("native"), "refused: {answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("native"),
+        "refused with an error line a 1.x client understands: {answer}"
+    );
 }
 
 #[tokio::test]

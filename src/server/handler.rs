@@ -564,8 +564,13 @@ async fn serve_member<R, W>(
                 }
                 ClientFrame::Admit { user } => room_answer(membership.answer(&user, true)),
                 ClientFrame::Deny { user } => room_answer(membership.answer(&user, false)),
-                ClientFrame::FileOffer { id, .. } | ClientFrame::FileChunk { id, .. } if legacy => {
-                    let _ = own.push(&file_refused(id, me, &FileRefusal::Legacy));
+                // A 1.x peer gets an error line it can parse, never a file frame.
+                ClientFrame::FileOffer { .. }
+                | ClientFrame::FileChunk { .. }
+                | ClientFrame::FileCancel { .. }
+                    if legacy =>
+                {
+                    reply(bad_request(FileRefusal::Legacy.to_string()));
                 }
                 ClientFrame::FileOffer { id, chunks, meta } => {
                     if let Err(refusal) = transfers.offer(
