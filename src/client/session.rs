@@ -421,6 +421,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn locking_knocking_and_files_as_a_person_sees_them() {
+        let (addr, _stop) = room().await;
+        let mut ann = Person::join(&addr, "ann").await;
+        ann.prompt().await;
+        let mut bob = Person::join(&addr, "bob").await;
+        bob.prompt().await;
+        ann.until("bob joined").await;
+
+        ann.type_line("/lock").await;
+        ann.until("ann locked the room").await;
+        bob.until("ann locked the room").await;
+        bob.type_line("/admit").await;
+        bob.until("usage: /admit <name>").await;
+
+        // A newcomer knocks; the members' terminals ring and say what to do.
+        let cat_addr = addr.clone();
+        let cat = tokio::spawn(async move { Person::join(&cat_addr, "cat").await });
+        let (lines, bell) = bob.until("cat is knocking").await;
+        assert!(bell, "a knock rings");
+        assert!(lines[0].contains("/admit cat"), "{lines:?}");
+        bob.type_line("/admit cat").await;
+        ann.until("bob let cat in").await;
+        ann.until("cat joined").await;
+        let mut cat = tokio::time::timeout(PATIENCE, cat).await.unwrap().unwrap();
+        let (banner, _) = cat.until("online (3)").await;
+        assert!(
+            banner
+                .iter()
+                .any(|l| l.contains("the room is locked (by ann)")),
+            "{banner:?}"
+        );
+
+        // A file: progress on both sides, then in memory until saved.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "meeting notes\n").unwrap();
+        ann.type_line(&format!("/send {}", path.display())).await;
+        ann.until("sending notes.txt (14 B) to the room").await;
+        ann.until("notes.txt (14 B) sent").await;
+        bob.until("ann is sending notes.txt (14 B)").await;
+        let (lines, _) = bob.until("received #1 notes.txt").await;
+        assert!(
+            lines[0].contains("from ann") && lines[0].contains("/save 1"),
+            "{lines:?}"
+        );
+        bob.type_line("/files").await;
+        bob.until("#1 notes.txt (14 B) from ann").await;
+        let out = dir.path().join("saved.txt");
+        bob.type_line(&format!("/save 1 {}", out.display())).await;
+        bob.until("saved #1 to").await;
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "meeting notes\n");
+        bob.type_line(&format!("/save 1 {}", out.display())).await;
+        bob.until("already exists").await;
+        bob.type_line("/save 5").await;
+        bob.until("no received file #5").await;
+        bob.type_line("/send /nonexistent/file").await;
+        bob.until("cannot read /nonexistent/file").await;
+
+        bob.type_line("/unlock").await;
+        cat.until("bob unlocked the room").await;
+        // All of that was refused or answered without ending anyone's session.
+        cat.type_line("/who").await;
+        cat.until("online (3): ann, bob, cat").await;
+    }
+
+    #[tokio::test]
     async fn losing_the_room_ends_the_session_with_the_reason() {
         let (addr, stop) = room().await;
         let mut ann = Person::join(&addr, "ann").await;
