@@ -253,15 +253,20 @@ fn protocol(detail: impl Into<String>) -> ClientError {
 /// A login that passed SRP and heard the server's first frame: `init`, or
 /// `waiting` at a locked room.
 struct Login {
+    /// Sealed for native servers, like `writer`.
     reader: FrameReader<OwnedReadHalf>,
     writer: FrameWriter<OwnedWriteHalf>,
+    /// Whether the session is sealed.
     transport: Transport,
+    /// Our name, as the server accepted it.
     username: String,
+    /// `host:port`, for the banner.
     server: String,
     /// Kept (self-wiping) until the room salt arrives in `init`.
     password: Password,
     /// A 1.x server's room salt, from its challenge.
     legacy_room_salt: Option<String>,
+    /// What the server said after `H_AMK`: `init`, `waiting`, or a refusal.
     first: ServerFrame,
 }
 

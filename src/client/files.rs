@@ -207,9 +207,13 @@ pub async fn read_for_sending(path: &Path, limit: u64) -> Result<Zeroizing<Vec<u
 
 /// A file we are sending.
 pub(crate) struct Outgoing {
+    /// The transfer id the server knows it by (a fresh UUID).
     pub id: String,
+    /// The file name announced in the offer.
     pub name: String,
+    /// The whole file, read once; wiped when the transfer ends.
     pub contents: Zeroizing<Vec<u8>>,
+    /// Chunks announced in the offer.
     pub chunks: u32,
     /// Chunks sent so far.
     pub sent: u32,
@@ -241,9 +245,13 @@ impl Outgoing {
 
 /// A file arriving.
 pub(crate) struct Incoming {
+    /// The sender: transfer ids are only unique per sender.
     pub from: String,
+    /// The sender's transfer id.
     pub id: String,
+    /// Name, size and checksum from the decrypted offer.
     pub meta: FileMeta,
+    /// Chunks announced, checked against `meta.size`.
     pub chunks: u32,
     /// Chunks received so far.
     pub received: u32,
@@ -302,9 +310,11 @@ impl Incoming {
 pub struct ReceivedFile {
     /// Its number for `/save`, counted from 1 in this session.
     pub n: usize,
+    /// Who sent it.
     pub from: String,
     /// As the sender named it (not yet cleaned: [`safe_file_name`] does that).
     pub name: String,
+    /// The verified contents, wiped when the file is dropped.
     pub(crate) contents: Zeroizing<Vec<u8>>,
     /// Where it was saved, if it was.
     pub saved: Option<PathBuf>,

@@ -77,7 +77,9 @@ struct Transfer {
 /// A token bucket counting file bytes, allowed to go into debt: a chunk is
 /// always relayed, and the debt delays the acknowledgements instead.
 struct ByteBudget {
+    /// Bytes that may still go out at once; negative while in debt.
     tokens: f64,
+    /// When `tokens` was last refilled.
     at: Instant,
 }
 
@@ -111,6 +113,7 @@ impl ByteBudget {
 pub(crate) struct Transfers {
     /// By transfer id.
     active: HashMap<String, Transfer>,
+    /// File bytes this member may send before its acknowledgements slow down.
     budget: ByteBudget,
     /// The most chunks a file may have in this room.
     max_chunks: u64,

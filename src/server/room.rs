@@ -110,7 +110,9 @@ impl Drop for Stored {
 
 /// A newcomer waiting at a locked room.
 struct Knock {
+    /// The login's id, which its [`KnockTicket`] knows it by.
     user_id: String,
+    /// The name members see and answer with `/admit <name>`.
     username: String,
     /// Tells the waiting connection the answer; taken when used.
     decide: Option<oneshot::Sender<Decision>>,
@@ -226,7 +228,9 @@ impl Membership {
 /// A knock waiting for an answer, held by the newcomer's connection.
 /// Dropping it before an answer withdraws the knock, and members are told.
 pub struct KnockTicket {
+    /// Where the knock is registered, to withdraw it on drop.
     room: Arc<Room>,
+    /// Which knock is ours.
     user_id: String,
     /// The answer, when a member gives one.
     pub decision: oneshot::Receiver<Decision>,
