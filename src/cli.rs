@@ -51,7 +51,7 @@ pub enum Command {
     ///
     /// With --json, or when standard input is not a terminal, it runs the
     /// scripting mode: each input line is a message (or a command such as
-    /// /who, /send <path>, /save <n> [path], /quit) and each event is one JSON
+    /// /who, /send PATH, /save N, /quit) and each event is one JSON
     /// line on standard output.
     ///
     /// If the room is locked, it waits until a member lets you in.
