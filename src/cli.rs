@@ -27,7 +27,8 @@ const PASSWORD_ENV: &str = "CMD_CHAT_PASSWORD";
 #[command(name = "cmd-chat", version, propagate_version = true)]
 #[command(
     after_help = "EXIT CODES:\n  0 normal end   2 usage error   3 cannot connect   4 wrong password\n  \
-                        5 username taken or invalid   6 protocol error   7 connection lost   1 other failure"
+                        5 username taken or invalid   6 protocol error   7 connection lost\n  \
+                        8 not let in to a locked room   1 other failure"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -49,8 +50,11 @@ pub enum Command {
     /// commands and names. Input history stays in memory, never on disk.
     ///
     /// With --json, or when standard input is not a terminal, it runs the
-    /// scripting mode: each input line is a message (or /who, /clear, /quit)
-    /// and each event is one JSON line on standard output.
+    /// scripting mode: each input line is a message (or a command such as
+    /// /who, /send PATH, /save N, /quit) and each event is one JSON
+    /// line on standard output.
+    ///
+    /// If the room is locked, it waits until a member lets you in.
     Connect(ConnectArgs),
 }
 
@@ -106,6 +110,15 @@ pub struct ServeArgs {
     /// Forget history messages older than this, e.g. `30m` or `1d`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub expire: Option<std::time::Duration>,
+    /// Largest file members may share, in bytes or with a K or M suffix
+    /// (KiB, MiB): 512K, 5M. At most 64M; files are relayed encrypted and
+    /// never stored.
+    #[arg(long, value_name = "SIZE", default_value = "5M", value_parser = parse_file_size)]
+    pub max_file_size: u64,
+    /// Seconds a newcomer may wait at a locked room for a member to let it in.
+    #[arg(long, value_name = "SECS", default_value_t = limits::DEFAULT_KNOCK_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(5..=3600))]
+    pub knock_timeout: u64,
 }
 
 /// `10m`, `1h 30m`, `45s`: a human duration, at least one second.
@@ -116,6 +129,35 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         return Err("must be at least 1s".into());
     }
     Ok(duration)
+}
+
+/// `5242880`, `512K`, `5M`, `5MiB`: a file size for `--max-file-size`.
+fn parse_file_size(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => lower.split_at(at),
+        None => (lower.as_str(), ""),
+    };
+    let scale: u64 = match unit {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1024,
+        "m" | "mib" | "mb" => 1024 * 1024,
+        _ => {
+            return Err(format!(
+                "{text:?}: give bytes, or a number with K or M (512K, 5M)"
+            ));
+        }
+    };
+    let size = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{text:?}: give bytes, or a number with K or M (512K, 5M)"))?;
+    let cap = crate::protocol::limits::MAX_FILE_SIZE_CAP;
+    if !(1024..=cap).contains(&size) {
+        return Err(format!("{text:?}: a size from 1K to {}M", cap >> 20));
+    }
+    Ok(size)
 }
 
 #[derive(Debug, Args)]
@@ -275,6 +317,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
         },
         idle_exit: args.idle_exit,
         expire: args.expire,
+        knock_timeout: std::time::Duration::from_secs(args.knock_timeout),
+        max_file_size: args.max_file_size,
     };
     let addr = SocketAddr::new(args.ip, args.port);
     let server = match Server::bind(addr, config, password).await {
@@ -384,14 +428,28 @@ async fn connect(args: ConnectArgs) -> ExitCode {
     } else {
         format!("{}:{}", args.host, args.port)
     };
+    let me = args.username.clone();
     let config = ClientConfig {
         server,
         username: args.username,
         password,
         allow_legacy: args.allow_legacy,
     };
+    // At a locked room the login waits; say so before the chat opens.
+    let on_waiting = |waiting: &client::Waiting| {
+        if scripting {
+            println!("{}", client::script::waiting_json(waiting));
+        } else {
+            println!(
+                "{}",
+                client::render::Renderer::new(&me, Theme::Plain).waiting(waiting)
+            );
+        }
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    };
     let result = async {
-        let mut client = Client::connect(config).await?;
+        let mut client = Client::connect_with(config, on_waiting).await?;
         client.set_reconnect(!no_reconnect);
         if client.transport() == client::Transport::Legacy {
             eprintln!("cmd-chat: warning: legacy server: this room is visible on the network");
@@ -493,5 +551,27 @@ mod tests {
             Command::Connect(ConnectArgs { no_color: true, .. })
         ));
         assert!(Cli::try_parse_from(["cmd-chat", "serve", "not-an-ip", "3000"]).is_err());
+    }
+
+    #[test]
+    fn file_sizes_parse() {
+        assert_eq!(parse_file_size("5M"), Ok(5 * 1024 * 1024));
+        assert_eq!(parse_file_size("5MiB"), Ok(5 * 1024 * 1024));
+        assert_eq!(parse_file_size("512k"), Ok(512 * 1024));
+        assert_eq!(parse_file_size("2048"), Ok(2048));
+        assert!(parse_file_size("65M").is_err(), "over the cap");
+        assert!(parse_file_size("1").is_err(), "under 1K");
+        assert!(parse_file_size("5G").is_err());
+        assert!(parse_file_size("M").is_err());
+        assert!(parse_file_size("99999999999999999999M").is_err());
+        let cli = Cli::try_parse_from(["cmd-chat", "serve", "127.0.0.1", "0"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            args.max_file_size,
+            crate::protocol::limits::DEFAULT_MAX_FILE_SIZE
+        );
+        assert_eq!(args.knock_timeout, 120);
     }
 }

@@ -1,9 +1,10 @@
 //! The `cmd-chat` binary as a person or a script uses it.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -72,14 +73,28 @@ struct Member {
 
 impl Member {
     async fn join(port: u16, name: &str, password: &str) -> Member {
-        Self::join_with(port, name, password, &[]).await
+        Self::join_in(port, name, password, None).await
     }
 
+    /// Joins with extra `connect` flags.
     async fn join_with(port: u16, name: &str, password: &str, flags: &[&str]) -> Member {
         let port = port.to_string();
         let mut args = vec!["connect", "127.0.0.1", &port, name, password];
         args.extend_from_slice(flags);
-        let mut cmd = cmd_chat(&args);
+        Self::spawn(cmd_chat(&args))
+    }
+
+    /// Joins with `dir` as the current directory, where `/save` without a
+    /// path writes.
+    async fn join_in(port: u16, name: &str, password: &str, dir: Option<&Path>) -> Member {
+        let mut cmd = cmd_chat(&["connect", "127.0.0.1", &port.to_string(), name, password]);
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Member {
         cmd.stdin(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let events = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -380,4 +395,135 @@ async fn help_and_version() {
     );
     let version = cmd_chat(&["--version"]).output().await.unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("cmd-chat "));
+}
+
+#[tokio::test]
+async fn scripted_lock_knock_admit_and_deny() {
+    let server = serve(&[]).await;
+    let mut ann = Member::join(server.port, "ann", "hunter2").await;
+    assert_eq!(ann.event_of("ready").await["locked"], Value::Null);
+    ann.say("/lock").await;
+    assert_eq!(
+        ann.event_of("locked").await,
+        json!({"event": "locked", "by": "ann"})
+    );
+
+    // A newcomer is told it waits, before anything else.
+    let mut cat = Member::join(server.port, "cat", "hunter2").await;
+    assert_eq!(
+        cat.event().await,
+        json!({"event": "waiting", "locked_by": "ann", "timeout_secs": 120})
+    );
+    assert_eq!(
+        ann.event_of("knock").await,
+        json!({"event": "knock", "user": "cat"})
+    );
+    ann.say("/admit cat").await;
+    assert_eq!(
+        ann.event_of("knock_resolved").await,
+        json!({"event": "knock_resolved", "user": "cat", "outcome": "admitted", "by": "ann"})
+    );
+    let ready = cat.event_of("ready").await;
+    assert_eq!(ready["users"], json!(["ann", "cat"]));
+    assert_eq!(ready["locked"], "ann");
+
+    // Turned away: a fatal error event, and exit code 8.
+    let mut dan = Member::join(server.port, "dan", "hunter2").await;
+    dan.event_of("waiting").await;
+    assert_eq!(ann.event_of("knock").await["user"], "dan");
+    cat.say("/deny dan").await;
+    let error = dan.event_of("error").await;
+    assert_eq!(error["fatal"], true);
+    assert_eq!(
+        error["message"],
+        "not let in: cat did not let you in: the room is locked"
+    );
+    assert_eq!(dan.finish().await, 8);
+    assert_eq!(
+        ann.event_of("knock_resolved").await,
+        json!({"event": "knock_resolved", "user": "dan", "outcome": "denied", "by": "cat"})
+    );
+
+    cat.say("/unlock").await;
+    assert_eq!(
+        ann.event_of("unlocked").await,
+        json!({"event": "unlocked", "by": "cat"})
+    );
+    let mut eve = Member::join(server.port, "eve", "hunter2").await;
+    assert_eq!(eve.event().await["event"], "ready", "no wait once unlocked");
+    assert_eq!(eve.finish().await, 0);
+}
+
+#[tokio::test]
+async fn scripted_send_and_save() {
+    let server = serve(&["--max-file-size", "256K"]).await;
+    let ann_dir = tempfile::tempdir().unwrap();
+    let bob_dir = tempfile::tempdir().unwrap();
+    let mut bob = Member::join_in(server.port, "bob", "hunter2", Some(bob_dir.path())).await;
+    assert_eq!(bob.event_of("ready").await["max_file_size"], 256 * 1024);
+
+    let mut contents = vec![0u8; 100_000];
+    rand::fill(&mut contents[..]);
+    let source = ann_dir.path().join("data.bin");
+    std::fs::write(&source, &contents).unwrap();
+    // ann sends and her input ends at once: she leaves once the file is out.
+    let mut ann = Member::join_in(server.port, "ann", "hunter2", Some(ann_dir.path())).await;
+    ann.event_of("ready").await;
+    ann.say(&format!("/send {}", source.display())).await;
+    assert_eq!(
+        ann.event_of("file_sending").await,
+        json!({"event": "file_sending", "name": "data.bin", "size": 100_000})
+    );
+    assert_eq!(
+        ann.event_of("file_sent").await,
+        json!({"event": "file_sent", "name": "data.bin", "size": 100_000})
+    );
+    assert_eq!(ann.finish().await, 0);
+
+    assert_eq!(
+        bob.event_of("file_incoming").await,
+        json!({"event": "file_incoming", "from": "ann", "name": "data.bin", "size": 100_000})
+    );
+    let progress = bob.event_of("progress").await;
+    assert_eq!(progress["direction"], "receiving");
+    assert!(progress["percent"].as_u64().unwrap() < 100);
+    assert_eq!(
+        bob.event_of("file").await,
+        json!({"event": "file", "n": 1, "from": "ann", "name": "data.bin", "size": 100_000})
+    );
+    // In bob's memory, not on his disk.
+    assert_eq!(std::fs::read_dir(bob_dir.path()).unwrap().count(), 0);
+    bob.say("/save 1").await;
+    let saved = bob.event_of("saved").await;
+    let expected = bob_dir.path().canonicalize().unwrap().join("data.bin");
+    assert_eq!(saved["path"], expected.display().to_string());
+    assert_eq!(std::fs::read(&expected).unwrap(), contents);
+    bob.say("/save 1").await;
+    let refused = bob.event_of("error").await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists"),
+        "{refused}"
+    );
+    bob.say("/files").await;
+    let files = bob.event_of("files").await;
+    assert_eq!(files["files"][0]["saved"], expected.display().to_string());
+
+    // Over the room's limit: refused locally, and bob stays.
+    let big = bob_dir.path().join("big.bin");
+    std::fs::write(&big, vec![0u8; 256 * 1024 + 1]).unwrap();
+    bob.say(&format!("/send {}", big.display())).await;
+    let refused = bob.event_of("error").await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("over this room's limit"),
+        "{refused}"
+    );
+    assert_eq!(bob.finish().await, 0);
+    // ann's directory holds only what she sent from.
+    assert_eq!(std::fs::read_dir(ann_dir.path()).unwrap().count(), 1);
 }

@@ -4,8 +4,9 @@
 use super::sanitize::sanitize;
 
 /// Commands Tab completes, in the order they are listed.
-pub const COMMANDS: [&str; 9] = [
-    "/help", "/who", "/me", "/msg", "/verify", "/clear", "/resend", "/quit", "/exit",
+pub const COMMANDS: [&str; 16] = [
+    "/help", "/who", "/me", "/msg", "/verify", "/clear", "/resend", "/lock", "/unlock", "/admit",
+    "/deny", "/send", "/files", "/save", "/quit", "/exit",
 ];
 
 /// One line of input, understood.
@@ -41,6 +42,26 @@ pub enum Command<'a> {
     Resend(u64),
     /// `/resend` without a valid number.
     ResendUsage,
+    /// `/lock`: newcomers must knock and be admitted.
+    Lock,
+    /// `/unlock`: anyone with the password may join again.
+    Unlock,
+    /// `/admit <name>`: let a knocking newcomer in.
+    Admit(&'a str),
+    /// `/deny <name>`: turn a knocking newcomer away.
+    Deny(&'a str),
+    /// `/send <path>`: share a file with the room.
+    Send(&'a str),
+    /// `/files`: list the files received, numbered.
+    Files,
+    /// `/save <n> [path]`: write received file `n`, the only thing that
+    /// writes to disk.
+    Save {
+        n: usize,
+        path: Option<&'a str>,
+    },
+    /// A command missing its argument: how to use it.
+    Usage(&'static str),
     /// Something that looks like a command but is not one.
     Unknown(&'a str),
 }
@@ -92,6 +113,36 @@ pub fn parse(line: &str) -> Command<'_> {
             _ => Command::VerifyUsage,
         },
         "/resend" => rest.parse().map_or(Command::ResendUsage, Command::Resend),
+        "/lock" => Command::Lock,
+        "/unlock" => Command::Unlock,
+        "/admit" if rest.is_empty() => {
+            Command::Usage("usage: /admit <name> lets a knocking newcomer in")
+        }
+        "/admit" => Command::Admit(rest),
+        "/deny" if rest.is_empty() => {
+            Command::Usage("usage: /deny <name> turns a knocking newcomer away")
+        }
+        "/deny" => Command::Deny(rest),
+        "/send" if rest.is_empty() => {
+            Command::Usage("usage: /send <path> shares a file with the room")
+        }
+        "/send" => Command::Send(rest),
+        "/files" => Command::Files,
+        "/save" => {
+            let (n, path) = rest
+                .split_once(char::is_whitespace)
+                .map_or((rest, ""), |(n, p)| (n, p.trim()));
+            match n.parse() {
+                Ok(n) => Command::Save {
+                    n,
+                    path: (!path.is_empty()).then_some(path),
+                },
+                Err(_) => Command::Usage(
+                    "usage: /save <n> [path] writes received file n (/files lists them); \
+                     without a path, to its name in the current directory",
+                ),
+            }
+        }
         other => Command::Unknown(other),
     }
 }
@@ -221,6 +272,29 @@ mod tests {
         assert_eq!(parse("/verify"), Command::VerifyUsage);
         assert_eq!(parse("/verify bob ann"), Command::VerifyUsage);
         assert_eq!(parse("/msgs"), Command::Unknown("/msgs"));
+    }
+
+    #[test]
+    fn room_and_file_commands_parse() {
+        assert_eq!(parse("/lock"), Command::Lock);
+        assert_eq!(parse("/unlock"), Command::Unlock);
+        assert_eq!(parse("/admit cat"), Command::Admit("cat"));
+        assert_eq!(parse("/deny  cat "), Command::Deny("cat"));
+        assert!(matches!(parse("/admit"), Command::Usage(u) if u.contains("/admit <name>")));
+        assert!(matches!(parse("/deny"), Command::Usage(_)));
+        assert_eq!(parse("/send my report.pdf"), Command::Send("my report.pdf"));
+        assert!(matches!(parse("/send"), Command::Usage(_)));
+        assert_eq!(parse("/files"), Command::Files);
+        assert_eq!(parse("/save 2"), Command::Save { n: 2, path: None });
+        assert_eq!(
+            parse("/save 2 /tmp/my file.txt"),
+            Command::Save {
+                n: 2,
+                path: Some("/tmp/my file.txt")
+            }
+        );
+        assert!(matches!(parse("/save"), Command::Usage(_)));
+        assert!(matches!(parse("/save two"), Command::Usage(_)));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! (terminal, scripting mode, examples, tests) goes through [`Client`].
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -12,7 +13,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::error::ClientError;
-use super::private::{Outgoing, PrivateChats, PrivateError};
+use super::files::{
+    self, FILE_STALL_TIMEOUT, FileError, INCOMING_MAX, Incoming, Outgoing, RECEIVED_BYTES_MAX,
+    RECEIVED_FILES_MAX, ReceivedFile,
+};
+use super::private::{Outgoing as PrivateOutgoing, PrivateChats, PrivateError};
 use crate::crypto::kdf::{self, KdfParams};
 use crate::crypto::private::SafetyCode;
 use crate::crypto::resume::resume_proof;
@@ -20,18 +25,25 @@ use crate::crypto::srp::{ClientSession, SrpError};
 use crate::crypto::transport::{Side, derive_keys};
 use crate::crypto::{Key32, Password, RoomCipher};
 use crate::protocol::limits::{
-    CLIENT_MAX_LINE, MAX_PRIVATE_TEXT_LEN, PRE_AUTH_MAX_LINE, SERVER_SILENCE_LIMIT,
+    CLIENT_MAX_LINE, DEFAULT_MAX_FILE_SIZE, FILE_META_TOKEN_MAX, FILE_NAME_MAX, FILE_WINDOW,
+    MAX_FILE_SIZE_CAP, MAX_PRIVATE_TEXT_LEN, PRE_AUTH_MAX_LINE, SERVER_SILENCE_LIMIT, file_chunks,
 };
 use crate::protocol::wire::{
-    Challenge, ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, MessageData, NATIVE_PROTOCOL,
-    PrivateEnvelope, Reply, ServerEvent, ServerFrame, UserInfo, Welcome,
+    Challenge, ClientFrame, ErrorCode, ErrorReply, FileMeta, HandshakeRequest, KnockOutcome,
+    MessageData, NATIVE_PROTOCOL, PrivateEnvelope, Reply, ServerEvent, ServerFrame, UserInfo,
+    Welcome,
 };
 use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
 
 /// Time allowed to open the TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time allowed for the whole login once connected.
+/// Time allowed for the whole login once connected (not counting a wait at
+/// a locked room).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest a client waits at a locked room, whatever the server says.
+pub const KNOCK_WAIT_MAX: Duration = Duration::from_secs(15 * 60);
+/// Beyond the server's own knock deadline, time allowed for its answer to arrive.
+pub const KNOCK_WAIT_GRACE: Duration = Duration::from_secs(10);
 
 /// What to connect to and as whom.
 #[derive(Debug)]
@@ -124,6 +136,76 @@ pub enum Event {
         missed: usize,
         complete: bool,
     },
+    /// A member locked the room: newcomers must knock and be admitted.
+    Locked {
+        by: String,
+    },
+    /// A member opened the room again.
+    Unlocked {
+        by: String,
+    },
+    /// Someone with the password is waiting to be let in: answer with
+    /// [`Client::admit`] or [`Client::deny`].
+    Knock {
+        user: String,
+    },
+    /// A knock was answered, expired or withdrawn. `by` is the member who
+    /// admitted or denied.
+    KnockResolved {
+        user: String,
+        outcome: KnockOutcome,
+        by: Option<String>,
+    },
+    /// We started sending a file.
+    FileSending {
+        name: String,
+        size: u64,
+    },
+    /// Someone started sending a file; it is received into memory.
+    FileIncoming {
+        from: String,
+        name: String,
+        size: u64,
+    },
+    /// A transfer moved on by a tenth or more.
+    FileProgress {
+        /// Ours going out, or someone's coming in.
+        sending: bool,
+        /// The sender (our own name when `sending`).
+        from: String,
+        name: String,
+        done: u64,
+        size: u64,
+    },
+    /// We finished sending a file: the room has passed all of it on.
+    FileSent {
+        name: String,
+        size: u64,
+    },
+    /// A file arrived whole and matched its checksum. It is held in memory
+    /// as number `n` until [`Client::save_file`] writes it.
+    FileReceived {
+        n: usize,
+        from: String,
+        name: String,
+        size: u64,
+    },
+    /// A transfer failed: ours (`sending`) or someone's; nothing was kept.
+    FileFailed {
+        sending: bool,
+        from: String,
+        name: String,
+        reason: String,
+    },
+}
+
+/// The room is locked: the login waits for a member to let us in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// Who locked the room.
+    pub locked_by: String,
+    /// How long the server lets us wait for an answer.
+    pub timeout: Duration,
 }
 
 /// Whether the session is hidden from the network.
@@ -177,6 +259,12 @@ struct Link {
     resume: Option<ResumeState>,
     /// After a reconnect: whether `messages` is everything that was missed.
     complete: Option<bool>,
+    /// Who locked the room, if anyone.
+    locked: Option<String>,
+    /// Newcomers knocking when we came in.
+    knocking: Vec<String>,
+    /// The largest file the room takes, within our own cap.
+    max_file_size: u64,
 }
 
 /// A member of a room.
@@ -215,6 +303,20 @@ pub struct Client {
     private: PrivateChats,
     /// `(user_id, name)` of members who left lately, newest last.
     departed: VecDeque<(String, String)>,
+    /// Who locked the room, if it is locked.
+    locked: Option<String>,
+    /// Newcomers knocking right now, in arrival order.
+    knocking: Vec<String>,
+    /// The largest file we send or accept: the room's, within our own cap.
+    max_file_size: u64,
+    /// The file we are sending, if any (one at a time).
+    outgoing: Option<Outgoing>,
+    /// Files arriving (at most [`INCOMING_MAX`]).
+    incoming: Vec<Incoming>,
+    /// Files received whole, oldest first, until forgotten.
+    received: VecDeque<ReceivedFile>,
+    /// The number the next received file gets.
+    next_file: usize,
 }
 
 impl std::fmt::Debug for Client {
@@ -237,6 +339,9 @@ fn refusal(reply: ErrorReply, username: &str, stage: Stage) -> ClientError {
         Some(ErrorCode::ShuttingDown) => ClientError::RoomClosed,
         Some(ErrorCode::RateLimited) => ClientError::LockedOut(reply.error),
         Some(ErrorCode::TooSlow | ErrorCode::Idle) => ClientError::Kicked(reply.error),
+        Some(ErrorCode::RoomLocked | ErrorCode::KnockDenied | ErrorCode::KnockExpired) => {
+            ClientError::NotAdmitted(reply.error)
+        }
         Some(_) => ClientError::Refused(reply.error),
         // A cmd-chat 1.x server sends bare strings.
         None => {
@@ -262,12 +367,41 @@ fn protocol(detail: impl Into<String>) -> ClientError {
     ClientError::Protocol(detail.into())
 }
 
+/// A login that passed SRP and heard the server's first frame: `init`, or
+/// `waiting` at a locked room.
+struct Login {
+    /// Sealed for native servers, like `writer`.
+    reader: FrameReader<OwnedReadHalf>,
+    writer: FrameWriter<OwnedWriteHalf>,
+    /// Whether the session is sealed.
+    transport: Transport,
+    /// Kept (self-wiping) until the room salt arrives in `init`.
+    password: Password,
+    /// A 1.x server's room salt, from its challenge.
+    legacy_room_salt: Option<String>,
+    /// What the server said after `H_AMK`: `init`, `waiting`, or a refusal.
+    first: ServerFrame,
+}
+
 impl Client {
     /// Connects, authenticates with SRP, and joins the room. The returned
     /// client first yields the history as [`Event::Message`]s with `history` set.
+    ///
+    /// At a locked room this waits, silently, until a member admits us; use
+    /// [`Client::connect_with`] to tell the person.
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
+        Self::connect_with(config, |_| {}).await
+    }
+
+    /// Like [`Client::connect`], calling `on_waiting` if the room is locked
+    /// and the login has to wait for a member to admit it. A denial, or no
+    /// answer in time, is [`ClientError::NotAdmitted`].
+    pub async fn connect_with(
+        config: ClientConfig,
+        on_waiting: impl FnOnce(&Waiting),
+    ) -> Result<Self, ClientError> {
         username::validate(&config.username)?;
-        let link = Self::open(&config, None, 0).await?;
+        let link = Self::open(&config, None, 0, on_waiting).await?;
         let config_username = config.username.clone();
         let mut client = Client {
             reader: link.reader,
@@ -291,6 +425,13 @@ impl Client {
             failed: VecDeque::new(),
             private: PrivateChats::new(&config_username),
             departed: VecDeque::new(),
+            locked: link.locked,
+            knocking: link.knocking,
+            max_file_size: link.max_file_size,
+            outgoing: None,
+            incoming: Vec::new(),
+            received: VecDeque::new(),
+            next_file: 1,
         };
         for data in link.messages {
             let event = client.message_event(data, true);
@@ -299,11 +440,13 @@ impl Client {
         Ok(client)
     }
 
-    /// Opens a connection and logs in, resuming `resume` if given.
+    /// Opens a connection and logs in, resuming `resume` if given. At a
+    /// locked room it waits for a member's answer, telling `on_waiting`.
     async fn open(
         config: &ClientConfig,
         resume: Option<&ResumeState>,
         after_seq: u64,
+        on_waiting: impl FnOnce(&Waiting),
     ) -> Result<Link, ClientError> {
         let connect = TcpStream::connect(&config.server);
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
@@ -322,15 +465,13 @@ impl Client {
             }
         };
         let _ = stream.set_nodelay(true);
-        match tokio::time::timeout(
-            LOGIN_TIMEOUT,
-            Self::login(stream, config, resume, after_seq),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(protocol("the server did not complete the login in time")),
-        }
+        let login = Self::login(stream, config, resume, after_seq);
+        let login = match tokio::time::timeout(LOGIN_TIMEOUT, login).await {
+            Ok(result) => result?,
+            Err(_) => return Err(protocol("the server did not complete the login in time")),
+        };
+        // Waiting at a locked room has its own deadline, outside the login's.
+        Self::enter(login, &config.username, on_waiting).await
     }
 
     async fn login(
@@ -338,7 +479,7 @@ impl Client {
         config: &ClientConfig,
         resume: Option<&ResumeState>,
         after_seq: u64,
-    ) -> Result<Link, ClientError> {
+    ) -> Result<Login, ClientError> {
         let username = &config.username;
         let (read, write) = stream.into_split();
         let mut reader = FrameReader::new(read, PRE_AUTH_MAX_LINE);
@@ -428,35 +569,72 @@ impl Client {
         }
         drop(key);
         reader.set_max_line(CLIENT_MAX_LINE);
+        let first = read_frame(&mut reader, "closed before the room opened").await?;
+        Ok(Login {
+            reader,
+            writer,
+            transport,
+            password,
+            legacy_room_salt: challenge.room_salt,
+            first,
+        })
+    }
 
-        let init = match reader.read::<ServerFrame>().await? {
-            Some(ServerFrame::Event(init @ ServerEvent::Init { .. })) => init,
-            Some(ServerFrame::Error(e)) => return Err(refusal(e, username, Stage::Verify)),
-            Some(_) => return Err(protocol("expected the room's init frame")),
-            None => {
-                return Err(ClientError::ConnectionLost(
-                    "closed before the room opened".into(),
-                ));
-            }
-        };
-        let ServerEvent::Init {
+    /// Waits at a locked room if need be, then opens the room from `init`.
+    async fn enter(
+        login: Login,
+        username: &str,
+        on_waiting: impl FnOnce(&Waiting),
+    ) -> Result<Link, ClientError> {
+        let Login {
+            mut reader,
+            writer,
+            transport,
+            password,
+            legacy_room_salt,
+            mut first,
+        } = login;
+        if let ServerFrame::Event(ServerEvent::Waiting {
+            locked_by,
+            timeout_secs,
+        }) = first
+        {
+            let timeout = Duration::from_secs(timeout_secs).min(KNOCK_WAIT_MAX);
+            on_waiting(&Waiting { locked_by, timeout });
+            let answer = read_frame(&mut reader, "closed while we waited to be let in");
+            first = match tokio::time::timeout(timeout + KNOCK_WAIT_GRACE, answer).await {
+                Ok(frame) => frame?,
+                Err(_) => {
+                    return Err(ClientError::NotAdmitted(
+                        "nobody let us in to the locked room in time".into(),
+                    ));
+                }
+            };
+        }
+        let ServerFrame::Event(ServerEvent::Init {
             messages,
             users,
             room_salt: sealed_salt,
             user_id,
             resume_token,
             complete,
-        } = init
+            locked,
+            knocking,
+            max_file_size,
+        }) = first
         else {
-            unreachable!("matched above");
+            return Err(match first {
+                ServerFrame::Error(e) => refusal(e, username, Stage::Verify),
+                ServerFrame::Event(_) => protocol("expected the room's init frame"),
+            });
         };
         let room_salt = match transport {
             Transport::Sealed => {
                 sealed_salt.ok_or_else(|| protocol("init frame without room salt"))?
             }
-            Transport::Legacy => challenge
-                .room_salt
-                .ok_or_else(|| protocol("the server sent no room salt"))?,
+            Transport::Legacy => {
+                legacy_room_salt.ok_or_else(|| protocol("the server sent no room salt"))?
+            }
         };
         let cipher = RoomCipher::from_password(&password, &decode(&room_salt, "room_salt")?);
         drop(password);
@@ -481,6 +659,11 @@ impl Client {
             messages,
             resume,
             complete,
+            locked,
+            knocking,
+            max_file_size: max_file_size
+                .unwrap_or(DEFAULT_MAX_FILE_SIZE)
+                .min(MAX_FILE_SIZE_CAP),
         })
     }
 
@@ -651,10 +834,10 @@ impl Client {
     /// next flush, and the events for [`Client::next_event`].
     fn apply_private(
         &mut self,
-        frames: Vec<Outgoing>,
+        frames: Vec<PrivateOutgoing>,
         events: Vec<Event>,
     ) -> Result<(), ClientError> {
-        for Outgoing { to, envelope } in frames {
+        for PrivateOutgoing { to, envelope } in frames {
             let json =
                 Zeroizing::new(serde_json::to_string(&envelope).expect("envelopes serialize"));
             let body = self.cipher.encrypt(&json);
@@ -679,6 +862,205 @@ impl Client {
             })
     }
 
+    /// Who locked the room, if it is locked.
+    pub fn locked_by(&self) -> Option<&str> {
+        self.locked.as_deref()
+    }
+
+    /// Newcomers waiting to be let in, in the order they knocked.
+    pub fn knocking(&self) -> &[String] {
+        &self.knocking
+    }
+
+    /// The largest file this room takes, in bytes.
+    pub fn max_file_size(&self) -> u64 {
+        self.max_file_size
+    }
+
+    /// 1.x servers know nothing of locks or files; asking one would be
+    /// answered with confusion, so it is refused here, before sending.
+    fn require_native(&self, what: &'static str) -> Result<(), ClientError> {
+        match self.transport {
+            Transport::Sealed => Ok(()),
+            Transport::Legacy => Err(ClientError::NeedsNative(what)),
+        }
+    }
+
+    /// Locks the room: newcomers must knock and be admitted. Every member
+    /// sees [`Event::Locked`] with our name; a refusal (already locked)
+    /// comes back as an [`Event::Error`].
+    pub async fn lock(&mut self) -> Result<(), ClientError> {
+        self.require_native("locking the room")?;
+        self.send_frame(&ClientFrame::Lock).await
+    }
+
+    /// Opens the room again; everyone knocking is let in.
+    pub async fn unlock(&mut self) -> Result<(), ClientError> {
+        self.require_native("unlocking the room")?;
+        self.send_frame(&ClientFrame::Unlock).await
+    }
+
+    /// Lets the knocking newcomer `user` in.
+    pub async fn admit(&mut self, user: &str) -> Result<(), ClientError> {
+        self.require_native("admitting newcomers")?;
+        self.send_frame(&ClientFrame::Admit { user: user.into() })
+            .await
+    }
+
+    /// Turns the knocking newcomer `user` away.
+    pub async fn deny(&mut self, user: &str) -> Result<(), ClientError> {
+        self.require_native("turning newcomers away")?;
+        self.send_frame(&ClientFrame::Deny { user: user.into() })
+            .await
+    }
+
+    /// Starts sending the file at `path` to the room: it is read whole (up to
+    /// [`Client::max_file_size`]) and goes out in encrypted chunks as the
+    /// room takes them, while [`Client::next_event`] is being called.
+    /// Progress and the end come as events. One file at a time.
+    pub async fn send_file(&mut self, path: &Path) -> Result<(), ClientError> {
+        self.require_native("sharing files")?;
+        self.not_sending()?;
+        let contents = files::read_for_sending(path, self.max_file_size).await?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        self.send_file_bytes(&name, contents).await
+    }
+
+    fn not_sending(&self) -> Result<(), ClientError> {
+        match &self.outgoing {
+            Some(o) => Err(FileError::Busy {
+                name: o.name.clone(),
+            }
+            .into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`Client::send_file`], for contents already in memory.
+    pub async fn send_file_bytes(
+        &mut self,
+        name: &str,
+        contents: zeroize::Zeroizing<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        self.require_native("sharing files")?;
+        self.not_sending()?;
+        let size = contents.len() as u64;
+        if size > self.max_file_size {
+            return Err(FileError::TooLarge {
+                path: PathBuf::from(name),
+                size,
+                limit: self.max_file_size,
+            }
+            .into());
+        }
+        let mut name = name.to_owned();
+        while name.len() > FILE_NAME_MAX {
+            name.pop();
+        }
+        let meta = FileMeta {
+            name: name.clone(),
+            size,
+            sha256: files::sha256_hex(&contents),
+        };
+        let meta_json =
+            zeroize::Zeroizing::new(serde_json::to_vec(&meta).expect("metadata serializes"));
+        let meta_token = self.cipher.encrypt_bytes(&meta_json);
+        if meta_token.len() > FILE_META_TOKEN_MAX {
+            return Err(protocol("the file's description does not fit an offer"));
+        }
+        let chunks = u32::try_from(file_chunks(size)).expect("bounded by MAX_FILE_SIZE_CAP");
+        let id = uuid::Uuid::new_v4().to_string();
+        self.writer.queue(&ClientFrame::FileOffer {
+            id: id.clone(),
+            chunks,
+            meta: meta_token,
+        })?;
+        self.outgoing = Some(Outgoing {
+            id,
+            name: name.clone(),
+            contents,
+            chunks,
+            sent: 0,
+            acked: 0,
+            step: 0,
+            last_ack: tokio::time::Instant::now(),
+        });
+        self.pending.push_back(Event::FileSending { name, size });
+        self.pump()?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    /// Whether a file of ours is still on its way.
+    pub fn sending(&self) -> bool {
+        self.outgoing.is_some()
+    }
+
+    /// Files received whole, oldest first, numbered for [`Client::save_file`].
+    pub fn received_files(&self) -> impl Iterator<Item = &ReceivedFile> {
+        self.received.iter()
+    }
+
+    /// Writes received file `n` to `path` (a file, or a directory to put it
+    /// in), or without a path to its cleaned name in the current directory.
+    /// Never overwrites: an existing file is [`FileError::Exists`]. Returns
+    /// where it was written. This is the only way cmd-chat writes a file.
+    pub async fn save_file(
+        &mut self,
+        n: usize,
+        path: Option<&Path>,
+    ) -> Result<PathBuf, ClientError> {
+        let Some(file) = self.received.iter_mut().find(|f| f.n == n) else {
+            return Err(FileError::NoSuchFile(n).into());
+        };
+        let target =
+            files::save_target(path, &file.name, n).map_err(|source| FileError::Write {
+                path: PathBuf::from("."),
+                source,
+            })?;
+        files::write_new(&target, &file.contents).await?;
+        file.saved = Some(target.clone());
+        Ok(target)
+    }
+
+    /// Queues as many chunks of the outgoing file as the window allows.
+    fn pump(&mut self) -> Result<(), ClientError> {
+        let Some(out) = self.outgoing.as_mut() else {
+            return Ok(());
+        };
+        while out.sent < out.chunks && out.sent < out.acked + FILE_WINDOW {
+            let data = self.cipher.encrypt_bytes(out.chunk(out.sent));
+            self.writer.queue(&ClientFrame::FileChunk {
+                id: out.id.clone(),
+                index: out.sent,
+                data,
+            })?;
+            out.sent += 1;
+        }
+        Ok(())
+    }
+
+    /// Gives up on the outgoing file: the room has not taken any of it for
+    /// [`FILE_STALL_TIMEOUT`].
+    fn stall_outgoing(&mut self) -> Result<(), ClientError> {
+        if let Some(out) = self.outgoing.take() {
+            self.writer.queue(&ClientFrame::FileCancel { id: out.id })?;
+            self.pending.push_back(Event::FileFailed {
+                sending: true,
+                from: self.config.username.clone(),
+                name: out.name,
+                reason: format!(
+                    "the room took none of it for {} s; cancelled",
+                    FILE_STALL_TIMEOUT.as_secs()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         self.writer.write(frame).await?;
         self.writer.flush().await?;
@@ -692,6 +1074,9 @@ impl Client {
     /// over, and reports [`Event::Reconnected`] followed by exactly the
     /// messages it missed. It gives up (with [`ClientError::ConnectionLost`])
     /// after [`RECONNECT_ATTEMPTS`], or at once when the server says no.
+    ///
+    /// It also keeps an outgoing file moving: chunks go out as the server
+    /// acknowledges earlier ones.
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
         loop {
             // Private handshake answers are queued while frames are read;
@@ -719,12 +1104,18 @@ impl Client {
                 Transport::Sealed => Some(self.last_heard + self.silence_limit),
                 Transport::Legacy => None,
             };
+            // An outgoing file the room stopped taking.
+            let stall_deadline = self
+                .outgoing
+                .as_ref()
+                .map(|o| o.last_ack + FILE_STALL_TIMEOUT);
             // Whichever comes first: silence, a receipt overdue, a private
-            // handshake's deadline.
+            // handshake's deadline, a stalled file.
             let deadline = [
                 silence_deadline,
                 self.unacked.front().map(|u| u.sent_at + self.ack_timeout),
                 self.private.next_deadline(),
+                stall_deadline,
             ]
             .into_iter()
             .flatten()
@@ -738,6 +1129,8 @@ impl Client {
                         self.expire_unacked(now);
                         if silence_deadline.is_some_and(|d| d <= now) {
                             self.lost("the server stopped answering".into())?;
+                        } else if stall_deadline.is_some_and(|d| d <= now) {
+                            self.stall_outgoing()?;
                         }
                         continue;
                     }
@@ -763,8 +1156,9 @@ impl Client {
                 }
                 continue;
             }
+            // Synchronous: a cancelled call never leaves a frame half applied.
             if let Some(event) = self.apply(frame)? {
-                return Ok(event);
+                self.pending.push_back(event);
             }
         }
     }
@@ -790,6 +1184,23 @@ impl Client {
     fn lost(&mut self, reason: String) -> Result<(), ClientError> {
         if !self.reconnect || self.transport != Transport::Sealed || self.resume.is_none() {
             return Err(ClientError::ConnectionLost(reason));
+        }
+        // Transfers do not survive the connection: say which ended.
+        if let Some(out) = self.outgoing.take() {
+            self.pending.push_back(Event::FileFailed {
+                sending: true,
+                from: self.config.username.clone(),
+                name: out.name.clone(),
+                reason: "the connection was lost; send it again".into(),
+            });
+        }
+        for incoming in std::mem::take(&mut self.incoming) {
+            self.pending.push_back(Event::FileFailed {
+                sending: false,
+                from: incoming.from.clone(),
+                name: incoming.meta.name.clone(),
+                reason: "the connection was lost; nothing was kept".into(),
+            });
         }
         // What was in flight may or may not have been stored: say so.
         while let Some(Unacked {
@@ -819,7 +1230,7 @@ impl Client {
     async fn try_reconnect(&mut self) -> Result<Option<Event>, ClientError> {
         let broken = self.broken.as_ref().expect("only called while broken");
         tokio::time::sleep_until(broken.next_try).await;
-        let outcome = Self::open(&self.config, self.resume.as_ref(), self.last_seq).await;
+        let outcome = Self::open(&self.config, self.resume.as_ref(), self.last_seq, |_| {}).await;
         let link = match outcome {
             Ok(link) => link,
             Err(e) if e.is_transient() => {
@@ -847,6 +1258,9 @@ impl Client {
         self.writer = link.writer;
         self.cipher = link.cipher;
         self.users = link.users;
+        self.locked = link.locked;
+        self.knocking = link.knocking;
+        self.max_file_size = link.max_file_size;
         // A new member id means the old session ended on the server (the
         // others saw us leave): private sessions with it are gone too.
         let same_member = match (&self.resume, &link.resume) {
@@ -946,6 +1360,40 @@ impl Client {
                     return Ok(None);
                 }
                 ServerEvent::Init { .. } => return Err(protocol("a second init frame")),
+                ServerEvent::Waiting { .. } => return Err(protocol("a waiting frame after init")),
+                ServerEvent::Locked { by } => {
+                    self.locked = Some(by.clone());
+                    Event::Locked { by }
+                }
+                ServerEvent::Unlocked { by } => {
+                    self.locked = None;
+                    Event::Unlocked { by }
+                }
+                ServerEvent::Knock { user } => {
+                    self.knocking.retain(|u| *u != user);
+                    self.knocking.push(user.clone());
+                    Event::Knock { user }
+                }
+                ServerEvent::KnockResolved { user, outcome, by } => {
+                    self.knocking.retain(|u| *u != user);
+                    Event::KnockResolved { user, outcome, by }
+                }
+                ServerEvent::FileOffer {
+                    from,
+                    id,
+                    chunks,
+                    meta,
+                } => return Ok(self.file_offer(from, id, chunks, &meta)),
+                ServerEvent::FileChunk {
+                    from,
+                    id,
+                    index,
+                    data,
+                } => return Ok(self.file_chunk(&from, &id, index, &data)),
+                ServerEvent::FileAck { id, index } => return self.file_ack(&id, index),
+                ServerEvent::FileAborted { from, id, reason } => {
+                    return Ok(self.file_aborted(from, &id, reason));
+                }
             },
         };
         Ok(Some(event))
@@ -996,6 +1444,203 @@ impl Client {
         }
     }
 
+    /// Someone offers a file: accept it into memory if it is within bounds.
+    fn file_offer(&mut self, from: String, id: String, chunks: u32, meta: &str) -> Option<Event> {
+        if self.incoming.iter().any(|i| i.from == from && i.id == id) {
+            return None;
+        }
+        let meta: FileMeta = match self
+            .cipher
+            .decrypt_bytes(meta)
+            .ok()
+            .and_then(|plain| serde_json::from_slice(&plain).ok())
+        {
+            Some(meta) => meta,
+            None => {
+                return Some(Event::Error {
+                    message: format!("a file offer from {from} could not be decrypted; ignored"),
+                });
+            }
+        };
+        let declined = |reason: String| Event::FileFailed {
+            sending: false,
+            from: from.clone(),
+            name: meta.name.clone(),
+            reason: format!("not accepted: {reason}"),
+        };
+        if let Err(reason) = files::check_offer(&meta, chunks, self.max_file_size) {
+            return Some(declined(reason));
+        }
+        if self.incoming.len() >= INCOMING_MAX {
+            return Some(declined(format!("already receiving {INCOMING_MAX} files")));
+        }
+        let event = Event::FileIncoming {
+            from: from.clone(),
+            name: meta.name.clone(),
+            size: meta.size,
+        };
+        self.incoming.push(Incoming {
+            from,
+            id,
+            data: zeroize::Zeroizing::new(Vec::with_capacity(meta.size as usize)),
+            meta,
+            chunks,
+            received: 0,
+            step: 0,
+        });
+        Some(event)
+    }
+
+    /// A piece of a file arrives: add it, report progress, and keep the file
+    /// once it is whole and matches its checksum.
+    fn file_chunk(&mut self, from: &str, id: &str, index: u32, data: &str) -> Option<Event> {
+        let pos = self
+            .incoming
+            .iter()
+            .position(|i| i.from == from && i.id == id)?;
+        let incoming = &mut self.incoming[pos];
+        let added = if index != incoming.received {
+            Err(format!(
+                "chunk {index} arrived where {} was due",
+                incoming.received
+            ))
+        } else {
+            match self.cipher.decrypt_bytes(data) {
+                Ok(plain) => incoming.push(&plain),
+                Err(_) => Err("a piece of it could not be decrypted".into()),
+            }
+        };
+        if let Err(reason) = added {
+            let incoming = self.incoming.remove(pos);
+            return Some(Event::FileFailed {
+                sending: false,
+                from: incoming.from,
+                name: incoming.meta.name.clone(),
+                reason: format!("{reason}; discarded"),
+            });
+        }
+        if !incoming.complete() {
+            let done = incoming.data.len() as u64;
+            let step = files::progress_step(done, incoming.meta.size);
+            if step <= incoming.step {
+                return None;
+            }
+            incoming.step = step;
+            return Some(Event::FileProgress {
+                sending: false,
+                from: incoming.from.clone(),
+                name: incoming.meta.name.clone(),
+                done,
+                size: incoming.meta.size,
+            });
+        }
+        let incoming = self.incoming.remove(pos);
+        if files::sha256_hex(&incoming.data) != incoming.meta.sha256 {
+            return Some(Event::FileFailed {
+                sending: false,
+                from: incoming.from,
+                name: incoming.meta.name.clone(),
+                reason: "it does not match its checksum; discarded".into(),
+            });
+        }
+        let n = self.next_file;
+        self.next_file += 1;
+        let size = incoming.meta.size;
+        let file = ReceivedFile {
+            n,
+            from: incoming.from.clone(),
+            name: incoming.meta.name.clone(),
+            contents: incoming.data,
+            saved: None,
+        };
+        self.received.push_back(file);
+        self.forget_old_files();
+        Some(Event::FileReceived {
+            n,
+            from: incoming.from,
+            name: incoming.meta.name,
+            size,
+        })
+    }
+
+    /// Keeps received files within [`RECEIVED_FILES_MAX`] and
+    /// [`RECEIVED_BYTES_MAX`], forgetting the oldest (and saying so).
+    fn forget_old_files(&mut self) {
+        while self.received.len() > 1
+            && (self.received.len() > RECEIVED_FILES_MAX
+                || self.received.iter().map(ReceivedFile::size).sum::<u64>() > RECEIVED_BYTES_MAX)
+        {
+            let Some(old) = self.received.pop_front() else {
+                break;
+            };
+            let kept = if old.saved.is_some() {
+                "it was saved"
+            } else {
+                "it was never saved"
+            };
+            self.pending.push_back(Event::Error {
+                message: format!(
+                    "received file #{} ({}) forgotten to make room ({kept})",
+                    old.n, old.name
+                ),
+            });
+        }
+    }
+
+    /// The server passed on our chunks up to `index`: send more, or finish.
+    fn file_ack(&mut self, id: &str, index: u32) -> Result<Option<Event>, ClientError> {
+        let Some(out) = self.outgoing.as_mut().filter(|o| o.id == id) else {
+            return Ok(None);
+        };
+        out.acked = out.acked.max(index.saturating_add(1)).min(out.sent);
+        out.last_ack = tokio::time::Instant::now();
+        if out.acked == out.chunks {
+            let out = self.outgoing.take().expect("just seen");
+            return Ok(Some(Event::FileSent {
+                size: out.size(),
+                name: out.name.clone(),
+            }));
+        }
+        let (done, size) = (out.done(), out.size());
+        let step = files::progress_step(done, size);
+        let progress = (step > out.step).then(|| {
+            out.step = step;
+            Event::FileProgress {
+                sending: true,
+                from: self.config.username.clone(),
+                name: out.name.clone(),
+                done,
+                size,
+            }
+        });
+        self.pump()?;
+        Ok(progress)
+    }
+
+    /// A transfer ended early: ours (refused) or someone else's.
+    fn file_aborted(&mut self, from: String, id: &str, reason: String) -> Option<Event> {
+        if from == self.config.username && self.outgoing.as_ref().is_some_and(|o| o.id == id) {
+            let out = self.outgoing.take().expect("just seen");
+            return Some(Event::FileFailed {
+                sending: true,
+                from,
+                name: out.name.clone(),
+                reason,
+            });
+        }
+        let pos = self
+            .incoming
+            .iter()
+            .position(|i| i.from == from && i.id == id)?;
+        let incoming = self.incoming.remove(pos);
+        Some(Event::FileFailed {
+            sending: false,
+            from,
+            name: incoming.meta.name.clone(),
+            reason,
+        })
+    }
+
     fn message_event(&mut self, mut data: MessageData, history: bool) -> Event {
         let seq = data.seq.unwrap_or_else(|| {
             self.local_seq += 1;
@@ -1026,6 +1671,18 @@ impl Client {
         self.writer.flush().await?;
         self.writer.shutdown().await?;
         Ok(())
+    }
+}
+
+/// The next frame; the connection closing is [`ClientError::ConnectionLost`]
+/// with `closed` as the reason.
+async fn read_frame(
+    reader: &mut FrameReader<OwnedReadHalf>,
+    closed: &str,
+) -> Result<ServerFrame, ClientError> {
+    match reader.read::<ServerFrame>().await? {
+        Some(frame) => Ok(frame),
+        None => Err(ClientError::ConnectionLost(closed.into())),
     }
 }
 

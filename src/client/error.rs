@@ -1,6 +1,7 @@
 //! Client errors, each with a message a person can act on and an exit code
 //! scripts can rely on.
 
+use super::files::FileError;
 use crate::protocol::FrameError;
 use crate::protocol::username::UsernameError;
 
@@ -23,6 +24,9 @@ pub mod exit_code {
     pub const PROTOCOL: u8 = 6;
     /// The connection was lost or the room closed after joining.
     pub const CONNECTION_LOST: u8 = 7;
+    /// The room is locked and we were not let in: a member said no, nobody
+    /// answered in time, or (a 1.x client) we could not knock at all.
+    pub const NOT_ADMITTED: u8 = 8;
 }
 
 /// Everything that can end a client session early.
@@ -73,6 +77,14 @@ pub enum ClientError {
     RoomClosed,
     #[error("disconnected by the server: {0}")]
     Kicked(String),
+    #[error("not let in: {0}")]
+    NotAdmitted(String),
+    /// Refused before sending; the session goes on.
+    #[error("{0} needs a native cmd-chat server, and this one is cmd-chat 1.x")]
+    NeedsNative(&'static str),
+    /// A file could not be sent or saved; the session goes on.
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
 impl ClientError {
@@ -99,11 +111,21 @@ impl ClientError {
             | ClientError::Refused(_)
             | ClientError::MessageTooLong
             | ClientError::Private(_)
+            | ClientError::NeedsNative(_)
+            | ClientError::File(_)
             | ClientError::Protocol(_) => PROTOCOL,
             ClientError::ConnectionLost(_) | ClientError::RoomClosed | ClientError::Kicked(_) => {
                 CONNECTION_LOST
             }
+            ClientError::NotAdmitted(_) => NOT_ADMITTED,
         }
+    }
+
+    /// Whether the session is over. The others refuse one request (a message
+    /// too long, a file too large, a command a 1.x server lacks) and the
+    /// front end says so and carries on.
+    pub fn ends_session(&self) -> bool {
+        !self.is_recoverable()
     }
 }
 
@@ -111,7 +133,13 @@ impl ClientError {
     /// Whether the session can go on after this error: it refused one
     /// message locally and sent nothing.
     pub fn is_recoverable(&self) -> bool {
-        matches!(self, ClientError::MessageTooLong | ClientError::Private(_))
+        matches!(
+            self,
+            ClientError::MessageTooLong
+                | ClientError::Private(_)
+                | ClientError::NeedsNative(_)
+                | ClientError::File(_)
+        )
     }
 }
 

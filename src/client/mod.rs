@@ -15,6 +15,7 @@
 pub mod command;
 mod core;
 pub mod error;
+pub mod files;
 pub mod line;
 pub mod private;
 pub mod render;
@@ -23,5 +24,6 @@ pub mod script;
 mod session;
 pub mod terminal;
 
-pub use core::{ChatMessage, Client, ClientConfig, Event, PrivateMessage, Transport};
+pub use crate::protocol::wire::KnockOutcome;
+pub use core::{ChatMessage, Client, ClientConfig, Event, PrivateMessage, Transport, Waiting};
 pub use error::{ClientError, exit_code};

@@ -11,8 +11,9 @@ use std::ops::Range;
 
 use chrono::{DateTime, Local};
 
+use super::files::{PROGRESS_STEPS, ReceivedFile, mib, percent};
 use super::sanitize::{sanitize, sanitize_lines};
-use super::{ChatMessage, Event, PrivateMessage, Transport};
+use super::{ChatMessage, Event, KnockOutcome, PrivateMessage, Transport, Waiting};
 
 /// How much styling the screen gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,27 @@ const SYSTEM_MARK: &str = "--";
 const ERROR_MARK: &str = "!!";
 /// Marks a private message, so it is never mistaken for one the room saw.
 const PRIVATE_MARK: &str = "[private]";
+
+/// `[#####-----]  50%`: how far a transfer is, in [`PROGRESS_STEPS`] cells.
+pub fn progress_bar(done: u64, size: u64) -> String {
+    let percent = percent(done, size);
+    let filled = (percent * PROGRESS_STEPS / 100) as usize;
+    format!(
+        "[{}{}] {percent:>3}%",
+        "#".repeat(filled),
+        "-".repeat(PROGRESS_STEPS as usize - filled)
+    )
+}
+
+/// `2.5/5.0 MiB`: done of size, in the unit of the size.
+fn sizes(done: u64, size: u64) -> String {
+    let total = mib(size);
+    match total.split_once(' ') {
+        Some((_, "MiB")) => format!("{:.1}/{total}", done as f64 / (1024.0 * 1024.0)),
+        Some((_, "KiB")) => format!("{:.0}/{total}", done as f64 / 1024.0),
+        _ => format!("{done}/{total}"),
+    }
+}
 
 /// What one piece of text is, which decides how it is styled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,7 +364,180 @@ impl Renderer {
                     &format!("{ERROR_MARK} server: {}", sanitize(message))
                 )
             )),
+            Event::Locked { by } => line(self.system_at(
+                now,
+                &format!(
+                    "{} locked the room: newcomers now knock and wait for a member to /admit them",
+                    self.name(by)
+                ),
+            )),
+            Event::Unlocked { by } => line(self.system_at(
+                now,
+                &format!("{} unlocked the room: anyone with the password may join", self.name(by)),
+            )),
+            Event::Knock { user } => {
+                let who = sanitize(user);
+                Shown {
+                    lines: vec![format!(
+                        "{} {}",
+                        self.paint(Style::Time, now),
+                        self.paint(
+                            Style::Warning,
+                            &format!(
+                                "{ERROR_MARK} {who} is knocking: /admit {who} to let them in, /deny {who} to turn them away"
+                            )
+                        )
+                    )],
+                    // Someone is waiting at the door: worth a bell.
+                    bell: true,
+                }
+            }
+            Event::KnockResolved { user, outcome, by } => {
+                let who = self.name(user);
+                let text = match (outcome, by) {
+                    (KnockOutcome::Admitted, Some(by)) => format!("{} let {who} in", self.name(by)),
+                    (KnockOutcome::Admitted, None) => format!("{who} was let in"),
+                    (KnockOutcome::Denied, Some(by)) => {
+                        format!("{} turned {who} away", self.name(by))
+                    }
+                    (KnockOutcome::Denied, None) => format!("{who} was turned away"),
+                    (KnockOutcome::Expired, _) => {
+                        format!("{who} stopped waiting: nobody answered in time")
+                    }
+                    (KnockOutcome::Withdrawn, _) => format!("{who} stopped knocking"),
+                };
+                line(self.system_at(now, &text))
+            }
+            Event::FileSending { name, size } => line(self.system_at(
+                now,
+                &format!("sending {} ({}) to the room", sanitize(name), mib(*size)),
+            )),
+            Event::FileIncoming { from, name, size } => line(self.system_at(
+                now,
+                &format!(
+                    "{} is sending {} ({})",
+                    self.name(from),
+                    sanitize(name),
+                    mib(*size)
+                ),
+            )),
+            Event::FileProgress {
+                sending,
+                from,
+                name,
+                done,
+                size,
+            } => {
+                let whose = if *sending {
+                    "to the room".to_owned()
+                } else {
+                    format!("from {}", self.name(from))
+                };
+                line(self.system_at(
+                    now,
+                    &format!(
+                        "{} {} ({}) {whose}",
+                        progress_bar(*done, *size),
+                        sanitize(name),
+                        sizes(*done, *size)
+                    ),
+                ))
+            }
+            Event::FileSent { name, size } => line(self.system_at(
+                now,
+                &format!(
+                    "{} {} ({}) sent",
+                    progress_bar(*size, *size),
+                    sanitize(name),
+                    mib(*size)
+                ),
+            )),
+            Event::FileReceived {
+                n,
+                from,
+                name,
+                size,
+            } => line(self.system_at(
+                now,
+                &format!(
+                    "{} received #{n} {} ({}) from {}: it is in memory only; /save {n} [path] writes it",
+                    progress_bar(*size, *size),
+                    sanitize(name),
+                    mib(*size),
+                    self.name(from)
+                ),
+            )),
+            Event::FileFailed {
+                sending,
+                from,
+                name,
+                reason,
+            } => {
+                let what = if *sending {
+                    format!("sending {} failed", sanitize(name))
+                } else {
+                    format!("{} from {} failed", sanitize(name), sanitize(from))
+                };
+                line(format!(
+                    "{} {}",
+                    self.paint(Style::Time, now),
+                    self.paint(
+                        Style::Error,
+                        &format!("{ERROR_MARK} {what}: {}", sanitize(reason))
+                    )
+                ))
+            }
         }
+    }
+
+    /// The line shown while a login waits at a locked room.
+    pub fn waiting(&self, waiting: &Waiting) -> String {
+        self.system_text(&format!(
+            "the room is locked (by {}): waiting up to {} s for a member to let you in; Ctrl-C gives up",
+            self.name(&waiting.locked_by),
+            waiting.timeout.as_secs()
+        ))
+    }
+
+    /// The state of the door, shown on joining a locked room.
+    pub fn lock_state(&self, locked_by: Option<&str>, knocking: &[String]) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(by) = locked_by {
+            lines.push(self.system_text(&format!(
+                "the room is locked (by {}); /unlock opens it",
+                self.name(by)
+            )));
+        }
+        for user in knocking {
+            let who = sanitize(user);
+            lines.push(self.warning(&format!("{who} is knocking: /admit {who} or /deny {who}")));
+        }
+        lines
+    }
+
+    /// The answer to `/files`: the received files, numbered for `/save`.
+    pub fn files<'a>(&self, files: impl Iterator<Item = &'a ReceivedFile>) -> Vec<String> {
+        let mut lines: Vec<String> = files
+            .map(|f| {
+                let saved = match &f.saved {
+                    Some(path) => format!(", saved to {}", sanitize(&path.display().to_string())),
+                    None => String::new(),
+                };
+                self.system_text(&format!(
+                    "#{} {} ({}) from {}{saved}",
+                    f.n,
+                    sanitize(&f.name),
+                    mib(f.size()),
+                    self.name(&f.from)
+                ))
+            })
+            .collect();
+        if lines.is_empty() {
+            lines.push(
+                self.info("no files received yet; they stay in memory until /save <n> [path]"),
+            );
+        }
+        lines
     }
 
     /// A chat message: `HH:MM name: text`, `HH:MM * name action` for `/me`,
@@ -760,6 +955,102 @@ mod tests {
         });
         let shown = r.event(&old, "x");
         assert!(!shown.bell && shown.lines[0].contains("\x1b[1;7m"));
+    }
+
+    #[test]
+    fn lock_and_knock_lines() {
+        let r = plain("bob");
+        let one = |e: &Event| r.event(e, "12:34").lines.join("\n");
+        assert_eq!(
+            one(&Event::Locked { by: "ann".into() }),
+            "12:34 -- ann locked the room: newcomers now knock and wait for a member to /admit them"
+        );
+        assert_eq!(
+            one(&Event::Unlocked { by: "ann".into() }),
+            "12:34 -- ann unlocked the room: anyone with the password may join"
+        );
+        let knock = r.event(&Event::Knock { user: "cat".into() }, "12:34");
+        assert!(knock.bell, "a knock rings");
+        assert_eq!(
+            knock.lines,
+            ["12:34 !! cat is knocking: /admit cat to let them in, /deny cat to turn them away"]
+        );
+        let resolved = |outcome, by: Option<&str>| {
+            one(&Event::KnockResolved {
+                user: "cat".into(),
+                outcome,
+                by: by.map(str::to_owned),
+            })
+        };
+        assert_eq!(
+            resolved(KnockOutcome::Admitted, Some("ann")),
+            "12:34 -- ann let cat in"
+        );
+        assert_eq!(
+            resolved(KnockOutcome::Denied, Some("ann")),
+            "12:34 -- ann turned cat away"
+        );
+        assert!(resolved(KnockOutcome::Expired, None).contains("nobody answered"));
+        assert!(resolved(KnockOutcome::Withdrawn, None).contains("stopped knocking"));
+        // A hostile name in a knock is shown, not obeyed.
+        let hostile = r.event(
+            &Event::Knock {
+                user: "x\x1b[2J".into(),
+            },
+            "12:34",
+        );
+        assert!(!hostile.lines[0].contains('\x1b'), "{:?}", hostile.lines);
+    }
+
+    #[test]
+    fn file_lines_and_progress_bars() {
+        assert_eq!(progress_bar(0, 10), "[----------]   0%");
+        assert_eq!(progress_bar(5, 10), "[#####-----]  50%");
+        assert_eq!(progress_bar(10, 10), "[##########] 100%");
+        assert_eq!(progress_bar(0, 0), "[##########] 100%");
+        let r = plain("bob");
+        let one = |e: &Event| r.event(e, "12:34").lines.join("\n");
+        assert_eq!(
+            one(&Event::FileProgress {
+                sending: false,
+                from: "ann".into(),
+                name: "report.pdf".into(),
+                done: 2_621_440,
+                size: 5_242_880,
+            }),
+            "12:34 -- [#####-----]  50% report.pdf (2.5/5.0 MiB) from ann"
+        );
+        assert_eq!(
+            one(&Event::FileProgress {
+                sending: true,
+                from: "bob".into(),
+                name: "a.txt".into(),
+                done: 3 * 1024,
+                size: 10 * 1024,
+            }),
+            "12:34 -- [###-------]  30% a.txt (3/10 KiB) to the room"
+        );
+        let received = one(&Event::FileReceived {
+            n: 2,
+            from: "ann".into(),
+            name: "../x\x1b]0;t\x07".into(),
+            size: 10,
+        });
+        assert!(
+            received.contains("received #2 ../x^[]0;t^G (10 B) from ann"),
+            "{received}"
+        );
+        assert!(received.contains("/save 2"), "{received}");
+        let failed = one(&Event::FileFailed {
+            sending: false,
+            from: "ann".into(),
+            name: "a".into(),
+            reason: "it does not match its checksum; discarded".into(),
+        });
+        assert_eq!(
+            failed,
+            "12:34 !! a from ann failed: it does not match its checksum; discarded"
+        );
     }
 
     #[test]

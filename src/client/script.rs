@@ -2,14 +2,33 @@
 //!
 //! Used by `cmd-chat connect --json`, and whenever stdin is not a terminal.
 //! Each stdin line is a message, or a command when it starts with `/`
-//! (`/quit`, `/clear`, `/who`, `/msg <name> <text>`, `/verify <name>`). Each
-//! event is one JSON object on stdout. End of input leaves the room.
+//! (`/quit`, `/clear`, `/who`, `/msg <name> <text>`, `/verify <name>`,
+//! `/resend <ref>`, `/lock`, `/unlock`, `/admit <name>`, `/deny <name>`,
+//! `/send <path>`, `/files`, `/save <n> [path]`). Each event is one JSON
+//! object on stdout. End of input leaves the room, once a file being sent
+//! has gone out.
+
+use std::path::Path;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::command::{self, Command};
-use super::{Client, ClientError, Event, Transport};
+use super::files;
+use super::{Client, ClientError, Event, KnockOutcome, Transport, Waiting};
+
+/// The JSON object printed while the login waits at a locked room.
+pub fn waiting_json(waiting: &Waiting) -> Value {
+    json!({
+        "event": "waiting",
+        "locked_by": waiting.locked_by,
+        "timeout_secs": waiting.timeout.as_secs(),
+    })
+}
+
+fn direction(sending: bool) -> &'static str {
+    if sending { "sending" } else { "receiving" }
+}
 
 /// The JSON object printed for an event.
 pub fn event_json(event: &Event) -> Value {
@@ -44,7 +63,161 @@ pub fn event_json(event: &Event) -> Value {
         Event::Reconnected { missed, complete } => {
             json!({"event": "reconnected", "missed": missed, "complete": complete})
         }
+        Event::Locked { by } => json!({"event": "locked", "by": by}),
+        Event::Unlocked { by } => json!({"event": "unlocked", "by": by}),
+        Event::Knock { user } => json!({"event": "knock", "user": user}),
+        Event::KnockResolved { user, outcome, by } => json!({
+            "event": "knock_resolved",
+            "user": user,
+            "outcome": match outcome {
+                KnockOutcome::Admitted => "admitted",
+                KnockOutcome::Denied => "denied",
+                KnockOutcome::Expired => "expired",
+                KnockOutcome::Withdrawn => "withdrawn",
+            },
+            "by": by,
+        }),
+        Event::FileSending { name, size } => {
+            json!({"event": "file_sending", "name": name, "size": size})
+        }
+        Event::FileIncoming { from, name, size } => {
+            json!({"event": "file_incoming", "from": from, "name": name, "size": size})
+        }
+        Event::FileProgress {
+            sending,
+            from,
+            name,
+            done,
+            size,
+        } => json!({
+            "event": "progress",
+            "direction": direction(*sending),
+            "from": from,
+            "name": name,
+            "done": done,
+            "size": size,
+            "percent": files::percent(*done, *size),
+        }),
+        Event::FileSent { name, size } => json!({"event": "file_sent", "name": name, "size": size}),
+        Event::FileReceived {
+            n,
+            from,
+            name,
+            size,
+        } => json!({"event": "file", "n": n, "from": from, "name": name, "size": size}),
+        Event::FileFailed {
+            sending,
+            from,
+            name,
+            reason,
+        } => json!({
+            "event": "file_failed",
+            "direction": direction(*sending),
+            "from": from,
+            "name": name,
+            "reason": reason,
+        }),
     }
+}
+
+/// A request refused without ending the session, as an `error` event.
+async fn or_report<W: AsyncWrite + Unpin, T>(
+    out: &mut W,
+    result: Result<T, ClientError>,
+) -> Result<Option<T>, ClientError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if !e.ends_session() => {
+            emit(out, json!({"event": "error", "message": e.to_string()})).await?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Carries out one `/command` line; `false` means leave.
+async fn command<W: AsyncWrite + Unpin>(
+    client: &mut Client,
+    out: &mut W,
+    line: &str,
+) -> Result<bool, ClientError> {
+    match command::parse(line) {
+        Command::Quit => return Ok(false),
+        Command::Clear => client.clear().await?,
+        Command::Who => emit(out, json!({"event": "users", "users": client.users(), "locked": client.locked_by(), "knocking": client.knocking()})).await?,
+        Command::Lock => {
+            let done = client.lock().await;
+            or_report(out, done).await?;
+        }
+        Command::Unlock => {
+            let done = client.unlock().await;
+            or_report(out, done).await?;
+        }
+        Command::Admit(user) => {
+            let done = client.admit(user).await;
+            or_report(out, done).await?;
+        }
+        Command::Deny(user) => {
+            let done = client.deny(user).await;
+            or_report(out, done).await?;
+        }
+        Command::Send(path) => {
+            let started = client.send_file(Path::new(path)).await;
+            or_report(out, started).await?;
+        }
+        Command::Files => {
+            let files: Vec<Value> = client
+                .received_files()
+                .map(|f| {
+                    json!({
+                        "n": f.n,
+                        "from": f.from,
+                        "name": f.name,
+                        "size": f.size(),
+                        "saved": f.saved.as_ref().map(|p| p.display().to_string()),
+                    })
+                })
+                .collect();
+            emit(out, json!({"event": "files", "files": files})).await?;
+        }
+        Command::Save { n, path } => {
+            let saved = client.save_file(n, path.map(Path::new)).await;
+            if let Some(written) = or_report(out, saved).await? {
+                emit(out, json!({"event": "saved", "n": n, "path": written.display().to_string()}))
+                    .await?;
+            }
+        }
+        Command::Usage(usage) => emit(out, json!({"event": "error", "message": usage})).await?,
+        Command::Msg { to, text } => {
+            let sent = client.send_private(to, text).await;
+            or_report(out, sent).await?;
+        }
+        Command::Verify(name) => {
+            let asked = client.verify(name).await;
+            or_report(out, asked).await?;
+        }
+        Command::MsgUsage | Command::VerifyUsage => {
+            let usage = "usage: /msg <name> <text>, /verify <name>";
+            emit(out, json!({"event": "error", "message": usage})).await?;
+        }
+        Command::Resend(reference) => {
+            if client.resend(reference).await?.is_none() {
+                let message = format!("no undelivered message {reference} to resend; use the ref of a failed event");
+                emit(out, json!({"event": "error", "message": message})).await?;
+            }
+        }
+        Command::ResendUsage => {
+            let usage = "usage: /resend <ref>, with the ref of a failed event";
+            emit(out, json!({"event": "error", "message": usage})).await?;
+        }
+        _ => {
+            emit(out, json!({
+                "event": "error",
+                "message": format!("unknown command {line}; commands: /who /msg /verify /clear /resend /lock /unlock /admit /deny /send /files /save /quit (start a message with // to send a literal /)"),
+            })).await?;
+        }
+    }
+    Ok(true)
 }
 
 async fn emit<W: AsyncWrite + Unpin>(out: &mut W, value: Value) -> Result<(), ClientError> {
@@ -55,20 +228,6 @@ async fn emit<W: AsyncWrite + Unpin>(out: &mut W, value: Value) -> Result<(), Cl
         .await
         .and(out.flush().await)
         .map_err(|e| ClientError::ConnectionLost(format!("standard output closed: {e}")))
-}
-
-/// Reports an error that refused one thing (the session goes on) as an
-/// `error` event; passes on any other, which ends the session.
-async fn recoverable<W: AsyncWrite + Unpin>(
-    out: &mut W,
-    result: Result<(), ClientError>,
-) -> Result<(), ClientError> {
-    match result {
-        Err(e) if e.is_recoverable() => {
-            emit(out, json!({"event": "error", "message": e.to_string()})).await
-        }
-        other => other,
-    }
 }
 
 /// Runs the scripting mode until `/quit`, end of input, or a fatal error.
@@ -84,61 +243,37 @@ where
             "users": client.users(),
             "sealed": client.transport() == Transport::Sealed,
             "history": client.history_count(),
+            "locked": client.locked_by(),
+            "knocking": client.knocking(),
+            "max_file_size": client.max_file_size(),
         }),
     )
     .await?;
     let mut lines = input.lines();
+    // Input ended while a file was going out: leave once it is sent (or failed).
+    let mut input_done = false;
     loop {
+        if input_done && !client.sending() {
+            break;
+        }
         tokio::select! {
-            line = lines.next_line() => {
+            line = lines.next_line(), if !input_done => {
                 let Some(line) = line.map_err(|e| ClientError::Protocol(format!("reading input: {e}")))? else {
-                    break;
+                    input_done = true;
+                    continue;
                 };
                 let line = line.strip_suffix('\r').unwrap_or(&line);
                 match line.trim() {
                     "" => {}
-                    "/quit" | "/exit" => break,
-                    "/clear" => client.clear().await?,
-                    "/who" => emit(&mut output, json!({"event": "users", "users": client.users()})).await?,
-                    cmd if cmd.starts_with("/resend") => {
-                        let reference = cmd["/resend".len()..].trim().parse::<u64>().ok();
-                        let resent = match reference {
-                            Some(reference) => client.resend(reference).await?,
-                            None => None,
-                        };
-                        if resent.is_none() {
-                            emit(&mut output, json!({
-                                "event": "error",
-                                "message": format!("no undelivered message to resend for {cmd:?}; use /resend <ref> with the ref of a failed event"),
-                            })).await?;
-                        }
-                    }
-                    cmd if matches!(cmd.split_whitespace().next(), Some("/msg" | "/verify")) => {
-                        match command::parse(line) {
-                            Command::Msg { to, text } => {
-                                let sent = client.send_private(to, text).await;
-                                recoverable(&mut output, sent).await?;
-                            }
-                            Command::Verify(name) => {
-                                let asked = client.verify(name).await;
-                                recoverable(&mut output, asked).await?;
-                            }
-                            _ => emit(&mut output, json!({
-                                "event": "error",
-                                "message": "usage: /msg <name> <text>, /verify <name>",
-                            })).await?,
-                        }
-                    }
                     cmd if cmd.starts_with('/') && !cmd.starts_with("//") => {
-                        emit(&mut output, json!({
-                            "event": "error",
-                            "message": format!("unknown command {cmd}; commands: /who /msg /verify /clear /resend /quit (start a message with // to send a literal /)"),
-                        })).await?;
+                        if !command(&mut client, &mut output, cmd).await? {
+                            break;
+                        }
                     }
                     _ => {
                         let text = line.strip_prefix('/').filter(|t| t.starts_with('/')).unwrap_or(line);
-                        let sent = client.send(text).await.map(drop);
-                        recoverable(&mut output, sent).await?;
+                        let sent = client.send(text).await;
+                        or_report(&mut output, sent).await?;
                     }
                 }
             }

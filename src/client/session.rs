@@ -5,6 +5,7 @@
 //! standard input and output in [`super::line`].
 
 use std::future::Future;
+use std::path::Path;
 
 use super::command::{self, Command};
 use super::render::{PromptKind, Renderer, Theme, now_hhmm};
@@ -33,13 +34,18 @@ pub(crate) trait Screen {
 }
 
 /// What `/help` says, one line per command.
-const HELP: [&str; 9] = [
+const HELP: [&str; 14] = [
     "/who                who is in the room",
     "/me <action>        say what you are doing: /me waves shows as * you waves",
     "/msg <name> <text>  a private message only they can read, not even the host",
     "/verify <name>      the safety code of your private session with them: compare it by voice or video",
     "/resend <n>         send again message n, reported as not delivered",
     "/clear              wipe the room's history for everyone (asks first)",
+    "/lock, /unlock      close the room to newcomers (they knock and wait), or open it again",
+    "/admit <name>       let a knocking newcomer in; /deny <name> turns them away",
+    "/send <path>        share a file with the room, encrypted (see the room's size limit)",
+    "/files              list the files received; they are kept in memory only",
+    "/save <n> [path]    write received file n to disk (never overwrites)",
     "/quit, /exit, q     leave the room",
     "//text              send a message that starts with a /",
     "mention someone by name (or @name) and their terminal rings",
@@ -54,18 +60,15 @@ pub(crate) async fn run<S: Screen>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ClientError> {
     let look = Renderer::new(client.username(), theme);
-    screen.set_names(client.users());
-    screen
-        .show(
-            look.banner(
-                client.server(),
-                client.transport(),
-                &client.users(),
-                client.history_count(),
-            ),
-            false,
-        )
-        .await?;
+    screen.set_names(completion_names(&client));
+    let mut banner = look.banner(
+        client.server(),
+        client.transport(),
+        &client.users(),
+        client.history_count(),
+    );
+    banner.extend(look.lock_state(client.locked_by(), client.knocking()));
+    screen.show(banner, false).await?;
     screen.ready(look.prompt(PromptKind::Chat)).await?;
     tokio::pin!(shutdown);
     let mut asking = PromptKind::Chat;
@@ -87,8 +90,11 @@ pub(crate) async fn run<S: Screen>(
             }
             event = client.next_event() => {
                 let event = event?;
-                if matches!(event, Event::Joined { .. } | Event::Left { .. }) {
-                    screen.set_names(client.users());
+                if matches!(
+                    event,
+                    Event::Joined { .. } | Event::Left { .. } | Event::Knock { .. } | Event::KnockResolved { .. }
+                ) {
+                    screen.set_names(completion_names(&client));
                 }
                 let shown = look.event(&event, &now_hhmm());
                 screen.show(shown.lines, shown.bell).await?;
@@ -96,6 +102,30 @@ pub(crate) async fn run<S: Screen>(
         }
     }
     client.leave().await
+}
+
+/// Names Tab completes: the members, and newcomers knocking (for `/admit`).
+fn completion_names(client: &Client) -> Vec<String> {
+    let mut names = client.users();
+    names.extend(client.knocking().iter().cloned());
+    names
+}
+
+/// Shows an error that refuses one request (too long, too large, not on a
+/// 1.x server) and carries on; anything else ends the session.
+async fn or_show<S: Screen, T>(
+    screen: &mut S,
+    look: &Renderer,
+    result: Result<T, ClientError>,
+) -> Result<Option<T>, ClientError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if !e.ends_session() => {
+            screen.show(vec![look.error(&e.to_string())], false).await?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Carries out one command; returns what the next line is asked for.
@@ -125,7 +155,7 @@ async fn act<S: Screen>(
         }
         Command::Msg { to, text } => {
             let sent = client.send_private(to, text).await;
-            recoverable(screen, look, sent).await?;
+            or_show(screen, look, sent).await?;
         }
         Command::MsgUsage => {
             let hint = look.info("usage: /msg <name> <text>, for example /msg ann are you free?");
@@ -133,7 +163,7 @@ async fn act<S: Screen>(
         }
         Command::Verify(name) => {
             let asked = client.verify(name).await;
-            recoverable(screen, look, asked).await?;
+            or_show(screen, look, asked).await?;
         }
         Command::VerifyUsage => {
             let hint = look.info("usage: /verify <name>, for example /verify ann");
@@ -147,8 +177,46 @@ async fn act<S: Screen>(
                 .collect();
             screen.show(lines, false).await?;
         }
-        Command::Who => screen.show(vec![look.who(&client.users())], false).await?,
+        Command::Who => {
+            let mut lines = vec![look.who(&client.users())];
+            lines.extend(look.lock_state(client.locked_by(), client.knocking()));
+            screen.show(lines, false).await?
+        }
         Command::Clear => return Ok(PromptKind::ConfirmClear),
+        // The room's events confirm these on every screen, ours included.
+        Command::Lock => {
+            let done = client.lock().await;
+            or_show(screen, look, done).await?;
+        }
+        Command::Unlock => {
+            let done = client.unlock().await;
+            or_show(screen, look, done).await?;
+        }
+        Command::Admit(user) => {
+            let done = client.admit(user).await;
+            or_show(screen, look, done).await?;
+        }
+        Command::Deny(user) => {
+            let done = client.deny(user).await;
+            or_show(screen, look, done).await?;
+        }
+        Command::Send(path) => {
+            let started = client.send_file(Path::new(path)).await;
+            or_show(screen, look, started).await?;
+        }
+        Command::Files => {
+            screen
+                .show(look.files(client.received_files()), false)
+                .await?
+        }
+        Command::Save { n, path } => {
+            let saved = client.save_file(n, path.map(Path::new)).await;
+            if let Some(written) = or_show(screen, look, saved).await? {
+                let line = look.info(&format!("saved #{n} to {}", written.display()));
+                screen.show(vec![line], false).await?;
+            }
+        }
+        Command::Usage(usage) => screen.show(vec![look.info(usage)], false).await?,
         Command::Unknown(word) => {
             let hint = look.info(&format!(
                 "unknown command {word}: /help lists the commands; start with // to send a message beginning with /"
@@ -167,21 +235,8 @@ async fn say<S: Screen>(
     look: &Renderer,
     text: &str,
 ) -> Result<(), ClientError> {
-    let sent = client.send(text).await.map(drop);
-    recoverable(screen, look, sent).await
-}
-
-/// Shows an error that refused one thing locally (the session goes on);
-/// passes on any other, which ends the session.
-async fn recoverable<S: Screen>(
-    screen: &mut S,
-    look: &Renderer,
-    result: Result<(), ClientError>,
-) -> Result<(), ClientError> {
-    match result {
-        Err(e) if e.is_recoverable() => screen.show(vec![look.error(&e.to_string())], false).await,
-        other => other,
-    }
+    let sent = client.send(text).await;
+    or_show(screen, look, sent).await.map(|_| ())
 }
 
 /// The answer to "wipe the room's history for everyone?".
@@ -419,6 +474,72 @@ mod tests {
             .unwrap()
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn locking_knocking_and_files_as_a_person_sees_them() {
+        let (addr, _stop) = room().await;
+        let mut ann = Person::join(&addr, "ann").await;
+        ann.prompt().await;
+        let mut bob = Person::join(&addr, "bob").await;
+        bob.prompt().await;
+        ann.until("bob joined").await;
+
+        ann.type_line("/lock").await;
+        ann.until("ann locked the room").await;
+        bob.until("ann locked the room").await;
+        bob.type_line("/admit").await;
+        bob.until("usage: /admit <name>").await;
+
+        // A newcomer knocks; the members' terminals ring and say what to do.
+        let cat_addr = addr.clone();
+        let cat = tokio::spawn(async move { Person::join(&cat_addr, "cat").await });
+        let (lines, bell) = bob.until("cat is knocking").await;
+        assert!(bell, "a knock rings");
+        assert!(lines[0].contains("/admit cat"), "{lines:?}");
+        bob.type_line("/admit cat").await;
+        ann.until("bob let cat in").await;
+        ann.until("cat joined").await;
+        let mut cat = tokio::time::timeout(PATIENCE, cat).await.unwrap().unwrap();
+        let (banner, _) = cat.until("online (3)").await;
+        assert!(
+            banner
+                .iter()
+                .any(|l| l.contains("the room is locked (by ann)")),
+            "{banner:?}"
+        );
+
+        // A file: progress on both sides, then in memory until saved.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "meeting notes\n").unwrap();
+        ann.type_line(&format!("/send {}", path.display())).await;
+        ann.until("sending notes.txt (14 B) to the room").await;
+        ann.until("notes.txt (14 B) sent").await;
+        bob.until("ann is sending notes.txt (14 B)").await;
+        let (lines, _) = bob.until("received #1 notes.txt").await;
+        assert!(
+            lines[0].contains("from ann") && lines[0].contains("/save 1"),
+            "{lines:?}"
+        );
+        bob.type_line("/files").await;
+        bob.until("#1 notes.txt (14 B) from ann").await;
+        let out = dir.path().join("saved.txt");
+        bob.type_line(&format!("/save 1 {}", out.display())).await;
+        bob.until("saved #1 to").await;
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "meeting notes\n");
+        bob.type_line(&format!("/save 1 {}", out.display())).await;
+        bob.until("already exists").await;
+        bob.type_line("/save 5").await;
+        bob.until("no received file #5").await;
+        bob.type_line("/send /nonexistent/file").await;
+        bob.until("cannot read /nonexistent/file").await;
+
+        bob.type_line("/unlock").await;
+        cat.until("bob unlocked the room").await;
+        // All of that was refused or answered without ending anyone's session.
+        cat.type_line("/who").await;
+        cat.until("online (3): ann, bob, cat").await;
     }
 
     #[tokio::test]

@@ -57,6 +57,19 @@ impl RoomCipher {
         self.fernet.encrypt(plaintext.as_bytes())
     }
 
+    /// A Fernet token for arbitrary bytes (file chunks and file metadata).
+    pub fn encrypt_bytes(&self, plaintext: &[u8]) -> String {
+        self.fernet.encrypt(plaintext)
+    }
+
+    /// The plaintext bytes of a token, wiped when dropped.
+    pub fn decrypt_bytes(&self, token: &str) -> Result<Zeroizing<Vec<u8>>, UndecryptableMessage> {
+        self.fernet
+            .decrypt(token)
+            .map(Zeroizing::new)
+            .map_err(|_| UndecryptableMessage)
+    }
+
     /// The plaintext of a token. Fernet's TTL is not used: history may be old.
     pub fn decrypt(&self, token: &str) -> Result<String, UndecryptableMessage> {
         let bytes = self

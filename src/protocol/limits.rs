@@ -41,12 +41,57 @@ pub const MAX_PRIVATE_BODY_LEN: usize = MAX_TOKEN_LEN;
 /// [`MAX_PRIVATE_BODY_LEN`] (see the test below).
 pub const MAX_PRIVATE_TEXT_LEN: usize = 32 * 1024;
 
+/// Plaintext bytes in one file chunk. Sealed, a chunk frame is about
+/// 58 KiB (Fernet and base64 grow it by 4/3 twice), comfortably under
+/// [`MEMBER_MAX_LINE`]; large enough that a 5 MiB file is 160 frames.
+pub const FILE_CHUNK: usize = 32 * 1024;
+
+/// Longest Fernet token of a file chunk: a full [`FILE_CHUNK`] encrypted.
+pub const FILE_CHUNK_TOKEN_MAX: usize = super::token::fernet_token_len(FILE_CHUNK);
+
+/// Longest Fernet token of a file offer's metadata (name, size, hash): a
+/// file name of [`FILE_NAME_MAX`] bytes leaves room to spare.
+pub const FILE_META_TOKEN_MAX: usize = 2 * 1024;
+
+/// Longest file name a sender announces, in bytes (the usual file system limit).
+pub const FILE_NAME_MAX: usize = 255;
+
+/// Longest transfer id; the client uses a UUID (36 characters).
+pub const FILE_ID_MAX: usize = 64;
+
+/// Chunks a sender may have sent and not yet seen acknowledged. The server
+/// holds acknowledgements back while receivers are behind, so this bounds
+/// what one transfer can pile into their queues (about 470 KiB sealed); the
+/// server ends a transfer that runs further ahead.
+pub const FILE_WINDOW: u32 = 8;
+
+/// Default largest file a room relays (`serve --max-file-size`).
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 5 * 1024 * 1024;
+
+/// The highest `--max-file-size` a server accepts, and the most a client
+/// accepts whatever a server announces: received files are held in memory
+/// until saved.
+pub const MAX_FILE_SIZE_CAP: u64 = 64 * 1024 * 1024;
+
+/// Chunks a file of `size` bytes is sent in: at least one, so an empty file
+/// is a transfer like any other.
+pub const fn file_chunks(size: u64) -> u64 {
+    if size == 0 {
+        1
+    } else {
+        size.div_ceil(FILE_CHUNK as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Key32;
     use crate::crypto::private::KeyPair;
+    use crate::crypto::transport::{Side, derive_keys};
     use crate::crypto::{Password, RoomCipher};
     use crate::protocol::wire::PrivateEnvelope;
+    use crate::protocol::wire::{ClientFrame, ServerEvent};
     use base64::Engine as _;
 
     #[test]
@@ -63,5 +108,38 @@ mod tests {
         let body = RoomCipher::from_password(&Password::new("pw".into()), b"salt")
             .encrypt(&serde_json::to_string(&envelope).unwrap());
         assert!(body.len() <= MAX_PRIVATE_BODY_LEN, "{}", body.len());
+    }
+
+    /// The largest chunk frame either side can send, sealed and base64'd
+    /// onto the wire, still fits the member line limit.
+    #[test]
+    fn a_full_sealed_chunk_fits_a_member_line() {
+        let data = "A".repeat(FILE_CHUNK_TOKEN_MAX);
+        let id = "f".repeat(FILE_ID_MAX);
+        let up = serde_json::to_string(&ClientFrame::FileChunk {
+            id: id.clone(),
+            index: u32::MAX,
+            data: data.clone(),
+        })
+        .unwrap();
+        let down = serde_json::to_string(&ServerEvent::FileChunk {
+            from: "\u{10FFFF}".repeat(MAX_USERNAME_CHARS),
+            id,
+            index: u32::MAX,
+            data,
+        })
+        .unwrap();
+        let (mut sealer, _) = derive_keys(&Key32::new([7; 32]), Side::Client);
+        for frame in [up, down] {
+            let sealed = sealer.seal(frame.as_bytes()).unwrap();
+            let line = serde_json::json!({"sealed": base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD, sealed)})
+            .to_string();
+            assert!(
+                line.len() < MEMBER_MAX_LINE,
+                "{} bytes against {MEMBER_MAX_LINE}",
+                line.len()
+            );
+        }
     }
 }

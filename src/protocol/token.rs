@@ -32,9 +32,22 @@ pub enum TokenError {
     NotFernet,
 }
 
+/// Length of the Fernet token (padded URL-safe base64, as Python and the
+/// `fernet` crate write it) for `plaintext` bytes.
+pub const fn fernet_token_len(plaintext: usize) -> usize {
+    let padded = (plaintext / AES_BLOCK + 1) * AES_BLOCK;
+    (FERNET_OVERHEAD + padded).div_ceil(3) * 4
+}
+
 /// Accepts `text` only if it has the structure of a Fernet token.
 pub fn check_shape(text: &str) -> Result<(), TokenError> {
-    if text.len() > MAX_TOKEN_LEN {
+    check_shape_within(text, MAX_TOKEN_LEN)
+}
+
+/// Like [`check_shape`], with another length bound (file chunks, file
+/// metadata). [`TokenError::TooLong`] then means longer than `max_len`.
+pub fn check_shape_within(text: &str, max_len: usize) -> Result<(), TokenError> {
+    if text.len() > max_len {
         return Err(TokenError::TooLong);
     }
     let raw = URL_SAFE_LENIENT
@@ -76,5 +89,19 @@ mod tests {
             check_shape(&"A".repeat(MAX_TOKEN_LEN + 4)),
             Err(TokenError::TooLong)
         );
+    }
+
+    #[test]
+    fn token_length_is_predicted_exactly() {
+        let cipher = RoomCipher::from_password(&Password::new("pw".into()), b"salt");
+        for n in [0, 1, 15, 16, 17, 1000, crate::protocol::limits::FILE_CHUNK] {
+            let token = cipher.encrypt_bytes(&vec![7u8; n]);
+            assert_eq!(token.len(), fernet_token_len(n), "{n} bytes");
+            assert_eq!(check_shape_within(&token, fernet_token_len(n)), Ok(()));
+            assert_eq!(
+                check_shape_within(&token, fernet_token_len(n) - 1),
+                Err(TokenError::TooLong)
+            );
+        }
     }
 }

@@ -120,6 +120,13 @@ pub enum ErrorCode {
     NoSuchUser,
     /// A private message to or from a cmd-chat 1.x client, which cannot take part.
     PrivateUnsupported,
+    /// The room is locked and this login cannot knock: a cmd-chat 1.x client
+    /// (it cannot wait to be admitted), or too many people already waiting.
+    RoomLocked,
+    /// The room is locked and a member turned the knock down.
+    KnockDenied,
+    /// The room is locked and no member answered the knock in time.
+    KnockExpired,
 }
 
 /// `{"error": "...", "code": "..."}`: a refusal, in the shape 1.x clients know.
@@ -194,6 +201,59 @@ pub enum ClientFrame {
         to: String,
         body: String,
     },
+    /// Close the room to newcomers: from now on they knock and wait (native only).
+    Lock,
+    /// Open the room again; everyone still knocking is let in (native only).
+    Unlock,
+    /// Let a knocking newcomer in (native only).
+    Admit { user: String },
+    /// Turn a knocking newcomer away (native only).
+    Deny { user: String },
+    /// Starts sharing a file (native only). `meta` is a Fernet token of
+    /// [`FileMeta`] made with the room key, so the server sees neither the
+    /// name nor the hash; it sees `chunks`, which it needs to bound the
+    /// transfer, and which the frame sizes reveal anyway.
+    FileOffer {
+        id: String,
+        chunks: u32,
+        meta: String,
+    },
+    /// One piece of a file offered before: a Fernet token of at most
+    /// [`FILE_CHUNK`](super::limits::FILE_CHUNK) bytes, sent in order.
+    FileChunk {
+        id: String,
+        index: u32,
+        data: String,
+    },
+    /// The sender gives up on a transfer it started.
+    FileCancel { id: String },
+}
+
+/// What a file offer says about the file, encrypted with the room key inside
+/// [`ClientFrame::FileOffer`]: the server never sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    /// The name on the sender's disk, without directories. Receivers clean it
+    /// again before using it as a default file name.
+    pub name: String,
+    /// Bytes in the file.
+    pub size: u64,
+    /// SHA-256 of the contents, lower-case hex; receivers check it.
+    pub sha256: String,
+}
+
+/// How a knock on a locked room ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KnockOutcome {
+    /// A member let the newcomer in (or unlocked the room).
+    Admitted,
+    /// A member turned the newcomer away.
+    Denied,
+    /// Nobody answered in time.
+    Expired,
+    /// The newcomer gave up waiting (its connection closed).
+    Withdrawn,
 }
 
 /// A member as listed in `init`.
@@ -238,6 +298,16 @@ pub enum ServerEvent {
         /// the member's `after_seq` (false if the history dropped some).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         complete: Option<bool>,
+        /// Native sessions only: who locked the room, if it is locked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locked: Option<String>,
+        /// Native sessions only: newcomers knocking right now, so a new member
+        /// can answer them too.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        knocking: Vec<String>,
+        /// Native sessions only: the largest file the room relays, in bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_file_size: Option<u64>,
     },
     UserJoined {
         user_id: String,
@@ -276,6 +346,77 @@ pub enum ServerEvent {
         /// As sent: a Fernet token around a [`PrivateEnvelope`].
         body: String,
     },
+    /// Sent instead of `init` to a newcomer who logged in to a locked room
+    /// (native only): it waits until a member admits or denies it, or for
+    /// `timeout_secs`.
+    Waiting {
+        locked_by: String,
+        timeout_secs: u64,
+    },
+    /// A member locked the room (native only).
+    Locked {
+        by: String,
+    },
+    /// A member unlocked the room (native only).
+    Unlocked {
+        by: String,
+    },
+    /// A newcomer with the password is waiting to be let in (native only).
+    Knock {
+        user: String,
+    },
+    /// A knock was answered, expired or withdrawn (native only). `by` names
+    /// the member who admitted or denied.
+    KnockResolved {
+        user: String,
+        outcome: KnockOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// Another member starts sharing a file (native only); see
+    /// [`ClientFrame::FileOffer`].
+    FileOffer {
+        from: String,
+        id: String,
+        chunks: u32,
+        meta: String,
+    },
+    /// A piece of a file (native only); see [`ClientFrame::FileChunk`].
+    FileChunk {
+        from: String,
+        id: String,
+        index: u32,
+        data: String,
+    },
+    /// To a file's sender only: chunk `index` has been passed on and the room
+    /// can take more. The server holds these back while receivers are behind,
+    /// which is what paces the sender.
+    FileAck {
+        id: String,
+        index: u32,
+    },
+    /// A transfer ended before its last chunk (native only): the sender left
+    /// or cancelled, or this receiver fell too far behind. Receivers drop what
+    /// they have of it.
+    FileAborted {
+        from: String,
+        id: String,
+        reason: String,
+    },
+}
+
+/// Anything a member can receive: an event or an error line.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ServerFrame {
+    Error(ErrorReply),
+    Event(ServerEvent),
+}
+
+/// `{"sealed": base64}`: one AEAD-sealed line of a native session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    pub sealed: String,
 }
 
 /// What a private frame's body holds once opened with the room key. The
@@ -298,20 +439,6 @@ pub enum PrivateEnvelope {
     /// A message: its number (also its nonce) and its ChaCha20-Poly1305
     /// ciphertext, standard base64.
     Msg { n: u64, ct: String },
-}
-
-/// Anything a member can receive: an event or an error line.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum ServerFrame {
-    Error(ErrorReply),
-    Event(ServerEvent),
-}
-
-/// `{"sealed": base64}`: one AEAD-sealed line of a native session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sealed {
-    pub sealed: String,
 }
 
 #[cfg(test)]
@@ -474,6 +601,142 @@ mod tests {
         round_trip(
             ErrorReply::new(ErrorCode::NoSuchUser, "gone").about("u2"),
             json!({"error": "gone", "code": "no_such_user", "to": "u2"}),
+        );
+    }
+
+    #[test]
+    fn lock_and_knock_frames() {
+        round_trip(ClientFrame::Lock, json!({"type": "lock"}));
+        round_trip(ClientFrame::Unlock, json!({"type": "unlock"}));
+        round_trip(
+            ClientFrame::Admit { user: "cat".into() },
+            json!({"type": "admit", "user": "cat"}),
+        );
+        round_trip(
+            ClientFrame::Deny { user: "cat".into() },
+            json!({"type": "deny", "user": "cat"}),
+        );
+        round_trip(
+            ServerEvent::Waiting {
+                locked_by: "ann".into(),
+                timeout_secs: 120,
+            },
+            json!({"type": "waiting", "locked_by": "ann", "timeout_secs": 120}),
+        );
+        round_trip(
+            ServerEvent::Locked { by: "ann".into() },
+            json!({"type": "locked", "by": "ann"}),
+        );
+        round_trip(
+            ServerEvent::Unlocked { by: "ann".into() },
+            json!({"type": "unlocked", "by": "ann"}),
+        );
+        round_trip(
+            ServerEvent::Knock { user: "cat".into() },
+            json!({"type": "knock", "user": "cat"}),
+        );
+        round_trip(
+            ServerEvent::KnockResolved {
+                user: "cat".into(),
+                outcome: KnockOutcome::Admitted,
+                by: Some("ann".into()),
+            },
+            json!({"type": "knock_resolved", "user": "cat", "outcome": "admitted", "by": "ann"}),
+        );
+        round_trip(
+            ServerEvent::KnockResolved {
+                user: "cat".into(),
+                outcome: KnockOutcome::Expired,
+                by: None,
+            },
+            json!({"type": "knock_resolved", "user": "cat", "outcome": "expired"}),
+        );
+        round_trip(
+            ServerEvent::Init {
+                messages: vec![],
+                users: vec![],
+                room_salt: Some("cg==".into()),
+                user_id: None,
+                resume_token: None,
+                complete: None,
+                locked: Some("ann".into()),
+                knocking: vec!["cat".into()],
+                max_file_size: Some(5 << 20),
+            },
+            json!({"type": "init", "messages": [], "users": [], "room_salt": "cg==",
+                   "locked": "ann", "knocking": ["cat"], "max_file_size": 5_242_880}),
+        );
+        // A 1.x-shaped init has none of the native extras.
+        let init: ServerEvent =
+            serde_json::from_value(json!({"type": "init", "messages": [], "users": []})).unwrap();
+        assert!(matches!(
+            init,
+            ServerEvent::Init { locked: None, ref knocking, max_file_size: None, .. } if knocking.is_empty()
+        ));
+    }
+
+    #[test]
+    fn file_frames() {
+        round_trip(
+            ClientFrame::FileOffer {
+                id: "f1".into(),
+                chunks: 3,
+                meta: "gAAA".into(),
+            },
+            json!({"type": "file_offer", "id": "f1", "chunks": 3, "meta": "gAAA"}),
+        );
+        round_trip(
+            ClientFrame::FileChunk {
+                id: "f1".into(),
+                index: 0,
+                data: "gAAB".into(),
+            },
+            json!({"type": "file_chunk", "id": "f1", "index": 0, "data": "gAAB"}),
+        );
+        round_trip(
+            ClientFrame::FileCancel { id: "f1".into() },
+            json!({"type": "file_cancel", "id": "f1"}),
+        );
+        round_trip(
+            ServerEvent::FileOffer {
+                from: "ann".into(),
+                id: "f1".into(),
+                chunks: 3,
+                meta: "gAAA".into(),
+            },
+            json!({"type": "file_offer", "from": "ann", "id": "f1", "chunks": 3, "meta": "gAAA"}),
+        );
+        round_trip(
+            ServerEvent::FileChunk {
+                from: "ann".into(),
+                id: "f1".into(),
+                index: 2,
+                data: "gAAB".into(),
+            },
+            json!({"type": "file_chunk", "from": "ann", "id": "f1", "index": 2, "data": "gAAB"}),
+        );
+        round_trip(
+            ServerEvent::FileAck {
+                id: "f1".into(),
+                index: 2,
+            },
+            json!({"type": "file_ack", "id": "f1", "index": 2}),
+        );
+        round_trip(
+            ServerEvent::FileAborted {
+                from: "ann".into(),
+                id: "f1".into(),
+                reason: "ann left".into(),
+            },
+            json!({"type": "file_aborted", "from": "ann", "id": "f1", "reason": "ann left"}),
+        );
+        round_trip(
+            FileMeta {
+                name: "a.txt".into(),
+                size: 3,
+                sha256: "ab".into(),
+            },
+            json!({"name": "a.txt", "size": 3, "sha256": "ab"}),
         );
     }
 

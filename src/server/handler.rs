@@ -15,10 +15,13 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::{debug, info, warn};
 
 use super::Shared;
+use super::files::{FileRefusal, Transfers};
 use super::guard::Refusal;
-use super::limits::{FAREWELL_DEADLINE, HANDSHAKE_DEADLINE, PING_INTERVAL, RATE_BURST};
+use super::limits::{
+    FAREWELL_DEADLINE, FILE_ACK_POLL, HANDSHAKE_DEADLINE, KNOCK_MAX_LINE, PING_INTERVAL, RATE_BURST,
+};
 use super::outbox::{self, Outbound, Outbox};
-use super::room::{Kick, NameReservation, Resume};
+use super::room::{Decision, Kick, Membership, NameReservation, Resume, RoomError};
 use crate::crypto::srp::{N_LEN, ServerSession};
 use crate::crypto::transport::{Side, derive_keys};
 use crate::protocol::limits::{MAX_PRIVATE_BODY_LEN, MEMBER_MAX_LINE, PRE_AUTH_MAX_LINE};
@@ -294,6 +297,149 @@ impl RateLimit {
     }
 }
 
+/// How a knock on a locked room ended, for the knocking connection.
+enum KnockEnd {
+    /// A member let us in: join.
+    Admitted,
+    /// The room opened before the knock was registered: join as usual.
+    NotLocked,
+    /// The newcomer left while waiting; nobody to tell.
+    Gone,
+    /// Denied, expired, refused or closing: tell the newcomer and close.
+    Refused(ErrorReply),
+}
+
+/// Waits at a locked room: tells the newcomer it is waiting and the native
+/// members that it knocks, then waits for an answer, the knock deadline,
+/// the newcomer leaving, or the server shutting down.
+async fn knock<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut FrameWriter<W>,
+    reservation: &NameReservation,
+    locked_by: String,
+    shared: &Shared,
+) -> KnockEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut ticket = match shared.room.knock(reservation) {
+        Ok(Some(ticket)) => ticket,
+        Ok(None) => return KnockEnd::NotLocked,
+        Err(e) => return KnockEnd::Refused(ErrorReply::new(e.code(), e.to_string())),
+    };
+    let timeout = shared.config.knock_timeout;
+    let waiting = ServerEvent::Waiting {
+        locked_by,
+        timeout_secs: timeout.as_secs_f64().ceil() as u64,
+    };
+    if writer.write(&waiting).await.is_err() || writer.flush().await.is_err() {
+        return KnockEnd::Gone;
+    }
+    // A waiting newcomer has nothing to say but `pong` or `leave`.
+    reader.set_max_line(KNOCK_MAX_LINE);
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut shutdown = shared.shutdown.clone();
+    let decision = loop {
+        tokio::select! {
+            decision = &mut ticket.decision => break decision,
+            () = &mut deadline => {
+                if ticket.expire() {
+                    return KnockEnd::Refused(ErrorReply::new(
+                        ErrorCode::KnockExpired,
+                        format!(
+                            "nobody let you in within {} s: the room is locked. Ask a member to \
+                             /admit you or /unlock the room, then try again",
+                            timeout.as_secs_f64().ceil()
+                        ),
+                    ));
+                }
+                // Answered at the last moment: the answer is already there.
+                break (&mut ticket.decision).await;
+            }
+            read = reader.read::<ClientFrame>() => match read {
+                Ok(Some(ClientFrame::Leave) | None) | Err(_) => return KnockEnd::Gone,
+                Ok(Some(_)) => continue,
+            },
+            _ = shutdown.changed() => {
+                return KnockEnd::Refused(ErrorReply::new(ErrorCode::ShuttingDown, "the room is closing"));
+            }
+        }
+    };
+    match decision {
+        Ok(Decision::Admitted { .. }) => KnockEnd::Admitted,
+        Ok(Decision::Denied { by }) => KnockEnd::Refused(ErrorReply::new(
+            ErrorCode::KnockDenied,
+            format!("{by} did not let you in: the room is locked"),
+        )),
+        // The room dropped every knock: it is closing.
+        Err(_) => KnockEnd::Refused(ErrorReply::new(
+            ErrorCode::ShuttingDown,
+            "the room is closing",
+        )),
+    }
+}
+
+/// Joins the room, knocking first if it is locked. `None` once the
+/// connection is over (refused, or gone while waiting).
+async fn enter<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut FrameWriter<W>,
+    auth: Authenticated,
+    outbox: &Outbox,
+    shared: &Shared,
+) -> Option<(Membership, oneshot::Receiver<Kick>)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut admitted = false;
+    loop {
+        let (kick_tx, kick_rx) = oneshot::channel();
+        let refusal = match shared.room.join(
+            &auth.reservation,
+            auth.legacy,
+            outbox.clone(),
+            kick_tx,
+            admitted,
+            auth.resume,
+        ) {
+            Ok(membership) => return Some((membership, kick_rx)),
+            Err(RoomError::Locked { by }) if auth.legacy => ErrorReply::new(
+                ErrorCode::RoomLocked,
+                format!(
+                    "the room is locked (by {by}), and only native cmd-chat clients can knock \
+                     and wait to be admitted; ask a member to /unlock it"
+                ),
+            ),
+            Err(RoomError::Locked { by }) => {
+                match knock(reader, writer, &auth.reservation, by, shared).await {
+                    KnockEnd::Admitted => {
+                        admitted = true;
+                        continue;
+                    }
+                    KnockEnd::NotLocked => continue,
+                    KnockEnd::Gone => return None,
+                    KnockEnd::Refused(reply) => reply,
+                }
+            }
+            Err(e) => ErrorReply::new(e.code(), e.to_string()),
+        };
+        farewell(writer, &refusal).await;
+        return None;
+    }
+}
+
+/// Tells the sender of a file that it was refused.
+fn file_refused(id: String, from: &str, refusal: &FileRefusal) -> Outbound {
+    json(&ServerEvent::FileAborted {
+        from: from.to_owned(),
+        id,
+        reason: refusal.to_string(),
+    })
+}
+
 /// Why a member's session ended.
 enum Ending {
     /// It left, or its connection closed.
@@ -320,19 +466,14 @@ async fn serve_member<R, W>(
     W: AsyncWrite + Unpin,
 {
     let (outbox, mut inbox) = outbox::channel();
-    let (kick_tx, mut kick_rx) = oneshot::channel();
     let own: Outbox = outbox.clone();
     let legacy = auth.legacy;
-    let membership = match shared
-        .room
-        .join(auth.reservation, legacy, outbox, kick_tx, auth.resume)
-    {
-        Ok(m) => m,
-        Err(e) => {
-            farewell(&mut writer, &ErrorReply::new(e.code(), e.to_string())).await;
-            return;
-        }
+    let Some((membership, mut kick_rx)) =
+        enter(&mut reader, &mut writer, auth, &outbox, &shared).await
+    else {
+        return;
     };
+    drop(outbox);
     info!(%peer, user = membership.username(), legacy, "member joined");
     reader.set_max_line(MEMBER_MAX_LINE);
     let mut shutdown = shared.shutdown.clone();
@@ -342,6 +483,14 @@ async fn serve_member<R, W>(
     let reply = |reply: ErrorReply| {
         let _ = own.push(&json(&reply));
     };
+    // Lock, unlock, admit and deny are confirmed by the events every member
+    // gets; only a refusal needs an answer of its own.
+    let room_answer = |result: Result<(), RoomError>| {
+        if let Err(e) = result {
+            reply(ErrorReply::new(e.code(), e.to_string()));
+        }
+    };
+    let mut transfers = Transfers::new(config.max_file_size);
 
     let read_loop = async {
         let mut rate = RateLimit::new(config.rate_per_sec, RATE_BURST.max(config.rate_per_sec));
@@ -352,9 +501,19 @@ async fn serve_member<R, W>(
         };
         let ping_frame = json(&ServerEvent::Ping);
         let mut last_heard = Instant::now();
+        let mut ack_poll = tokio::time::interval(FILE_ACK_POLL);
+        ack_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let me = membership.username();
         loop {
             let read = tokio::select! {
                 read = reader.read::<ClientFrame>() => read,
+                // Held-back acknowledgements go out once the receivers catch up.
+                _ = ack_poll.tick(), if transfers.holding() => {
+                    for ack in transfers.release_acks(&shared.room) {
+                        let _ = own.push(&ack);
+                    }
+                    continue;
+                }
                 _ = ping.tick(), if !legacy => {
                     if last_heard.elapsed() >= config.idle_timeout {
                         return Ending::Fault(ErrorReply::new(
@@ -451,6 +610,76 @@ async fn serve_member<R, W>(
                 }
                 ClientFrame::Pong => {}
                 ClientFrame::Leave => return Ending::Left,
+                ClientFrame::Lock
+                | ClientFrame::Unlock
+                | ClientFrame::Admit { .. }
+                | ClientFrame::Deny { .. }
+                    if legacy =>
+                {
+                    reply(bad_request(
+                        "locking the room needs a native cmd-chat client",
+                    ));
+                }
+                ClientFrame::Lock
+                | ClientFrame::Unlock
+                | ClientFrame::Admit { .. }
+                | ClientFrame::Deny { .. }
+                    if !rate.allow(Instant::now()) =>
+                {
+                    reply(ErrorReply::new(
+                        ErrorCode::RateLimited,
+                        "command dropped: slow down",
+                    ));
+                }
+                ClientFrame::Lock => room_answer(membership.lock()),
+                ClientFrame::Unlock => room_answer(membership.unlock()),
+                ClientFrame::Admit { user } | ClientFrame::Deny { user }
+                    if username::validate(&user).is_err() =>
+                {
+                    reply(bad_request("that is not a valid username"));
+                }
+                ClientFrame::Admit { user } => room_answer(membership.answer(&user, true)),
+                ClientFrame::Deny { user } => room_answer(membership.answer(&user, false)),
+                // A 1.x peer gets an error line it can parse, never a file frame.
+                ClientFrame::FileOffer { .. }
+                | ClientFrame::FileChunk { .. }
+                | ClientFrame::FileCancel { .. }
+                    if legacy =>
+                {
+                    reply(bad_request(FileRefusal::Legacy.to_string()));
+                }
+                ClientFrame::FileOffer { id, chunks, meta } => {
+                    if let Err(refusal) = transfers.offer(
+                        &shared.room,
+                        membership.user_id(),
+                        me,
+                        id.clone(),
+                        chunks,
+                        meta,
+                    ) {
+                        let _ = own.push(&file_refused(id, me, &refusal));
+                    }
+                }
+                ClientFrame::FileChunk { id, index, data } => {
+                    match transfers.chunk(&shared.room, me, id.clone(), index, data) {
+                        Ok(()) => {
+                            for ack in transfers.release_acks(&shared.room) {
+                                let _ = own.push(&ack);
+                            }
+                        }
+                        Err(refusal) => {
+                            let _ = own.push(&file_refused(id, me, &refusal));
+                        }
+                    }
+                }
+                ClientFrame::FileCancel { id } => {
+                    transfers.abort(
+                        &shared.room,
+                        me,
+                        &id,
+                        &format!("{me} cancelled the transfer"),
+                    );
+                }
             }
         }
     };
@@ -486,6 +715,15 @@ async fn serve_member<R, W>(
             warn!(%peer, user = membership.username(), reason = %reply.error, "member disconnected")
         }
     }
+    // Receivers drop what they have of files this member was still sending.
+    transfers.abort_all(
+        &shared.room,
+        membership.username(),
+        &format!(
+            "{} left before the file was complete",
+            membership.username()
+        ),
+    );
     drop(membership);
     match ending {
         // At most one write buffer of older frames goes before the reason;

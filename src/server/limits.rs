@@ -57,3 +57,45 @@ pub const FAREWELL_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Time given to connections to finish when the server shuts down.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Default time a newcomer may wait at a locked room for a member to admit
+/// it (`ServerConfig::knock_timeout`). Long enough for someone to notice the
+/// knock and answer; after it the newcomer is told nobody answered.
+pub const DEFAULT_KNOCK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Newcomers who may be knocking at a locked room at once. Each holds a
+/// connection and a name, and shows up on every member's screen; beyond this
+/// newcomers are told to try later.
+pub const MAX_WAITING_KNOCKS: usize = 16;
+
+/// Longest line a knocking newcomer may send while it waits: it has nothing
+/// to say but `leave` and `pong`.
+pub const KNOCK_MAX_LINE: usize = 1024;
+
+/// Files one member may be sending at once. A person sends one at a time;
+/// this only stops a member from opening transfers without end.
+pub const MAX_TRANSFERS_PER_MEMBER: usize = 2;
+
+/// Sustained bytes of file chunks per second one member may push through the
+/// room. Files do not count against `--rate`, which is meant for chat; they
+/// have this budget instead. Going over it is not an error: the server holds
+/// back the sender's acknowledgements, which slows the sender down.
+pub const FILE_BYTES_PER_SEC: usize = 4 * 1024 * 1024;
+
+/// File bytes a member may send in a burst before [`FILE_BYTES_PER_SEC`]
+/// paces it: a default-sized file goes out at full speed.
+pub const FILE_BYTES_BURST: usize = 8 * 1024 * 1024;
+
+/// While some receiver of a file has more than this queued, the sender's
+/// acknowledgements are held back, so a transfer never fills a slow member's
+/// queue (bounded at [`MAX_QUEUED_BYTES`]) and gets it disconnected.
+pub const FILE_BACKLOG_PAUSE: usize = 1024 * 1024;
+
+/// A receiver with more than this queued when a chunk is due is dropped from
+/// that transfer (and told so) rather than being disconnected for it. Half of
+/// [`MAX_QUEUED_BYTES`], so chat keeps flowing to it.
+pub const FILE_RECEIVER_QUEUE_MAX: usize = MAX_QUEUED_BYTES / 2;
+
+/// How often a sender whose acknowledgements are held back checks whether
+/// the receivers have caught up.
+pub const FILE_ACK_POLL: Duration = Duration::from_millis(20);

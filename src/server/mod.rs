@@ -4,6 +4,7 @@
 //! password; [`Server::run`] accepts connections until the `shutdown` future
 //! completes. Everything lives in RAM and is gone when the server stops.
 
+mod files;
 pub mod guard;
 mod handler;
 pub mod limits;
@@ -52,6 +53,11 @@ pub struct ServerConfig {
     pub idle_exit: Option<Duration>,
     /// Drop history messages older than this (`--expire`).
     pub expire: Option<Duration>,
+    /// How long a newcomer may wait at a locked room for an answer.
+    pub knock_timeout: Duration,
+    /// Largest file, in bytes, the room relays (`--max-file-size`); at most
+    /// [`MAX_FILE_SIZE_CAP`](crate::protocol::limits::MAX_FILE_SIZE_CAP).
+    pub max_file_size: u64,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +72,8 @@ impl Default for ServerConfig {
             kdf: KdfParams::DEFAULT,
             idle_exit: None,
             expire: None,
+            knock_timeout: limits::DEFAULT_KNOCK_TIMEOUT,
+            max_file_size: crate::protocol::limits::DEFAULT_MAX_FILE_SIZE,
         }
     }
 }
@@ -173,6 +181,9 @@ impl Server {
                 history_messages: config.history_messages,
                 history_bytes: limits::HISTORY_MAX_BYTES,
                 max_users: config.max_users,
+                max_file_size: config
+                    .max_file_size
+                    .min(crate::protocol::limits::MAX_FILE_SIZE_CAP),
             },
             room_salt_b64.clone(),
         );

@@ -8,7 +8,7 @@
 //! lock gives every member the same order of events, and gives a joiner its
 //! `init` snapshot and then exactly the events after it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -22,11 +22,11 @@ use zeroize::Zeroize;
 use crate::crypto::Key32;
 use crate::crypto::resume::resume_proof;
 
-use super::limits::HISTORY_MAX_BYTES;
+use super::limits::{FILE_RECEIVER_QUEUE_MAX, HISTORY_MAX_BYTES, MAX_WAITING_KNOCKS};
 pub use super::outbox::Outbound;
 use super::outbox::Outbox;
 use crate::protocol::limits::LEGACY_MAX_LINE;
-use crate::protocol::wire::{ErrorCode, MessageData, ServerEvent, UserInfo};
+use crate::protocol::wire::{ErrorCode, KnockOutcome, MessageData, ServerEvent, UserInfo};
 
 /// Why a member was removed by the room rather than leaving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,18 @@ pub enum RoomError {
     NameTaken,
     #[error("the room is full ({0} members)")]
     Full(usize),
+    #[error("the room is locked (by {by})")]
+    Locked { by: String },
+    #[error(
+        "the room is locked and {MAX_WAITING_KNOCKS} people are already waiting to be let in; try again later"
+    )]
+    TooManyKnocks,
+    #[error("the room is already locked (by {by})")]
+    AlreadyLocked { by: String },
+    #[error("the room is not locked")]
+    NotLocked,
+    #[error("nobody called {0:?} is waiting to be let in")]
+    NoSuchKnock(String),
 }
 
 impl RoomError {
@@ -52,6 +64,10 @@ impl RoomError {
         match self {
             RoomError::NameTaken => ErrorCode::NameTaken,
             RoomError::Full(_) => ErrorCode::RoomFull,
+            RoomError::Locked { .. } | RoomError::TooManyKnocks => ErrorCode::RoomLocked,
+            RoomError::AlreadyLocked { .. } | RoomError::NotLocked | RoomError::NoSuchKnock(_) => {
+                ErrorCode::BadRequest
+            }
         }
     }
 }
@@ -79,6 +95,16 @@ impl PrivateRefusal {
     }
 }
 
+/// A member's answer to a knock, as the waiting newcomer learns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Let in by `by`; `None` when the room opened because no member was
+    /// left to answer.
+    Admitted { by: Option<String> },
+    /// Turned away by `by`.
+    Denied { by: String },
+}
+
 /// Room settings fixed at start-up.
 #[derive(Debug, Clone)]
 pub struct RoomConfig {
@@ -88,6 +114,8 @@ pub struct RoomConfig {
     pub history_bytes: usize,
     /// Member bound (`--max-users`).
     pub max_users: usize,
+    /// Largest file the room relays (`--max-file-size`), announced in native `init`.
+    pub max_file_size: u64,
 }
 
 struct Member {
@@ -122,6 +150,16 @@ impl Drop for Stored {
     }
 }
 
+/// A newcomer waiting at a locked room.
+struct Knock {
+    /// The login's id, which its [`KnockTicket`] knows it by.
+    user_id: String,
+    /// The name members see and answer with `/admit <name>`.
+    username: String,
+    /// Tells the waiting connection the answer; taken when used.
+    decide: Option<oneshot::Sender<Decision>>,
+}
+
 struct History {
     entries: VecDeque<Stored>,
     bytes: usize,
@@ -137,6 +175,11 @@ struct State {
     next_generation: u64,
     /// Since when nobody is in the room (`None` while someone is), for `--idle-exit`.
     empty_since: Option<Instant>,
+    /// Who locked the room; `None` while anyone with the password walks in.
+    locked: Option<String>,
+    /// Newcomers knocking at the locked room, in arrival order (at most
+    /// [`MAX_WAITING_KNOCKS`]).
+    knocks: Vec<Knock>,
 }
 
 /// The shared room. Cheap to reach from every connection through an `Arc`.
@@ -218,6 +261,55 @@ impl Membership {
         self.room
             .send_private(&self.user_id, &self.username, to, body)
     }
+
+    /// Locks the room to newcomers; native members see who did.
+    pub fn lock(&self) -> Result<(), RoomError> {
+        self.room.lock_room(&self.username)
+    }
+
+    /// Opens the room again and lets everyone knocking in.
+    pub fn unlock(&self) -> Result<(), RoomError> {
+        self.room.unlock_room(Some(&self.username))
+    }
+
+    /// Admits or denies the newcomer called `user`.
+    pub fn answer(&self, user: &str, admit: bool) -> Result<(), RoomError> {
+        let decision = if admit {
+            Decision::Admitted {
+                by: Some(self.username.clone()),
+            }
+        } else {
+            Decision::Denied {
+                by: self.username.clone(),
+            }
+        };
+        self.room.answer(user, decision)
+    }
+}
+
+/// A knock waiting for an answer, held by the newcomer's connection.
+/// Dropping it before an answer withdraws the knock, and members are told.
+pub struct KnockTicket {
+    /// Where the knock is registered, to withdraw it on drop.
+    room: Arc<Room>,
+    /// Which knock is ours.
+    user_id: String,
+    /// The answer, when a member gives one.
+    pub decision: oneshot::Receiver<Decision>,
+}
+
+impl KnockTicket {
+    /// Gives up waiting because nobody answered in time. Returns `false` if
+    /// an answer came first (it is then in [`KnockTicket::decision`]).
+    pub fn expire(&self) -> bool {
+        self.room.end_knock(&self.user_id, KnockOutcome::Expired)
+    }
+}
+
+impl Drop for KnockTicket {
+    fn drop(&mut self) {
+        self.room.end_knock(&self.user_id, KnockOutcome::Withdrawn);
+    }
 }
 
 impl Drop for Membership {
@@ -248,6 +340,8 @@ impl Room {
                 next_seq: 1,
                 next_generation: 1,
                 empty_since: Some(Instant::now()),
+                locked: None,
+                knocks: Vec::new(),
             }),
         })
     }
@@ -313,15 +407,27 @@ impl Room {
     /// A takeover replaces the member's old connection in place, under the
     /// same `user_id`, so the others see no leave and join. A `resume` gets
     /// only the messages after its `after_seq`.
+    ///
+    /// A locked room refuses with [`RoomError::Locked`]
+    /// unless a member `admitted` this login; checking and joining happen
+    /// under one lock, so nobody slips in as the room is being locked.
     pub fn join(
         self: &Arc<Self>,
-        reservation: NameReservation,
+        reservation: &NameReservation,
         legacy: bool,
         outbox: Outbox,
         kick: oneshot::Sender<Kick>,
+        admitted: bool,
         resume: Option<Resume>,
     ) -> Result<Membership, RoomError> {
         let mut state = self.lock();
+        // Taking over one's own session is no newcomer's entry: no knock.
+        if let Some(by) = &state.locked
+            && !admitted
+            && reservation.takeover_of.is_none()
+        {
+            return Err(RoomError::Locked { by: by.clone() });
+        }
         let generation = state.next_generation;
         state.next_generation += 1;
         let username = reservation.name.clone();
@@ -370,7 +476,6 @@ impl Room {
             .unwrap_or_default();
         drop(state);
         // Membership now owns the name; the reservation's drop leaves it alone.
-        drop(reservation);
         Ok(Membership {
             room: Arc::clone(self),
             user_id,
@@ -404,6 +509,21 @@ impl Room {
             head.push_str(",\"resume_token\":\"");
             head.push_str(&STANDARD.encode(joiner.resume_token.as_bytes()));
             head.push_str("\",");
+            head.push_str("\"max_file_size\":");
+            head.push_str(&self.config.max_file_size.to_string());
+            head.push(',');
+            if let Some(by) = &state.locked {
+                head.push_str("\"locked\":");
+                head.push_str(&serde_json::to_string(by).expect("a name serializes"));
+                head.push(',');
+            }
+            if !state.knocks.is_empty() {
+                let knocking: Vec<&str> =
+                    state.knocks.iter().map(|k| k.username.as_str()).collect();
+                head.push_str("\"knocking\":");
+                head.push_str(&serde_json::to_string(&knocking).expect("names serialize"));
+                head.push(',');
+            }
         }
         // A reconnecting member gets what it missed: the messages after the
         // last one it saw, and whether the history still held all of them.
@@ -533,6 +653,149 @@ impl Room {
         broadcast_filtered(&mut state, &frame, |m| !m.legacy);
     }
 
+    /// Who locked the room, if it is locked.
+    pub fn locked_by(&self) -> Option<String> {
+        self.lock().locked.clone()
+    }
+
+    /// Names of the newcomers knocking right now, in arrival order.
+    pub fn knocking(&self) -> Vec<String> {
+        self.lock()
+            .knocks
+            .iter()
+            .map(|k| k.username.clone())
+            .collect()
+    }
+
+    fn lock_room(&self, by: &str) -> Result<(), RoomError> {
+        let mut state = self.lock();
+        if let Some(locker) = &state.locked {
+            return Err(RoomError::AlreadyLocked { by: locker.clone() });
+        }
+        state.locked = Some(by.to_owned());
+        let frame = to_json(&ServerEvent::Locked { by: by.to_owned() });
+        broadcast_filtered(&mut state, &frame, |m| !m.legacy);
+        Ok(())
+    }
+
+    /// Opens the room; `by` is `None` when it opens because no native
+    /// member is left to answer knocks.
+    fn unlock_room(&self, by: Option<&str>) -> Result<(), RoomError> {
+        let mut state = self.lock();
+        unlock(&mut state, by)
+    }
+
+    /// Registers a knock on a locked room and tells the native members.
+    /// `Ok(None)` if the room is no longer locked: the caller joins instead.
+    pub fn knock(
+        self: &Arc<Self>,
+        reservation: &NameReservation,
+    ) -> Result<Option<KnockTicket>, RoomError> {
+        let mut state = self.lock();
+        if state.locked.is_none() {
+            return Ok(None);
+        }
+        if state.knocks.len() >= MAX_WAITING_KNOCKS {
+            return Err(RoomError::TooManyKnocks);
+        }
+        let (decide, decision) = oneshot::channel();
+        state.knocks.push(Knock {
+            user_id: reservation.user_id.clone(),
+            username: reservation.name.clone(),
+            decide: Some(decide),
+        });
+        let frame = to_json(&ServerEvent::Knock {
+            user: reservation.name.clone(),
+        });
+        broadcast_filtered(&mut state, &frame, |m| !m.legacy);
+        Ok(Some(KnockTicket {
+            room: Arc::clone(self),
+            user_id: reservation.user_id.clone(),
+            decision,
+        }))
+    }
+
+    fn answer(&self, user: &str, decision: Decision) -> Result<(), RoomError> {
+        let mut state = self.lock();
+        let Some(pos) = state.knocks.iter().position(|k| k.username == user) else {
+            return Err(RoomError::NoSuchKnock(user.to_owned()));
+        };
+        let knock = state.knocks.remove(pos);
+        resolve(&mut state, knock, decision);
+        Ok(())
+    }
+
+    /// Ends a knock nobody answered; `false` if it was answered already.
+    fn end_knock(&self, user_id: &str, outcome: KnockOutcome) -> bool {
+        let mut state = self.lock();
+        let Some(pos) = state.knocks.iter().position(|k| k.user_id == user_id) else {
+            return false;
+        };
+        let knock = state.knocks.remove(pos);
+        let frame = to_json(&ServerEvent::KnockResolved {
+            user: knock.username,
+            outcome,
+            by: None,
+        });
+        broadcast_filtered(&mut state, &frame, |m| !m.legacy);
+        true
+    }
+
+    /// Starts relaying a file: queues the offer to every native member but
+    /// the sender, and returns who got it, the only members its chunks go to.
+    pub fn offer_file(&self, sender_id: &str, frame: &Outbound) -> HashSet<String> {
+        let mut state = self.lock();
+        let receivers: HashSet<String> = state
+            .members
+            .iter()
+            .filter(|m| !m.legacy && m.user_id != sender_id)
+            .map(|m| m.user_id.clone())
+            .collect();
+        broadcast_filtered(&mut state, frame, |m| receivers.contains(&m.user_id));
+        receivers
+    }
+
+    /// Relays a file chunk to `receivers`. A receiver whose queue already
+    /// holds more than [`FILE_RECEIVER_QUEUE_MAX`] is taken off the transfer
+    /// and sent `aborted` instead: better one lost file than a member
+    /// disconnected for being slow. Receivers that left are forgotten.
+    pub fn relay_file_chunk(
+        &self,
+        receivers: &mut HashSet<String>,
+        frame: &Outbound,
+        aborted: &Outbound,
+    ) {
+        let mut state = self.lock();
+        receivers.retain(|id| state.members.iter().any(|m| &m.user_id == id));
+        let behind: HashSet<String> = state
+            .members
+            .iter()
+            .filter(|m| receivers.contains(&m.user_id))
+            .filter(|m| m.outbox.queued_bytes() + frame.len() > FILE_RECEIVER_QUEUE_MAX)
+            .map(|m| m.user_id.clone())
+            .collect();
+        receivers.retain(|id| !behind.contains(id));
+        broadcast_filtered(&mut state, aborted, |m| behind.contains(&m.user_id));
+        broadcast_filtered(&mut state, frame, |m| receivers.contains(&m.user_id));
+    }
+
+    /// Tells the receivers of a transfer that it ended early.
+    pub fn abort_file(&self, receivers: &HashSet<String>, frame: &Outbound) {
+        let mut state = self.lock();
+        broadcast_filtered(&mut state, frame, |m| receivers.contains(&m.user_id));
+    }
+
+    /// The most bytes queued toward any of `receivers` still in the room.
+    pub fn file_backlog(&self, receivers: &HashSet<String>) -> usize {
+        self.lock()
+            .members
+            .iter()
+            .filter(|m| receivers.contains(&m.user_id))
+            .map(|m| m.outbox.queued_bytes())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Bytes waiting in all members' outbound queues (frames shared between
     /// members are counted once per member).
     pub fn queued_bytes(&self) -> usize {
@@ -598,7 +861,45 @@ impl Room {
         state.history.bytes = 0;
         state.members.clear();
         state.names.clear();
+        state.knocks.clear();
+        state.locked = None;
     }
+}
+
+/// Opens the room and lets everyone knocking in (see [`Room::unlock_room`]).
+fn unlock(state: &mut State, by: Option<&str>) -> Result<(), RoomError> {
+    if state.locked.take().is_none() {
+        return Err(RoomError::NotLocked);
+    }
+    if let Some(by) = by {
+        let frame = to_json(&ServerEvent::Unlocked { by: by.to_owned() });
+        broadcast_filtered(state, &frame, |m| !m.legacy);
+    }
+    for knock in std::mem::take(&mut state.knocks) {
+        let decision = Decision::Admitted {
+            by: by.map(str::to_owned),
+        };
+        resolve(state, knock, decision);
+    }
+    Ok(())
+}
+
+/// Tells a knocking newcomer, and the native members, how its knock ended.
+fn resolve(state: &mut State, mut knock: Knock, decision: Decision) {
+    let (outcome, by) = match &decision {
+        Decision::Admitted { by } => (KnockOutcome::Admitted, by.clone()),
+        Decision::Denied { by } => (KnockOutcome::Denied, Some(by.clone())),
+    };
+    if let Some(decide) = knock.decide.take() {
+        // The newcomer may just have gone; its ticket then cleans up nothing.
+        let _ = decide.send(decision);
+    }
+    let frame = to_json(&ServerEvent::KnockResolved {
+        user: knock.username,
+        outcome,
+        by,
+    });
+    broadcast_filtered(state, &frame, |m| !m.legacy);
 }
 
 fn to_json(event: &ServerEvent) -> Outbound {
@@ -648,4 +949,9 @@ fn remove_member(state: &mut State, user_id: &str) {
         user_id: member.user_id,
     });
     broadcast(state, &left, None);
+    // Only native members can answer knocks: with none left, a locked room
+    // would turn everyone away until the server stops. It opens instead.
+    if state.locked.is_some() && !state.members.iter().any(|m| !m.legacy) {
+        let _ = unlock(state, None);
+    }
 }

@@ -217,6 +217,9 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) {
                 user_id: Some(user_id.clone()),
                 resume_token: None,
                 complete: None,
+                locked: None,
+                knocking: Vec::new(),
+                max_file_size: None,
             },
         );
         let joined = ServerEvent::UserJoined {
@@ -279,7 +282,8 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) {
                 );
             }
             ClientFrame::Leave => break,
-            ClientFrame::Clear | ClientFrame::Pong => {}
+            // This relay only needs messages and private frames.
+            _ => {}
         }
     }
     let mut state = shared.state.lock().unwrap();
