@@ -66,6 +66,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.opener.is_some()
     }
 
+    /// The underlying reader, for a peer that only wants raw bytes from now
+    /// on (load generators, tests). Bytes already buffered are dropped.
+    pub fn into_inner(self) -> R {
+        self.lines.into_inner()
+    }
+
     /// The next frame's JSON text, opened if the session is sealed.
     /// `Ok(None)` is a clean end of stream.
     ///
@@ -198,6 +204,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.sent = 0;
         self.out.flush().await?;
         Ok(())
+    }
+
+    /// The underlying writer; frames queued but not flushed are dropped.
+    pub fn into_inner(self) -> W {
+        self.out
     }
 
     /// Sends everything queued and half-closes the connection.
