@@ -35,6 +35,10 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
+/// Initial read buffer: chat lines are a few hundred bytes, and an idle
+/// member should not hold the codec's default 8 KiB; it grows on demand.
+const READ_CAPACITY: usize = 1024;
+
 /// The receiving half of a connection.
 pub struct FrameReader<R> {
     lines: FramedRead<R, LinesCodec>,
@@ -46,7 +50,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads lines of at most `max_line` bytes.
     pub fn new(inner: R, max_line: usize) -> Self {
         Self {
-            lines: FramedRead::new(inner, LinesCodec::new_with_max_length(max_line)),
+            lines: FramedRead::with_capacity(
+                inner,
+                LinesCodec::new_with_max_length(max_line),
+                READ_CAPACITY,
+            ),
             opener: None,
         }
     }
@@ -133,6 +141,11 @@ fn sealed_payload(line: &str) -> Option<&str> {
 /// Bytes of complete frames buffered before [`FrameWriter::write_text`] sends them.
 const WRITE_BUFFER: usize = 64 * 1024;
 
+/// Capacity a writer keeps between bursts. A member's `init` frame (the whole
+/// history and member list) can be megabytes; keeping that capacity for the
+/// life of every idle connection cost ~300 KiB per member (BENCHMARKS.md).
+const KEEP_CAPACITY: usize = 4 * 1024;
+
 /// The sending half of a connection.
 ///
 /// Frames are encoded whole into an internal buffer before any byte is sent,
@@ -155,7 +168,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(inner: W) -> Self {
         Self {
             out: inner,
-            buf: Vec::with_capacity(4096),
+            buf: Vec::new(),
             sent: 0,
             sealer: None,
             scratch: Vec::new(),
@@ -229,6 +242,12 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         }
         self.buf.clear();
         self.sent = 0;
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
+        }
+        if self.scratch.capacity() > KEEP_CAPACITY {
+            self.scratch = Vec::new();
+        }
         self.out.flush().await?;
         Ok(())
     }
