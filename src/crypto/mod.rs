@@ -2,7 +2,6 @@
 //! and the secret types that hold them.
 
 pub mod kdf;
-mod modexp;
 pub mod room_key;
 pub mod secret;
 pub mod srp;

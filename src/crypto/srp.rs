@@ -19,10 +19,6 @@
 //! pure-Python backend does not. We strip them as the default backend does and
 //! never generate a salt that starts with a zero byte, so both agree with us.
 //! `tests/data/srp_vectors.json` holds vectors produced by pysrp itself.
-//!
-//! The exponentiations run in [`super::modexp`]: fixed 2048-bit Montgomery
-//! arithmetic, with tables of precomputed powers of `g` and of the verifier
-//! for the server, which does one login's worth of them per `srp_init`.
 
 use std::sync::LazyLock;
 
@@ -31,7 +27,6 @@ use num_traits::Zero;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::modexp::{FixedBase, Limbs, Monty};
 use super::secret::{Key32, Password, SecretUint};
 
 /// The SRP identity every cmd-chat room uses; the chat username is not part of SRP.
@@ -59,27 +54,14 @@ pub enum SrpError {
 /// Group constants and the hashes that depend only on them, computed once.
 struct Group {
     n: BigUint,
+    g: BigUint,
     /// `k = H(PAD(N) | PAD(g))`.
     k: BigUint,
     /// `H(N) xor H(PAD(g))`, the first input of `M`.
     hn_xor_hg: [u8; 32],
     /// `H(I)`, the second input of `M`.
     h_identity: [u8; 32],
-    /// Arithmetic mod `N`.
-    monty: Monty,
-    /// `g` in Montgomery form.
-    g_mont: Limbs,
 }
-
-/// Width of `u = H(PAD(A) | PAD(B))`, the exponent of the verifier.
-const HASH_BITS: u32 = 256;
-/// Width of the ephemeral secrets `a` and `b`.
-const EPHEMERAL_BITS: u32 = EPHEMERAL_LEN as u32 * 8;
-
-/// Powers of `g` for the server's `g^b`, built on first use (servers only:
-/// a client logs in once and would not earn back the few milliseconds).
-static G_TABLE: LazyLock<FixedBase> =
-    LazyLock::new(|| FixedBase::new(&GROUP.monty, &GROUP.g_mont, EPHEMERAL_BITS));
 
 static GROUP: LazyLock<Group> = LazyLock::new(|| {
     let n = srp::groups::G_2048.n.clone();
@@ -92,15 +74,12 @@ static GROUP: LazyLock<Group> = LazyLock::new(|| {
     for (out, (a, b)) in hn_xor_hg.iter_mut().zip(hn.iter().zip(hg.iter())) {
         *out = a ^ b;
     }
-    let monty = Monty::new(&n);
-    let g_mont = monty.enter_mont(&g);
     Group {
         n,
+        g,
         k,
         hn_xor_hg,
         h_identity: sha256(&[IDENTITY]),
-        monty,
-        g_mont,
     }
 });
 
@@ -133,15 +112,6 @@ fn minimal(x: &BigUint) -> Vec<u8> {
 fn strip_zeros(bytes: &[u8]) -> &[u8] {
     let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
     &bytes[first..]
-}
-
-/// `g^exp mod N` without a table, for exponents of at most `width` bits
-/// (wider ones take longer).
-fn g_pow(exp: &BigUint, width: u32) -> BigUint {
-    let group = &*GROUP;
-    group
-        .monty
-        .leave_mont(&group.monty.pow(&group.g_mont, exp, width))
 }
 
 fn random_bytes<const L: usize>() -> [u8; L] {
@@ -208,10 +178,7 @@ fn parse_public(bytes: &[u8]) -> Option<BigUint> {
 /// like a secret, but it cannot be used to log in.
 pub struct Verifier {
     salt: [u8; SALT_LEN],
-    /// `k·v mod N`, the constant half of every `B`.
-    kv: SecretUint,
-    /// Powers of `v` for `v^u`, one per login (wiped on drop).
-    v_table: FixedBase,
+    v: SecretUint,
 }
 
 impl Verifier {
@@ -227,12 +194,9 @@ impl Verifier {
     }
 
     fn with_salt(salt: [u8; SALT_LEN], password: &Password) -> Self {
-        let group = &*GROUP;
         let x = private_key(&salt, password);
-        let v = SecretUint::new(g_pow(x.expose(), HASH_BITS));
-        let kv = SecretUint::new((&group.k * v.expose()) % &group.n);
-        let v_table = FixedBase::new(&group.monty, &group.monty.enter_mont(v.expose()), HASH_BITS);
-        Self { salt, kv, v_table }
+        let v = SecretUint::new(GROUP.g.modpow(x.expose(), &GROUP.n));
+        Self { salt, v }
     }
 
     pub fn salt(&self) -> &[u8; SALT_LEN] {
@@ -273,21 +237,13 @@ impl ServerSession {
         b: SecretUint,
     ) -> Result<Self, SrpError> {
         let group = &*GROUP;
-        let monty = &group.monty;
         let a_pub = parse_public(a_bytes).ok_or(SrpError::BadClientPublic)?;
-        // B = k·v + g^b mod N
-        let g_b = SecretUint::new(monty.leave_mont(&G_TABLE.pow(monty, b.expose())));
-        let b_pub = (verifier.kv.expose() + g_b.expose()) % &group.n;
+        let v = verifier.v.expose();
+        let b_pub = (&group.k * v + group.g.modpow(b.expose(), &group.n)) % &group.n;
         let u = scrambler(&a_pub, &b_pub);
         // S = (A · v^u)^b mod N
-        let mut base = monty.mul(
-            &monty.enter_mont(&(&a_pub % &group.n)),
-            &verifier.v_table.pow(monty, &u),
-        );
-        let mut s_mont = monty.pow(&base, b.expose(), EPHEMERAL_BITS);
-        let s = SecretUint::new(monty.leave_mont(&s_mont));
-        zeroize::Zeroize::zeroize(&mut base);
-        zeroize::Zeroize::zeroize(&mut s_mont);
+        let base = SecretUint::new((&a_pub * v.modpow(&u, &group.n)) % &group.n);
+        let s = SecretUint::new(base.expose().modpow(b.expose(), &group.n));
         let (key, expected_m, h_amk) = proofs(&verifier.salt, &a_pub, &b_pub, &s);
         Ok(Self {
             b_pub,
@@ -333,7 +289,7 @@ impl ClientSession {
     }
 
     fn with_secret(a: SecretUint) -> Self {
-        let a_pub = g_pow(a.expose(), EPHEMERAL_BITS);
+        let a_pub = GROUP.g.modpow(a.expose(), &GROUP.n);
         Self { a, a_pub }
     }
 
@@ -357,17 +313,12 @@ impl ClientSession {
             return Err(SrpError::BadServerPublic);
         }
         let x = private_key(salt, password);
-        let v = SecretUint::new(g_pow(x.expose(), HASH_BITS));
+        let v = SecretUint::new(group.g.modpow(x.expose(), &group.n));
         // S = (B - k·v)^(a + u·x) mod N, kept non-negative.
         let kv = SecretUint::new((&group.k * v.expose()) % &group.n);
         let base = SecretUint::new(((&b_pub % &group.n) + &group.n - kv.expose()) % &group.n);
         let exponent = SecretUint::new(self.a.expose() + &u * x.expose());
-        let monty = &group.monty;
-        let mut base_mont = monty.enter_mont(base.expose());
-        let mut s_mont = monty.pow(&base_mont, exponent.expose(), EPHEMERAL_BITS + HASH_BITS);
-        let s = SecretUint::new(monty.leave_mont(&s_mont));
-        zeroize::Zeroize::zeroize(&mut base_mont);
-        zeroize::Zeroize::zeroize(&mut s_mont);
+        let s = SecretUint::new(base.expose().modpow(exponent.expose(), &group.n));
         let (key, m, h_amk) = proofs(salt, &self.a_pub, &b_pub, &s);
         Ok(ClientProof {
             m,
@@ -449,10 +400,7 @@ mod tests {
                 "x ({note})"
             );
             let verifier = Verifier::with_salt(salt, &password);
-            let v = GROUP
-                .monty
-                .leave_mont(&verifier.v_table.pow(&GROUP.monty, &BigUint::from(1u32)));
-            assert_eq!(v, big(field("v")), "v ({note})");
+            assert_eq!(*verifier.v.expose(), big(field("v")), "v ({note})");
 
             let client = ClientSession::with_secret(SecretUint::new(big(field("a"))));
             assert_eq!(client.a_pub, big(field("A")), "A ({note})");
