@@ -231,7 +231,8 @@ fn password_from_stdin() -> Result<Password, String> {
         .try_clone_to_owned()
         .map_err(|e| format!("cannot read standard input: {e}"))?;
     let mut input = std::fs::File::from(fd);
-    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(64));
+    // Full size up front: a growing Vec would leave copies in freed memory.
+    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(MAX_PASSWORD_LINE + 1));
     let mut byte = [0u8; 1];
     loop {
         match input.read(&mut byte) {

@@ -748,7 +748,8 @@ impl Client {
         match self.send_frame(&frame).await {
             Ok(()) => Ok(reference),
             // The reader will notice the lost connection and reconnect.
-            Err(ClientError::ConnectionLost(_)) if native && self.reconnect => Ok(reference),
+            // The message is among the unconfirmed ones the reconnection reports failed.
+            Err(ClientError::Reconnecting) => Ok(reference),
             Err(e) => Err(e),
         }
     }
@@ -785,6 +786,7 @@ impl Client {
     /// come back as an [`Event::Error`] if it fails. [`ClientError::Private`]
     /// leaves the session usable: nothing was sent.
     pub async fn send_private(&mut self, name: &str, text: &str) -> Result<(), ClientError> {
+        self.connected()?;
         let id = self.private_peer(name)?;
         if text.len() > MAX_PRIVATE_TEXT_LEN {
             return Err(PrivateError::TooLong.into());
@@ -793,7 +795,7 @@ impl Client {
             .private
             .send(&id, name, text, tokio::time::Instant::now())?;
         self.apply_private(out.frames, out.events)?;
-        self.writer.flush().await?;
+        self.flush().await?;
         Ok(())
     }
 
@@ -801,10 +803,11 @@ impl Client {
     /// arrives as an [`Event::Verify`], after a key exchange if there was no
     /// session yet.
     pub async fn verify(&mut self, name: &str) -> Result<(), ClientError> {
+        self.connected()?;
         let id = self.private_peer(name)?;
         let out = self.private.verify(&id, name, tokio::time::Instant::now());
         self.apply_private(out.frames, out.events)?;
-        self.writer.flush().await?;
+        self.flush().await?;
         Ok(())
     }
 
@@ -946,6 +949,7 @@ impl Client {
         contents: zeroize::Zeroizing<Vec<u8>>,
     ) -> Result<(), ClientError> {
         self.require_native("sharing files")?;
+        self.connected()?;
         self.not_sending()?;
         let size = contents.len() as u64;
         if size > self.max_file_size {
@@ -990,7 +994,7 @@ impl Client {
         });
         self.pending.push_back(Event::FileSending { name, size });
         self.pump()?;
-        self.writer.flush().await?;
+        self.flush().await?;
         Ok(())
     }
 
@@ -1062,9 +1066,32 @@ impl Client {
     }
 
     async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
-        self.writer.write(frame).await?;
-        self.writer.flush().await?;
-        Ok(())
+        self.connected()?;
+        self.writer.queue(frame)?;
+        self.flush().await
+    }
+
+    /// Refuses to act while reconnecting: what would be sent is lost with
+    /// the old connection. The error leaves the session usable.
+    fn connected(&self) -> Result<(), ClientError> {
+        match &self.broken {
+            Some(_) => Err(ClientError::Reconnecting),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends what is queued. A connection that turns out to be gone starts
+    /// the reconnection (and is reported as [`ClientError::Reconnecting`]),
+    /// or ends the session when reconnecting is off.
+    async fn flush(&mut self) -> Result<(), ClientError> {
+        match self.writer.flush().await {
+            Ok(()) => Ok(()),
+            Err(FrameError::Io(e)) => {
+                self.lost(e.to_string())?;
+                Err(ClientError::Reconnecting)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The next event. Cancel-safe, so it can sit in a `select!` beside input.
@@ -1151,10 +1178,10 @@ impl Client {
             };
             self.last_heard = tokio::time::Instant::now();
             if let ServerFrame::Event(ServerEvent::Ping) = frame {
-                if let Err(e) = self.send_frame(&ClientFrame::Pong).await {
-                    self.lost(e.to_string())?;
+                match self.send_frame(&ClientFrame::Pong).await {
+                    Ok(()) | Err(ClientError::Reconnecting) => continue,
+                    Err(e) => return Err(e),
                 }
-                continue;
             }
             // Synchronous: a cancelled call never leaves a frame half applied.
             if let Some(event) = self.apply(frame)? {
@@ -1233,7 +1260,12 @@ impl Client {
         let outcome = Self::open(&self.config, self.resume.as_ref(), self.last_seq, |_| {}).await;
         let link = match outcome {
             Ok(link) => link,
-            Err(e) if e.is_transient() => {
+            // While resuming, a name still held by our old session or a room
+            // refusing logins for a moment are worth waiting out too.
+            Err(e)
+                if e.is_transient()
+                    || matches!(e, ClientError::NameTaken(_) | ClientError::LockedOut(_)) =>
+            {
                 let broken = self.broken.as_mut().expect("still broken");
                 if broken.attempt >= RECONNECT_ATTEMPTS {
                     return Err(ClientError::ConnectionLost(format!(

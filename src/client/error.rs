@@ -57,6 +57,8 @@ pub enum ClientError {
          visible to anyone on the network. Pass --allow-legacy to join anyway"
     )]
     LegacyServer(String),
+    #[error("not connected: the client is reconnecting; try again in a moment")]
+    Reconnecting,
     #[error("the room is full")]
     RoomFull,
     #[error("the server refused the connection: {0}")]
@@ -114,9 +116,10 @@ impl ClientError {
             | ClientError::NeedsNative(_)
             | ClientError::File(_)
             | ClientError::Protocol(_) => PROTOCOL,
-            ClientError::ConnectionLost(_) | ClientError::RoomClosed | ClientError::Kicked(_) => {
-                CONNECTION_LOST
-            }
+            ClientError::ConnectionLost(_)
+            | ClientError::Reconnecting
+            | ClientError::RoomClosed
+            | ClientError::Kicked(_) => CONNECTION_LOST,
             ClientError::NotAdmitted(_) => NOT_ADMITTED,
         }
     }
@@ -136,6 +139,7 @@ impl ClientError {
         matches!(
             self,
             ClientError::MessageTooLong
+                | ClientError::Reconnecting
                 | ClientError::Private(_)
                 | ClientError::NeedsNative(_)
                 | ClientError::File(_)

@@ -143,7 +143,10 @@ async fn command<W: AsyncWrite + Unpin>(
 ) -> Result<bool, ClientError> {
     match command::parse(line) {
         Command::Quit => return Ok(false),
-        Command::Clear => client.clear().await?,
+        Command::Clear => {
+            let cleared = client.clear().await;
+            or_report(out, cleared).await?;
+        }
         Command::Who => emit(out, json!({"event": "users", "users": client.users(), "locked": client.locked_by(), "knocking": client.knocking()})).await?,
         Command::Lock => {
             let done = client.lock().await;
@@ -201,7 +204,8 @@ async fn command<W: AsyncWrite + Unpin>(
             emit(out, json!({"event": "error", "message": usage})).await?;
         }
         Command::Resend(reference) => {
-            if client.resend(reference).await?.is_none() {
+            let resent = client.resend(reference).await;
+            if let Some(None) = or_report(out, resent).await? {
                 let message = format!("no undelivered message {reference} to resend; use the ref of a failed event");
                 emit(out, json!({"event": "error", "message": message})).await?;
             }

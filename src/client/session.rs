@@ -140,7 +140,8 @@ async fn act<S: Screen>(
         Command::Say(text) => say(client, screen, look, text).await?,
         Command::Me(action) => say(client, screen, look, &format!("/me {action}")).await?,
         Command::Resend(reference) => {
-            if client.resend(reference).await?.is_none() {
+            let resent = client.resend(reference).await;
+            if let Some(None) = or_show(screen, look, resent).await? {
                 let hint = look.info(&format!("no undelivered message {reference} to resend"));
                 screen.show(vec![hint], false).await?;
             }
@@ -248,7 +249,8 @@ async fn confirm_clear<S: Screen>(
 ) -> Result<PromptKind, ClientError> {
     if command::is_yes(answer) {
         // The server's `cleared` event confirms it on every screen.
-        client.clear().await?;
+        let cleared = client.clear().await;
+        or_show(screen, look, cleared).await?;
     } else {
         screen.show(vec![look.info("not cleared")], false).await?;
     }

@@ -90,7 +90,9 @@ impl Drop for SecretUint {
     fn drop(&mut self) {
         // `assign_from_slice` clears the limb vector and refills it in the same
         // allocation, so the old limbs are overwritten with zeros.
-        let limbs = Zeroizing::new(vec![0u32; (self.0.bits() as usize).div_ceil(32) + 1]);
+        // Exactly as many (64-bit) digits as the number holds, so the
+        // refill fits the allocation and never reallocates it.
+        let limbs = Zeroizing::new(vec![0u32; (self.0.bits() as usize).div_ceil(64) * 2]);
         self.0.assign_from_slice(&limbs);
     }
 }

@@ -79,8 +79,19 @@ impl GuessGuard {
         self.refilled_at = now;
     }
 
+    /// Starts a login from `ip`: refused while the address or the room is
+    /// locked out, otherwise charged at once as if it failed. A correct
+    /// password refunds it ([`GuessGuard::succeeded`]). Charging up front is
+    /// what bounds guesses made in parallel: a guesser cannot start many
+    /// logins on one allowance and have the failures counted only later.
+    pub fn begin(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        self.check(ip, now)?;
+        self.failed(ip, now);
+        Ok(())
+    }
+
     /// May `ip` start a login now?
-    pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+    fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
         if let Some(record) = self.addresses.get(&key(ip))
             && record.locked_until > now
         {
@@ -98,8 +109,8 @@ impl GuessGuard {
         Ok(())
     }
 
-    /// Records a wrong password from `ip`.
-    pub fn failed(&mut self, ip: IpAddr, now: Instant) {
+    /// Counts an attempt from `ip` against its allowance and the room's.
+    fn failed(&mut self, ip: IpAddr, now: Instant) {
         self.refill(now);
         self.tokens = (self.tokens - 1.0).max(0.0);
         self.forget_old(now);
@@ -117,9 +128,11 @@ impl GuessGuard {
         }
     }
 
-    /// A correct password from `ip` clears its record.
+    /// A correct password from `ip` clears its record and gives back the
+    /// room-wide allowance its login was charged.
     pub fn succeeded(&mut self, ip: IpAddr) {
         self.addresses.remove(&key(ip));
+        self.tokens = (self.tokens + 1.0).min(f64::from(GLOBAL_FAILURES_PER_MINUTE));
     }
 
     fn forget_old(&mut self, now: Instant) {
@@ -174,6 +187,27 @@ mod tests {
         );
         guard.succeeded(A);
         assert_eq!(guard.check(A, t1), Ok(()));
+    }
+
+    #[test]
+    fn logins_started_in_parallel_are_charged_up_front() {
+        let t0 = Instant::now();
+        let mut guard = GuessGuard::new(t0);
+        // 128 logins started at once from one address, none finished yet.
+        let started = (0..128).filter(|_| guard.begin(A, t0).is_ok()).count();
+        assert_eq!(started, FREE_FAILURES as usize + 1);
+        // Across many addresses, the room-wide budget bounds them.
+        let mut guard = GuessGuard::new(t0);
+        let started = (0..1000u32)
+            .filter(|i| {
+                let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+                guard.begin(ip, t0).is_ok()
+            })
+            .count();
+        assert_eq!(started, GLOBAL_FAILURES_PER_MINUTE as usize);
+        // A success gives its allowance back.
+        guard.succeeded(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000)));
+        assert_eq!(guard.begin(B, t0), Ok(()));
     }
 
     #[test]

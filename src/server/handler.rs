@@ -158,7 +158,7 @@ where
             ));
         }
     };
-    if let Err(refusal) = shared.guard().check(peer.ip(), Instant::now()) {
+    if let Err(refusal) = shared.guard().begin(peer.ip(), Instant::now()) {
         return Err(match refusal {
             Refusal::Address { retry_after } => ErrorReply::new(
                 ErrorCode::RateLimited,

@@ -110,11 +110,11 @@ impl Shared {
         self.guard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a wrong password and tells the members, at most once per
-    /// [`limits::NOTICE_INTERVAL`].
+    /// Tells the members about a wrong password, at most once per
+    /// [`limits::NOTICE_INTERVAL`]. (The guard charged the attempt when it
+    /// began.)
     fn login_failed(&self, peer: SocketAddr) {
         let now = Instant::now();
-        self.guard().failed(peer.ip(), now);
         warn!(%peer, "failed login: wrong password");
         let mut notices = self.notices.lock().unwrap_or_else(|e| e.into_inner());
         notices.unreported += 1;

@@ -446,6 +446,9 @@ impl Room {
                 return Err(RoomError::NameTaken);
             };
             member.user_id = old_id.to_owned();
+            // The session keeps its resume token: a client that loses this
+            // connection before reading `init` can still prove it next time.
+            member.resume_token = state.members[pos].resume_token.clone();
             let init = self.init_frame(&state, &member, resume);
             let _ = member.outbox.push(&init);
             let mut old = std::mem::replace(&mut state.members[pos], member);
@@ -530,9 +533,9 @@ impl Room {
         let after = resume.map_or(0, |r| r.after_seq);
         if let Some(resume) = resume {
             let first_kept = state.history.entries.front().map(|e| e.seq);
-            let missed_any = state.next_seq > resume.after_seq + 1;
-            let complete =
-                !missed_any || first_kept.is_some_and(|first| first <= resume.after_seq + 1);
+            let missed_any = state.next_seq > resume.after_seq.saturating_add(1);
+            let complete = !missed_any
+                || first_kept.is_some_and(|first| first <= resume.after_seq.saturating_add(1));
             head.push_str(if complete {
                 "\"complete\":true,"
             } else {
