@@ -347,3 +347,29 @@ async fn old_messages_expire() {
     let late = server.join("late").await;
     assert_eq!(late.history_count(), 0);
 }
+
+#[tokio::test]
+async fn a_reconnect_survives_next_event_being_cancelled_by_input() {
+    let server = TestServer::native().await;
+    let proxy = Proxy::start(server.addr).await;
+    let mut rx = join_through(&proxy, "rx").await;
+    let mut tx = server.join("tx").await;
+    proxy.cut();
+    // A front end whose input wakes it every 3 ms cancels next_event each
+    // time; the reconnection must still get through.
+    let mut back = false;
+    for _ in 0..5000 {
+        tokio::select! {
+            event = rx.next_event() => {
+                if let Event::Reconnected { .. } = event.unwrap() {
+                    back = true;
+                    break;
+                }
+            }
+            () = tokio::time::sleep(Duration::from_millis(3)) => {}
+        }
+    }
+    assert!(back, "never reconnected");
+    tx.send("after the cut").await.unwrap();
+    assert_eq!(next_message(&mut rx).await.1, "after the cut");
+}

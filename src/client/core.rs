@@ -240,6 +240,18 @@ struct Broken {
     reason: String,
     attempt: u32,
     next_try: tokio::time::Instant,
+    /// The attempt under way. It runs as a task of its own so that a
+    /// `next_event` call cancelled by other input (a `select!` moving on)
+    /// resumes it rather than starting over.
+    attempt_task: Option<tokio::task::JoinHandle<Result<Link, ClientError>>>,
+}
+
+impl Drop for Broken {
+    fn drop(&mut self) {
+        if let Some(task) = self.attempt_task.take() {
+            task.abort();
+        }
+    }
 }
 
 /// What a native server gave this session so it can be resumed.
@@ -1248,6 +1260,7 @@ impl Client {
             reason,
             attempt: 1,
             next_try: tokio::time::Instant::now() + RECONNECT_FIRST_DELAY,
+            attempt_task: None,
         });
         Ok(())
     }
@@ -1255,9 +1268,29 @@ impl Client {
     /// One reconnection attempt, after its backoff. `Ok(Some(event))` reports
     /// the next attempt; `Ok(None)` means back in the room (events queued).
     async fn try_reconnect(&mut self) -> Result<Option<Event>, ClientError> {
-        let broken = self.broken.as_ref().expect("only called while broken");
-        tokio::time::sleep_until(broken.next_try).await;
-        let outcome = Self::open(&self.config, self.resume.as_ref(), self.last_seq, |_| {}).await;
+        let broken = self.broken.as_mut().expect("only called while broken");
+        if broken.attempt_task.is_none() {
+            tokio::time::sleep_until(broken.next_try).await;
+            let config = ClientConfig {
+                server: self.config.server.clone(),
+                username: self.config.username.clone(),
+                password: self.config.password.clone(),
+                allow_legacy: self.config.allow_legacy,
+            };
+            let resume = self.resume.as_ref().map(|r| ResumeState {
+                user_id: r.user_id.clone(),
+                token: r.token.clone(),
+            });
+            let after_seq = self.last_seq;
+            broken.attempt_task = Some(tokio::spawn(async move {
+                Self::open(&config, resume.as_ref(), after_seq, |_| {}).await
+            }));
+        }
+        let task = broken.attempt_task.as_mut().expect("just started");
+        let outcome = task
+            .await
+            .unwrap_or_else(|_| Err(protocol("the reconnection attempt failed")));
+        self.broken.as_mut().expect("still broken").attempt_task = None;
         let link = match outcome {
             Ok(link) => link,
             // While resuming, a name still held by our old session or a room
