@@ -176,7 +176,7 @@ async fn a_file_arrives_whole_and_reaches_the_disk_only_when_saved() {
         matches!(err, ClientError::File(FileError::Exists(_))),
         "{err:?}"
     );
-    assert!(!err.ends_session());
+    assert!(err.is_recoverable());
     assert!(err.to_string().contains("already exists"), "{err}");
     assert_eq!(std::fs::read(&target).unwrap(), b"mine");
     let err = bob.save_file(7, None).await.unwrap_err();
@@ -212,7 +212,7 @@ async fn an_oversized_file_is_refused_before_anything_is_sent() {
         matches!(err, ClientError::File(FileError::TooLarge { .. })),
         "{err:?}"
     );
-    assert!(!err.ends_session());
+    assert!(err.is_recoverable());
     assert!(err.to_string().contains("over this room's limit"), "{err}");
     let err = ann
         .send_file(&dir.path().join("missing"))

@@ -123,18 +123,13 @@ impl ClientError {
             ClientError::NotAdmitted(_) => NOT_ADMITTED,
         }
     }
-
-    /// Whether the session is over. The others refuse one request (a message
-    /// too long, a file too large, a command a 1.x server lacks) and the
-    /// front end says so and carries on.
-    pub fn ends_session(&self) -> bool {
-        !self.is_recoverable()
-    }
 }
 
 impl ClientError {
     /// Whether the session can go on after this error: it refused one
-    /// message locally and sent nothing.
+    /// request (a message too long, a file too large, a private message to
+    /// nobody, a command a 1.x server lacks, anything while reconnecting)
+    /// and the front end says so and carries on. Any other error ends it.
     pub fn is_recoverable(&self) -> bool {
         matches!(
             self,

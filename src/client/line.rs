@@ -34,15 +34,7 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> LineScreen<R, W> {
 
 impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Screen for LineScreen<R, W> {
     async fn show(&mut self, lines: Vec<String>, bell: bool) -> Result<(), ClientError> {
-        let mut text = if bell && self.bell {
-            "\x07".to_owned()
-        } else {
-            String::new()
-        };
-        for line in lines {
-            text.push_str(&line);
-            text.push('\n');
-        }
+        let text = session::screen_text(lines, bell && self.bell);
         self.write(&text).await
     }
 

@@ -127,7 +127,7 @@ async fn or_report<W: AsyncWrite + Unpin, T>(
 ) -> Result<Option<T>, ClientError> {
     match result {
         Ok(value) => Ok(Some(value)),
-        Err(e) if !e.ends_session() => {
+        Err(e) if e.is_recoverable() => {
             emit(out, json!({"event": "error", "message": e.to_string()})).await?;
             Ok(None)
         }

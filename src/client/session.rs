@@ -33,6 +33,21 @@ pub(crate) trait Screen {
     }
 }
 
+/// What a screen prints for `lines`: each on its own line, after a bell if
+/// `bell` (ours: sanitized peer text cannot contain one).
+pub(crate) fn screen_text(lines: Vec<String>, bell: bool) -> String {
+    let mut text = if bell {
+        "\x07".to_owned()
+    } else {
+        String::new()
+    };
+    for line in lines {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
+
 /// What `/help` says, one line per command.
 const HELP: [&str; 14] = [
     "/who                who is in the room",
@@ -120,7 +135,7 @@ async fn or_show<S: Screen, T>(
 ) -> Result<Option<T>, ClientError> {
     match result {
         Ok(value) => Ok(Some(value)),
-        Err(e) if !e.ends_session() => {
+        Err(e) if e.is_recoverable() => {
             screen.show(vec![look.error(&e.to_string())], false).await?;
             Ok(None)
         }

@@ -133,18 +133,9 @@ fn screen_gone() -> ClientError {
 
 impl Screen for TermScreen {
     async fn show(&mut self, lines: Vec<String>, bell: bool) -> Result<(), ClientError> {
-        // The bell is ours: peer text cannot contain one after sanitizing.
-        let mut text = if bell {
-            "\x07".to_owned()
-        } else {
-            String::new()
-        };
-        for line in lines {
-            text.push_str(&line);
-            // rustyline writes straight to the terminal between two lines of
-            // input, and then adds no newline of its own.
-            text.push('\n');
-        }
+        // rustyline writes this straight to the terminal between two lines
+        // of input and adds no newline of its own: every line ends in one.
+        let text = session::screen_text(lines, bell);
         self.output
             .send(Output::Text(text))
             .await
