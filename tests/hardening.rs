@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use cmd_chat::client::{ClientError, Event};
+use cmd_chat::client::{Client, ClientError, Event};
 use cmd_chat::server::ServerConfig;
 use cmd_chat::server::limits::MAX_QUEUED_BYTES;
 use common::*;
@@ -157,6 +157,59 @@ async fn password_guessing_locks_the_guesser_out_but_not_the_members() {
     );
     ann.send("we noticed").await.unwrap();
     assert_eq!(next_message(&mut ann).await.1, "we noticed");
+}
+
+#[tokio::test]
+async fn guesses_made_in_parallel_are_bounded_like_guesses_made_one_by_one() {
+    use cmd_chat::server::guard::PARALLEL_LOGINS_PER_ADDRESS;
+    let server = TestServer::native().await;
+    // A guesser opens many logins at once and holds them before answering.
+    let mut started = Vec::new();
+    let mut busy = 0;
+    for i in 0..PARALLEL_LOGINS_PER_ADDRESS + 8 {
+        let mut raw = Raw::connect(server.addr).await;
+        let srp = cmd_chat::crypto::srp::ClientSession::new();
+        raw.send(serde_json::json!({
+            "cmd": "srp_init", "username": format!("eve{i}"), "native": 1,
+            "A": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, srp.public()),
+        }))
+        .await;
+        let reply = raw.recv().await.expect("a reply");
+        if reply["code"] == "busy" {
+            busy += 1;
+        } else {
+            assert!(reply.get("B").is_some(), "{reply}");
+            started.push((raw, reply));
+        }
+    }
+    assert_eq!(started.len(), PARALLEL_LOGINS_PER_ADDRESS as usize);
+    assert_eq!(busy, 8);
+    // Every held login is a wrong guess; then the address must wait.
+    for (raw, challenge) in &mut started {
+        raw.send(serde_json::json!({
+            "cmd": "srp_verify", "user_id": challenge["user_id"], "M": "AAAA",
+        }))
+        .await;
+        assert!(raw.recv().await.unwrap().get("error").is_some());
+    }
+    let err = server.try_join("eve", PASSWORD).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::LockedOut(ref m) if m.contains("try again in")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_meeting_can_join_at_once_from_one_address() {
+    let server = TestServer::native().await;
+    let joins: Vec<_> = (0..12)
+        .map(|i| tokio::spawn(Client::connect(server.config(&format!("m{i}"), PASSWORD))))
+        .collect();
+    let mut members = Vec::new();
+    for join in joins {
+        members.push(join.await.unwrap().expect("everyone gets in"));
+    }
+    assert_eq!(server.room.member_names().len(), 12);
 }
 
 #[tokio::test(start_paused = true)]

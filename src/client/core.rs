@@ -37,6 +37,10 @@ use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
 
 /// Time allowed to open the TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Logins a busy room refuses before the client gives up: with the delays
+/// doubling from [`BUSY_FIRST_DELAY`], about six seconds of waiting.
+const BUSY_ATTEMPTS: u32 = 5;
+const BUSY_FIRST_DELAY: Duration = Duration::from_millis(400);
 /// Time allowed for the whole login once connected (not counting a wait at
 /// a locked room).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -350,6 +354,7 @@ fn refusal(reply: ErrorReply, username: &str, stage: Stage) -> ClientError {
         Some(ErrorCode::RoomFull) => ClientError::RoomFull,
         Some(ErrorCode::ShuttingDown) => ClientError::RoomClosed,
         Some(ErrorCode::RateLimited) => ClientError::LockedOut(reply.error),
+        Some(ErrorCode::Busy) => ClientError::Busy(reply.error),
         Some(ErrorCode::TooSlow | ErrorCode::Idle) => ClientError::Kicked(reply.error),
         Some(ErrorCode::RoomLocked | ErrorCode::KnockDenied | ErrorCode::KnockExpired) => {
             ClientError::NotAdmitted(reply.error)
@@ -413,7 +418,31 @@ impl Client {
         on_waiting: impl FnOnce(&Waiting),
     ) -> Result<Self, ClientError> {
         username::validate(&config.username)?;
-        let link = Self::open(&config, None, 0, on_waiting).await?;
+        // A room refusing logins for a moment (many people joining at once)
+        // is waited out; anything else is the caller's to report.
+        let mut on_waiting = Some(on_waiting);
+        let mut delay = BUSY_FIRST_DELAY;
+        let mut attempt = 1;
+        loop {
+            let outcome = Self::open(&config, None, 0, |waiting| {
+                if let Some(f) = on_waiting.take() {
+                    f(waiting);
+                }
+            })
+            .await;
+            match outcome {
+                Err(ClientError::Busy(_)) if attempt < BUSY_ATTEMPTS => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                other => return Self::joined(config, other?),
+            }
+        }
+    }
+
+    /// The client for a login that went through.
+    fn joined(config: ClientConfig, link: Link) -> Result<Self, ClientError> {
         let config_username = config.username.clone();
         let mut client = Client {
             reader: link.reader,

@@ -48,6 +48,8 @@ pub enum ClientError {
     ServerNotAuthentic,
     #[error("login refused: {0}")]
     LockedOut(String),
+    #[error("the server is busy: {0}")]
+    Busy(String),
     #[error("the name {0:?} is already taken in this room; pick another")]
     NameTaken(String),
     #[error("invalid username: {0}")]
@@ -95,7 +97,10 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ClientError::Connect { .. } | ClientError::ConnectionLost(_) | ClientError::Protocol(_)
+            ClientError::Connect { .. }
+                | ClientError::ConnectionLost(_)
+                | ClientError::Protocol(_)
+                | ClientError::Busy(_)
         )
     }
 
@@ -103,7 +108,7 @@ impl ClientError {
     pub fn exit_code(&self) -> u8 {
         use exit_code::*;
         match self {
-            ClientError::Connect { .. } => CANNOT_CONNECT,
+            ClientError::Connect { .. } | ClientError::Busy(_) => CANNOT_CONNECT,
             ClientError::WrongPassword
             | ClientError::ServerNotAuthentic
             | ClientError::LockedOut(_) => AUTH_FAILED,

@@ -158,8 +158,9 @@ where
             ));
         }
     };
-    if let Err(refusal) = shared.guard().begin(peer.ip(), Instant::now()) {
-        return Err(match refusal {
+    let mut attempt = shared
+        .begin_login(peer.ip())
+        .map_err(|refusal| match refusal {
             Refusal::Address { retry_after } => ErrorReply::new(
                 ErrorCode::RateLimited,
                 format!(
@@ -174,8 +175,11 @@ where
                     retry_after.as_secs().max(1)
                 ),
             ),
-        });
-    }
+            Refusal::Busy => ErrorReply::new(
+                ErrorCode::Busy,
+                "too many logins in progress; try again in a moment",
+            ),
+        })?;
     username::validate(&username)
         .map_err(|e| ErrorReply::new(ErrorCode::NameInvalid, format!("invalid username: {e}")))?;
     let a_bytes = decode_b64("A", &a, N_LEN)?;
@@ -230,7 +234,8 @@ where
             return Err(ErrorReply::new(ErrorCode::AuthFailed, "wrong password"));
         }
     };
-    shared.guard().succeeded(peer.ip());
+    attempt.succeeded();
+    drop(attempt);
     // Taking over a session that still holds the name needs that session's secret.
     if reservation.is_takeover() {
         let proof = match resume_proof {

@@ -13,7 +13,7 @@ pub mod room;
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ use crate::crypto::kdf::{self, KDF_SALT_LEN, KdfParams};
 use crate::crypto::room_key::ROOM_SALT_LEN;
 use crate::crypto::srp::Verifier;
 use crate::protocol::wire::KdfSpec;
-use guard::GuessGuard;
+use guard::{GuessGuard, Refusal};
 use room::{Room, RoomConfig};
 
 /// How the room is run; the CLI's `serve` flags.
@@ -93,6 +93,30 @@ struct Notices {
     unreported: u32,
 }
 
+/// A login in progress, as the guessing guard counts it. However the
+/// handshake ends (a wrong password, a timeout, a dropped connection), it ends
+/// as a failure unless [`LoginAttempt::succeeded`] was called.
+pub(crate) struct LoginAttempt {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    succeeded: bool,
+}
+
+impl LoginAttempt {
+    /// The password was right.
+    fn succeeded(&mut self) {
+        self.succeeded = true;
+    }
+}
+
+impl Drop for LoginAttempt {
+    fn drop(&mut self) {
+        self.shared
+            .guard()
+            .finish(self.ip, self.succeeded, Instant::now());
+    }
+}
+
 /// State every connection task shares.
 pub(crate) struct Shared {
     config: ServerConfig,
@@ -110,9 +134,19 @@ impl Shared {
         self.guard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Starts a login from `ip` if the guessing guard allows one now.
+    fn begin_login(self: &Arc<Self>, ip: IpAddr) -> Result<LoginAttempt, Refusal> {
+        self.guard().begin(ip, Instant::now())?;
+        Ok(LoginAttempt {
+            shared: Arc::clone(self),
+            ip,
+            succeeded: false,
+        })
+    }
+
     /// Tells the members about a wrong password, at most once per
-    /// [`limits::NOTICE_INTERVAL`]. (The guard charged the attempt when it
-    /// began.)
+    /// [`limits::NOTICE_INTERVAL`]. (The guard counts the failure when the
+    /// login's [`LoginAttempt`] is dropped.)
     fn login_failed(&self, peer: SocketAddr) {
         let now = Instant::now();
         warn!(%peer, "failed login: wrong password");
