@@ -170,7 +170,7 @@ async fn guesses_made_in_parallel_are_bounded_like_guesses_made_one_by_one() {
         let mut raw = Raw::connect(server.addr).await;
         let srp = cmd_chat::crypto::srp::ClientSession::new();
         raw.send(serde_json::json!({
-            "cmd": "srp_init", "username": format!("eve{i}"), "native": 1,
+            "cmd": "srp_init", "username": format!("eve{i}"), "native": NATIVE_PROTOCOL,
             "A": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, srp.public()),
         }))
         .await;

@@ -176,7 +176,7 @@ hostile!(command_of_wrong_type, |s| {
 hostile!(srp_init_without_username, |s| {
     pre_auth_line(
         s,
-        &json!({"cmd": "srp_init", "A": a(), "native": 1}).to_string(),
+        &json!({"cmd": "srp_init", "A": a(), "native": NATIVE_PROTOCOL}).to_string(),
         "bad_request",
     )
     .await
@@ -184,7 +184,7 @@ hostile!(srp_init_without_username, |s| {
 hostile!(srp_init_without_a, |s| {
     pre_auth_line(
         s,
-        r#"{"cmd":"srp_init","username":"eve","native":1}"#,
+        r#"{"cmd":"srp_init","username":"eve","native":2}"#,
         "bad_request",
     )
     .await
@@ -192,7 +192,7 @@ hostile!(srp_init_without_a, |s| {
 hostile!(username_of_wrong_type, |s| {
     pre_auth_line(
         s,
-        &json!({"cmd": "srp_init", "username": 7, "A": a(), "native": 1}).to_string(),
+        &json!({"cmd": "srp_init", "username": 7, "A": a(), "native": NATIVE_PROTOCOL}).to_string(),
         "bad_request",
     )
     .await
@@ -200,7 +200,7 @@ hostile!(username_of_wrong_type, |s| {
 hostile!(a_of_wrong_type, |s| {
     pre_auth_line(
         s,
-        r#"{"cmd":"srp_init","username":"eve","A":[1,2],"native":1}"#,
+        r#"{"cmd":"srp_init","username":"eve","A":[1,2],"native":2}"#,
         "bad_request",
     )
     .await
@@ -208,7 +208,7 @@ hostile!(a_of_wrong_type, |s| {
 hostile!(a_not_base64, |s| {
     pre_auth_line(
         s,
-        r#"{"cmd":"srp_init","username":"eve","A":"**not base64**","native":1}"#,
+        r#"{"cmd":"srp_init","username":"eve","A":"**not base64**","native":2}"#,
         "bad_request",
     )
     .await
@@ -216,55 +216,56 @@ hostile!(a_not_base64, |s| {
 hostile!(a_empty, |s| {
     pre_auth_line(
         s,
-        r#"{"cmd":"srp_init","username":"eve","A":"","native":1}"#,
+        r#"{"cmd":"srp_init","username":"eve","A":"","native":2}"#,
         "bad_request",
     )
     .await
 });
 hostile!(a_is_zero, |s| {
-    let line =
-        json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode([0u8]), "native": 1});
+    let line = json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode([0u8]), "native": NATIVE_PROTOCOL});
     pre_auth_line(s, &line.to_string(), "bad_request").await
 });
 hostile!(a_is_n, |s| {
-    let line =
-        json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode(n_bytes()), "native": 1});
+    let line = json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode(n_bytes()), "native": NATIVE_PROTOCOL});
     pre_auth_line(s, &line.to_string(), "bad_request").await
 });
 hostile!(a_is_2n, |s| {
     let two_n = (&srp::groups::G_2048.n * 2u32).to_bytes_be();
-    let line =
-        json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode(two_n), "native": 1});
+    let line = json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode(two_n), "native": NATIVE_PROTOCOL});
     pre_auth_line(s, &line.to_string(), "bad_request").await
 });
 hostile!(a_longer_than_n, |s| {
-    let line = json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode([7u8; 300]), "native": 1});
+    let line = json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode([7u8; 300]), "native": NATIVE_PROTOCOL});
     pre_auth_line(s, &line.to_string(), "bad_request").await
 });
 hostile!(username_empty, |s| {
     pre_auth_line(
         s,
-        &json!({"cmd": "srp_init", "username": "", "A": a(), "native": 1}).to_string(),
+        &json!({"cmd": "srp_init", "username": "", "A": a(), "native": NATIVE_PROTOCOL})
+            .to_string(),
         "name_invalid",
     )
     .await
 });
 hostile!(username_too_long, |s| {
-    let line = json!({"cmd": "srp_init", "username": "x".repeat(33), "A": a(), "native": 1});
+    let line =
+        json!({"cmd": "srp_init", "username": "x".repeat(33), "A": a(), "native": NATIVE_PROTOCOL});
     pre_auth_line(s, &line.to_string(), "name_invalid").await
 });
 hostile!(username_with_escape_sequence, |s| {
-    let line = json!({"cmd": "srp_init", "username": "eve\u{1b}[2J", "A": a(), "native": 1});
+    let line =
+        json!({"cmd": "srp_init", "username": "eve\u{1b}[2J", "A": a(), "native": NATIVE_PROTOCOL});
     pre_auth_line(s, &line.to_string(), "name_invalid").await
 });
 hostile!(username_with_bidi_override, |s| {
-    let line = json!({"cmd": "srp_init", "username": "eve\u{202E}nna", "A": a(), "native": 1});
+    let line = json!({"cmd": "srp_init", "username": "eve\u{202E}nna", "A": a(), "native": NATIVE_PROTOCOL});
     pre_auth_line(s, &line.to_string(), "name_invalid").await
 });
 hostile!(username_of_a_member, |s| {
     pre_auth_line(
         s,
-        &json!({"cmd": "srp_init", "username": "ann", "A": a(), "native": 1}).to_string(),
+        &json!({"cmd": "srp_init", "username": "ann", "A": a(), "native": NATIVE_PROTOCOL})
+            .to_string(),
         "name_taken",
     )
     .await
@@ -322,7 +323,7 @@ hostile!(nul_bytes, |s| {
 
 async fn challenged(server: &TestServer, name: &str) -> (Raw, Value) {
     let mut raw = Raw::connect(server.addr).await;
-    raw.send(json!({"cmd": "srp_init", "username": name, "A": a(), "native": 1}))
+    raw.send(json!({"cmd": "srp_init", "username": name, "A": a(), "native": NATIVE_PROTOCOL}))
         .await;
     let challenge = raw.recv().await.unwrap();
     assert!(challenge.get("B").is_some(), "{challenge}");
@@ -365,7 +366,7 @@ hostile!(proof_too_long, |s| {
 });
 hostile!(srp_init_twice, |s| {
     let (mut raw, _) = challenged(s, "eve").await;
-    raw.send(json!({"cmd": "srp_init", "username": "eve", "A": a(), "native": 1}))
+    raw.send(json!({"cmd": "srp_init", "username": "eve", "A": a(), "native": NATIVE_PROTOCOL}))
         .await;
     assert_eq!(
         refused(&mut raw, false).await.unwrap()["code"],

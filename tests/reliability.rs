@@ -282,7 +282,7 @@ async fn taking_over_a_session_needs_its_secret() {
         let srp = cmd_chat::crypto::srp::ClientSession::new();
         raw.send(
             json!({"cmd": "srp_init", "username": "ann", "A": STANDARD.encode(srp.public()),
-                        "native": 1, "resume": ann_id}),
+                        "native": cmd_chat::protocol::wire::NATIVE_PROTOCOL, "resume": ann_id}),
         )
         .await;
         let challenge = raw.recv().await.unwrap();

@@ -18,10 +18,10 @@ async fn native_sessions_are_sealed_on_the_wire() {
     let server = TestServer::native().await;
     let mut raw = Raw::connect(server.addr).await;
     let srp = cmd_chat::crypto::srp::ClientSession::new();
-    raw.send(json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode(srp.public()), "native": 1}))
+    raw.send(json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode(srp.public()), "native": NATIVE_PROTOCOL}))
         .await;
     let challenge = raw.recv().await.unwrap();
-    assert_eq!(challenge["native"], 1);
+    assert_eq!(challenge["native"], NATIVE_PROTOCOL);
     assert!(
         challenge.get("room_salt").is_none(),
         "the room salt never crosses in clear"
@@ -252,7 +252,7 @@ async fn simultaneous_logins_cannot_share_a_name() {
     let mut first = Raw::connect(server.addr).await;
     let mut second = Raw::connect(server.addr).await;
     let a = STANDARD.encode(cmd_chat::crypto::srp::ClientSession::new().public());
-    let init = json!({"cmd": "srp_init", "username": "twin", "A": a, "native": 1});
+    let init = json!({"cmd": "srp_init", "username": "twin", "A": a, "native": NATIVE_PROTOCOL});
     first.send(init.clone()).await;
     second.send(init).await;
     let replies = [first.recv().await.unwrap(), second.recv().await.unwrap()];
@@ -266,7 +266,7 @@ async fn abandoned_logins_free_their_name() {
     let server = TestServer::native().await;
     let mut raw = Raw::connect(server.addr).await;
     let a = STANDARD.encode(cmd_chat::crypto::srp::ClientSession::new().public());
-    raw.send(json!({"cmd": "srp_init", "username": "ann", "A": a, "native": 1}))
+    raw.send(json!({"cmd": "srp_init", "username": "ann", "A": a, "native": NATIVE_PROTOCOL}))
         .await;
     assert!(raw.recv().await.unwrap().get("B").is_some());
     drop(raw);
@@ -300,7 +300,7 @@ async fn wrong_proof_and_out_of_order_handshakes_are_refused() {
     // A wrong M, then the connection closes: one try per login.
     let mut raw = Raw::connect(server.addr).await;
     let a = STANDARD.encode(cmd_chat::crypto::srp::ClientSession::new().public());
-    raw.send(json!({"cmd": "srp_init", "username": "eve", "A": a, "native": 1}))
+    raw.send(json!({"cmd": "srp_init", "username": "eve", "A": a, "native": NATIVE_PROTOCOL}))
         .await;
     let challenge = raw.recv().await.unwrap();
     raw.send(json!({"cmd": "srp_verify", "user_id": challenge["user_id"], "M": STANDARD.encode([0u8; 32])}))
@@ -311,7 +311,7 @@ async fn wrong_proof_and_out_of_order_handshakes_are_refused() {
     // M for another login's user_id.
     let mut raw = Raw::connect(server.addr).await;
     let a = STANDARD.encode(cmd_chat::crypto::srp::ClientSession::new().public());
-    raw.send(json!({"cmd": "srp_init", "username": "eve", "A": a, "native": 1}))
+    raw.send(json!({"cmd": "srp_init", "username": "eve", "A": a, "native": NATIVE_PROTOCOL}))
         .await;
     raw.recv().await.unwrap();
     raw.send(json!({"cmd": "srp_verify", "user_id": challenge["user_id"], "M": STANDARD.encode([0u8; 32])}))
@@ -335,12 +335,12 @@ async fn degenerate_public_values_and_garbage_are_refused() {
     let n = srp::groups::G_2048.n.clone();
     let zero = STANDARD.encode([0u8]);
     let cases = [
-        json!({"cmd": "srp_init", "username": "eve", "A": zero, "native": 1}),
-        json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode(n.to_bytes_be()), "native": 1}),
-        json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode((&n * 2u32).to_bytes_be()), "native": 1}),
-        json!({"cmd": "srp_init", "username": "eve", "A": "not base64!", "native": 1}),
-        json!({"cmd": "srp_init", "username": "eve", "native": 1}),
-        json!({"cmd": "srp_init", "username": 7, "A": zero, "native": 1}),
+        json!({"cmd": "srp_init", "username": "eve", "A": zero, "native": NATIVE_PROTOCOL}),
+        json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode(n.to_bytes_be()), "native": NATIVE_PROTOCOL}),
+        json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode((&n * 2u32).to_bytes_be()), "native": NATIVE_PROTOCOL}),
+        json!({"cmd": "srp_init", "username": "eve", "A": "not base64!", "native": NATIVE_PROTOCOL}),
+        json!({"cmd": "srp_init", "username": "eve", "native": NATIVE_PROTOCOL}),
+        json!({"cmd": "srp_init", "username": 7, "A": zero, "native": NATIVE_PROTOCOL}),
         json!({"cmd": "srp_init", "username": "eve", "A": zero, "native": 99}),
         json!({"cmd": "launch_missiles"}),
         json!([1, 2, 3]),

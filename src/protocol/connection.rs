@@ -3,7 +3,13 @@
 //! A connection is split into a [`FrameReader`] and a [`FrameWriter`] so a
 //! peer can read and write at once. Both start in clear; after SRP, native
 //! peers install one [`DirectionKey`] on each side and from then on every line
-//! on the wire is a [`Sealed`] frame. Callers only ever see JSON text.
+//! on the wire is a [`Sealed`] record. Callers only ever see JSON text.
+//!
+//! A sealed record holds one or more frames, newline-separated: a writer
+//! seals whatever it has queued when it flushes, up to [`SEAL_BATCH`] bytes,
+//! as one record. Sealing has a fixed cost per record (the Poly1305 tag, the
+//! nonce, the cipher's set-up) that dominated a relay's CPU when every small
+//! frame paid it (BENCHMARKS.md); a busy member's burst now pays it once.
 
 use std::io;
 
@@ -15,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
+use super::limits::SEAL_BATCH;
 use super::wire::Sealed;
 use crate::crypto::transport::{DirectionKey, SealError};
 
@@ -29,6 +36,8 @@ pub enum FrameError {
     Malformed(String),
     #[error("a clear-text line arrived where a sealed frame was required")]
     NotSealed,
+    #[error("a sealed record held an empty frame")]
+    EmptyFrame,
     #[error(transparent)]
     Seal(#[from] SealError),
     #[error("connection error: {0}")]
@@ -44,6 +53,10 @@ pub struct FrameReader<R> {
     lines: FramedRead<R, LinesCodec>,
     /// Present once the session is sealed.
     opener: Option<DirectionKey>,
+    /// The frames of the last opened record; `record[next..]` are still to be
+    /// returned, none once `next` is past the end.
+    record: String,
+    next: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -56,6 +69,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 READ_CAPACITY,
             ),
             opener: None,
+            record: String::new(),
+            next: 1,
         }
     }
 
@@ -85,6 +100,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     ///
     /// Cancel-safe: the only await is on the line stream.
     pub async fn read_text(&mut self) -> Result<Option<String>, FrameError> {
+        if let Some(frame) = self.next_in_record()? {
+            return Ok(Some(frame));
+        }
         let line = match self.lines.next().await {
             None => return Ok(None),
             Some(Ok(line)) => line,
@@ -114,9 +132,31 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         .map_err(|_| SealError::Forged)?;
         opener.open_in_place(&mut bytes)?;
-        String::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| FrameError::NotUtf8)
+        self.record = String::from_utf8(bytes).map_err(|_| FrameError::NotUtf8)?;
+        self.next = 0;
+        match self.next_in_record()? {
+            Some(frame) => Ok(Some(frame)),
+            None => Err(FrameError::EmptyFrame),
+        }
+    }
+
+    /// The next frame of the record opened last, if any is left.
+    fn next_in_record(&mut self) -> Result<Option<String>, FrameError> {
+        if self.next > self.record.len() {
+            if self.record.capacity() > KEEP_CAPACITY {
+                self.record = String::new();
+                self.next = 1;
+            }
+            return Ok(None);
+        }
+        let rest = &self.record[self.next..];
+        let end = rest.find('\n').unwrap_or(rest.len());
+        if end == 0 {
+            return Err(FrameError::EmptyFrame);
+        }
+        let frame = rest[..end].to_owned();
+        self.next += end + 1;
+        Ok(Some(frame))
     }
 
     /// The next frame parsed as `T`. `Ok(None)` is a clean end of stream.
@@ -159,9 +199,9 @@ pub struct FrameWriter<W: AsyncWrite> {
     sent: usize,
     /// Present once the session is sealed.
     sealer: Option<DirectionKey>,
-    /// Where each frame is sealed before it is encoded into `buf`; it only
-    /// ever holds ciphertext once a call returns.
-    scratch: Vec<u8>,
+    /// Frames queued for the next sealed record, newline-separated; sealed in
+    /// place and encoded into `buf` when the record is full or on a flush.
+    record: Vec<u8>,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -171,7 +211,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             buf: Vec::new(),
             sent: 0,
             sealer: None,
-            scratch: Vec::new(),
+            record: Vec::new(),
         }
     }
 
@@ -180,30 +220,51 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.sealer = Some(key);
     }
 
-    /// Encodes one frame whose JSON text is `json` (no newline) into the buffer.
+    /// Queues one frame whose JSON text is `json` (no newline, not empty).
     pub fn queue_text(&mut self, json: &str) -> Result<(), FrameError> {
-        debug_assert!(!json.contains('\n'));
-        match self.sealer.as_mut() {
-            None => self.buf.extend_from_slice(json.as_bytes()),
-            Some(sealer) => {
-                // Sealed in place in a reused buffer and encoded straight into
-                // the output: no allocation per frame once warm.
-                self.scratch.clear();
-                self.scratch.extend_from_slice(json.as_bytes());
-                sealer.seal_in_place(&mut self.scratch)?;
-                self.buf.extend_from_slice(SEALED_HEAD.as_bytes());
-                let start = self.buf.len();
-                let len =
-                    base64::encoded_len(self.scratch.len(), true).expect("frame fits in memory");
-                self.buf.resize(start + len, 0);
-                STANDARD
-                    .encode_slice(&self.scratch, &mut self.buf[start..])
-                    .expect("sized exactly");
-                self.buf.extend_from_slice(SEALED_TAIL.as_bytes());
-            }
+        debug_assert!(!json.is_empty() && !json.contains('\n'));
+        if self.sealer.is_none() {
+            self.buf.extend_from_slice(json.as_bytes());
+            self.buf.push(b'\n');
+            return Ok(());
         }
-        self.buf.push(b'\n');
+        if !self.record.is_empty() && self.record.len() + 1 + json.len() > SEAL_BATCH {
+            self.seal_record()?;
+        }
+        if !self.record.is_empty() {
+            self.record.push(b'\n');
+        }
+        self.record.extend_from_slice(json.as_bytes());
         Ok(())
+    }
+
+    /// Seals the queued frames as one record and encodes it into `buf`: in
+    /// place in a reused buffer and straight into the output, so no
+    /// allocation per record once warm.
+    fn seal_record(&mut self) -> Result<(), FrameError> {
+        let Some(sealer) = self.sealer.as_mut() else {
+            return Ok(());
+        };
+        if self.record.is_empty() {
+            return Ok(());
+        }
+        sealer.seal_in_place(&mut self.record)?;
+        self.buf.extend_from_slice(SEALED_HEAD.as_bytes());
+        let start = self.buf.len();
+        let len = base64::encoded_len(self.record.len(), true).expect("record fits in memory");
+        self.buf.resize(start + len, 0);
+        STANDARD
+            .encode_slice(&self.record, &mut self.buf[start..])
+            .expect("sized exactly");
+        self.buf.extend_from_slice(SEALED_TAIL.as_bytes());
+        self.buf.push(b'\n');
+        self.record.clear();
+        Ok(())
+    }
+
+    /// Bytes queued and not yet sent.
+    fn queued(&self) -> usize {
+        self.buf.len() - self.sent + self.record.len()
     }
 
     /// Encodes one frame serialized from `value` into the buffer.
@@ -216,7 +277,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Queues a frame, and sends the buffer once it is large.
     pub async fn write_text(&mut self, json: &str) -> Result<(), FrameError> {
         self.queue_text(json)?;
-        if self.buf.len() - self.sent >= WRITE_BUFFER {
+        if self.queued() >= WRITE_BUFFER {
             self.flush().await?;
         }
         Ok(())
@@ -225,7 +286,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Queues a frame serialized from `value`, and sends the buffer once it is large.
     pub async fn write<T: Serialize>(&mut self, value: &T) -> Result<(), FrameError> {
         self.queue(value)?;
-        if self.buf.len() - self.sent >= WRITE_BUFFER {
+        if self.queued() >= WRITE_BUFFER {
             self.flush().await?;
         }
         Ok(())
@@ -234,11 +295,13 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Whether queued bytes are still owed to the socket, e.g. after a flush
     /// that was cancelled.
     pub fn has_unsent(&self) -> bool {
-        self.sent < self.buf.len()
+        self.queued() > 0
     }
 
-    /// Sends everything queued. Cancel-safe.
+    /// Sends everything queued. Cancel-safe: the frames are sealed before the
+    /// first await, and the buffer keeps what the socket has not taken.
     pub async fn flush(&mut self) -> Result<(), FrameError> {
+        self.seal_record()?;
         while self.sent < self.buf.len() {
             let n = self.out.write(&self.buf[self.sent..]).await?;
             if n == 0 {
@@ -251,8 +314,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         if self.buf.capacity() > KEEP_CAPACITY {
             self.buf = Vec::new();
         }
-        if self.scratch.capacity() > KEEP_CAPACITY {
-            self.scratch = Vec::new();
+        if self.record.capacity() > KEEP_CAPACITY {
+            self.record = Vec::new();
         }
         self.out.flush().await?;
         Ok(())
@@ -268,5 +331,101 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.flush().await?;
         self.out.shutdown().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::secret::Key32;
+    use crate::crypto::transport::{Side, derive_keys};
+
+    fn sealed_pair() -> (FrameWriter<Vec<u8>>, DirectionKey) {
+        let key = Key32::new([3; 32]);
+        let (sealer, _) = derive_keys(&key, Side::Client);
+        let (_, opener) = derive_keys(&key, Side::Server);
+        let mut writer = FrameWriter::new(Vec::new());
+        writer.seal(sealer);
+        (writer, opener)
+    }
+
+    fn reader(bytes: Vec<u8>, opener: DirectionKey) -> FrameReader<std::io::Cursor<Vec<u8>>> {
+        let mut reader = FrameReader::new(std::io::Cursor::new(bytes), 1 << 20);
+        reader.seal(opener);
+        reader
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_one_record_and_reads_back_frame_by_frame() {
+        let (mut writer, opener) = sealed_pair();
+        for i in 0..100 {
+            writer.write_text(&format!("{{\"n\":{i}}}")).await.unwrap();
+        }
+        writer.flush().await.unwrap();
+        let wire = writer.into_inner();
+        assert_eq!(
+            wire.iter().filter(|&&b| b == b'\n').count(),
+            1,
+            "one record"
+        );
+        let mut reader = reader(wire, opener);
+        for i in 0..100 {
+            let text = reader.read_text().await.unwrap().unwrap();
+            assert_eq!(text, format!("{{\"n\":{i}}}"));
+        }
+        assert!(reader.read_text().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn records_are_bounded_and_large_frames_sealed_alone() {
+        let (mut writer, opener) = sealed_pair();
+        let small = format!("\"{}\"", "s".repeat(1000));
+        let large = format!("\"{}\"", "L".repeat(SEAL_BATCH + 10));
+        let frames: Vec<&str> = std::iter::repeat_n(small.as_str(), 70)
+            .chain([large.as_str(), small.as_str()])
+            .collect();
+        for frame in &frames {
+            writer.queue_text(frame).unwrap();
+        }
+        writer.flush().await.unwrap();
+        let wire = writer.into_inner();
+        let lines: Vec<&[u8]> = wire
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        // 70 small frames fill two full records and part of a third; the
+        // large one is alone; the last small one starts a record of its own.
+        assert_eq!(lines.len(), 5);
+        let limit = base64::encoded_len(SEAL_BATCH + 16, true).unwrap() + 16;
+        assert!(
+            lines
+                .iter()
+                .enumerate()
+                .all(|(i, l)| i == 3 || l.len() <= limit)
+        );
+        let mut reader = reader(wire, opener);
+        for frame in frames {
+            assert_eq!(reader.read_text().await.unwrap().unwrap(), frame);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_with_an_empty_frame_is_refused() {
+        for plaintext in [&b""[..], b"{}\n\n{}", b"{}\n"] {
+            let (_, opener) = sealed_pair();
+            let key = Key32::new([3; 32]);
+            let (mut sealer, _) = derive_keys(&key, Side::Client);
+            let sealed = sealer.seal(plaintext).unwrap();
+            let line = format!("{SEALED_HEAD}{}{SEALED_TAIL}\n", STANDARD.encode(sealed));
+            let mut reader = reader(line.into_bytes(), opener);
+            let mut outcome = reader.read_text().await;
+            while let Ok(Some(_)) = outcome {
+                outcome = reader.read_text().await;
+            }
+            assert!(
+                matches!(outcome, Err(FrameError::EmptyFrame)),
+                "{plaintext:?}: {outcome:?}"
+            );
+        }
     }
 }

@@ -18,6 +18,13 @@ pub const MEMBER_MAX_LINE: usize = 96 * 1024;
 /// the server sends to a legacy member fits in it, `init` included.
 pub const LEGACY_MAX_LINE: usize = 64 * 1024;
 
+/// Plaintext bytes of frames a writer seals together as one record. Large
+/// enough that a burst of chat lines pays the per-record cost of sealing
+/// once per hundred lines or so; small enough that a full record, sealed and
+/// encoded, stays well under [`MEMBER_MAX_LINE`] (tested below). A frame
+/// larger than this is sealed alone.
+pub const SEAL_BATCH: usize = 32 * 1024;
+
 /// Longest line a client accepts from the server: the `init` frame, which
 /// carries the whole history (bounded by `server::limits::HISTORY_MAX_BYTES`),
 /// sealed and base64-encoded.

@@ -2,12 +2,13 @@
 //!
 //! The shapes are those of cmd-chat 1.x; native peers add a `native` field to
 //! `srp_init` (which the original ignores) and then wrap every later line in a
-//! [`Sealed`] frame. Unknown fields are ignored, so 1.x peers' extras pass.
+//! [`Sealed`] record of one or more frames. Unknown fields are ignored, so 1.x peers' extras pass.
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the sealed native protocol this build speaks.
-pub const NATIVE_PROTOCOL: u32 = 1;
+/// Version of the sealed native protocol this build speaks. 2: a sealed
+/// record may hold several frames.
+pub const NATIVE_PROTOCOL: u32 = 2;
 
 /// Client → server, before authentication.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -413,7 +414,8 @@ pub enum ServerFrame {
     Event(ServerEvent),
 }
 
-/// `{"sealed": base64}`: one AEAD-sealed line of a native session.
+/// `{"sealed": base64}`: one AEAD-sealed line of a native session, holding
+/// one or more newline-separated frames.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sealed {
     pub sealed: String,

@@ -15,6 +15,8 @@ use cmd_chat::crypto::{Password, RoomCipher};
 use cmd_chat::server::room::Room;
 use cmd_chat::server::{Server, ServerConfig};
 use serde_json::{Value, json};
+
+pub use cmd_chat::protocol::wire::NATIVE_PROTOCOL;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -159,6 +161,8 @@ pub struct Raw {
     pub opener: Option<DirectionKey>,
     /// Set once the room salt is known.
     pub cipher: Option<RoomCipher>,
+    /// Frames of a sealed record not yet returned by [`Raw::recv`].
+    pending: std::collections::VecDeque<Value>,
 }
 
 impl Raw {
@@ -171,6 +175,7 @@ impl Raw {
             sealer: None,
             opener: None,
             cipher: None,
+            pending: Default::default(),
         }
     }
 
@@ -213,14 +218,22 @@ impl Raw {
 
     /// The next frame as JSON, opened if sealed; `None` on close.
     pub async fn recv(&mut self) -> Option<Value> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Some(frame);
+        }
         let line = self.recv_line().await?;
         let value: Value = serde_json::from_str(&line).expect("server lines are JSON");
         match self.opener.as_mut() {
             None => Some(value),
             Some(opener) => {
+                // A sealed record holds one or more frames.
                 let sealed = value["sealed"].as_str().expect("sealed frame");
                 let plain = opener.open(&STANDARD.decode(sealed).unwrap()).unwrap();
-                Some(serde_json::from_slice(&plain).unwrap())
+                for frame in plain.split(|&b| b == b'\n') {
+                    self.pending
+                        .push_back(serde_json::from_slice(frame).expect("frames are JSON"));
+                }
+                self.pending.pop_front()
             }
         }
     }
@@ -256,7 +269,7 @@ impl Raw {
         let mut init =
             json!({"cmd": "srp_init", "username": name, "A": STANDARD.encode(srp.public())});
         if native {
-            init["native"] = json!(1);
+            init["native"] = json!(NATIVE_PROTOCOL);
         }
         self.send(init).await;
         let challenge = self.recv().await.expect("challenge");
