@@ -47,8 +47,8 @@ use cmd_chat::crypto::transport::{Side, derive_keys};
 use cmd_chat::crypto::{Password, RoomCipher};
 use cmd_chat::protocol::limits::CLIENT_MAX_LINE;
 use cmd_chat::protocol::wire::{
-    Challenge, ClientFrame, HandshakeRequest, NATIVE_PROTOCOL, Reply, ServerEvent, ServerFrame,
-    Welcome,
+    Challenge, ClientFrame, ErrorCode, HandshakeRequest, NATIVE_PROTOCOL, Reply, ServerEvent,
+    ServerFrame, Welcome,
 };
 use cmd_chat::protocol::{FrameReader, FrameWriter};
 use futures_util::FutureExt as _;
@@ -291,8 +291,42 @@ struct Lean {
     cipher: RoomCipher,
 }
 
+/// The server refused a login because too many are in progress (more than
+/// its per-address allowance: every loadgen member comes from 127.0.0.1).
+#[derive(Debug)]
+struct Busy;
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server is busy with other logins")
+    }
+}
+
+impl std::error::Error for Busy {}
+
 /// SRP by hand, natively sealed unless `legacy`, up to and including `init`.
+/// Like cmd-chat's own client, waits out a server busy with other logins.
 async fn lean_login(
+    addr: SocketAddr,
+    name: &str,
+    password: &Password,
+    legacy: bool,
+    cache: &StretchCache,
+) -> Result<Lean, BoxError> {
+    let mut delay = Duration::from_millis(5);
+    for _ in 0..60 {
+        match lean_login_once(addr, name, password, legacy, cache).await {
+            Err(e) if e.is::<Busy>() => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+            outcome => return outcome,
+        }
+    }
+    Err(Box::new(Busy))
+}
+
+async fn lean_login_once(
     addr: SocketAddr,
     name: &str,
     password: &Password,
@@ -316,6 +350,7 @@ async fn lean_login(
     writer.flush().await?;
     let challenge = match reader.read::<Reply<Challenge>>().await? {
         Some(Reply::Ok(c)) => c,
+        Some(Reply::Error(e)) if e.code == Some(ErrorCode::Busy) => return Err(Box::new(Busy)),
         Some(Reply::Error(e)) => return Err(err(format!("srp_init refused: {}", e.error))),
         None => return Err(err("closed during login")),
     };

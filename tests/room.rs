@@ -66,6 +66,61 @@ async fn joiners_replay_history_in_order() {
 }
 
 #[tokio::test]
+async fn a_long_history_reaches_joiners_in_bounded_parts() {
+    use cmd_chat::server::limits::HISTORY_PART;
+    let server = TestServer::start(ServerConfig {
+        rate_per_sec: 1_000_000,
+        ..TestServer::config_for_tests()
+    })
+    .await;
+    let mut ann = server.join("ann").await;
+    // About 600 KiB of history: many parts.
+    const N: usize = 400;
+    let filler = "h".repeat(1000);
+    for i in 0..N {
+        ann.send(&format!("{i} {filler}")).await.unwrap();
+    }
+    for _ in 0..N {
+        next_message(&mut ann).await;
+    }
+    // On the wire: `init` announces the count and carries no messages; the
+    // history follows in frames no larger than a part.
+    let mut raw = Raw::connect(server.addr).await;
+    raw.collect_history = false;
+    let init = raw.login("raw", PASSWORD, true).await.unwrap();
+    assert_eq!(init["history"], N);
+    assert_eq!(init["messages"].as_array().unwrap().len(), 0);
+    let mut seqs = Vec::new();
+    let mut parts = 0;
+    while seqs.len() < N {
+        let frame = raw.recv_type("history").await;
+        assert!(frame.to_string().len() <= HISTORY_PART, "a part too large");
+        parts += 1;
+        for m in frame["messages"].as_array().unwrap() {
+            seqs.push(m["seq"].as_u64().unwrap());
+        }
+    }
+    assert!(parts > 10, "{parts} parts");
+    assert_eq!(seqs, (1..=N as u64).collect::<Vec<_>>());
+    // A client sees every message once, in order, as history, then live ones.
+    let mut cat = server.join("cat").await;
+    assert_eq!(cat.history_count(), N);
+    for i in 0..N {
+        let (from, text, history) = next_message(&mut cat).await;
+        assert_eq!((from.as_str(), history), ("ann", true));
+        assert!(
+            text.starts_with(&format!("{i} ")),
+            "message {i}: {text:.10}"
+        );
+    }
+    ann.send("live").await.unwrap();
+    assert_eq!(
+        next_message(&mut cat).await,
+        ("ann".into(), "live".into(), false)
+    );
+}
+
+#[tokio::test]
 async fn history_keeps_only_the_newest_messages() {
     let server = TestServer::start(ServerConfig {
         history_messages: 5,

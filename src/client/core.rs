@@ -272,6 +272,8 @@ struct Link {
     transport: Transport,
     users: Vec<UserInfo>,
     messages: Vec<MessageData>,
+    /// Messages announced to follow in `history` frames (native servers).
+    history: u64,
     resume: Option<ResumeState>,
     /// After a reconnect: whether `messages` is everything that was missed.
     complete: Option<bool>,
@@ -297,6 +299,9 @@ pub struct Client {
     pending: VecDeque<Event>,
     /// Messages replayed at join.
     history_count: usize,
+    /// Whether messages in `history` frames are history (at join) or were
+    /// missed while reconnecting (they are then shown as live).
+    replay_is_history: bool,
     /// Sequence numbers for servers that send none (cmd-chat 1.x).
     local_seq: u64,
     /// The last sequence number seen, where a resumed session picks up.
@@ -452,7 +457,8 @@ impl Client {
             config,
             users: link.users,
             pending: VecDeque::new(),
-            history_count: link.messages.len(),
+            history_count: link.messages.len() + usize::try_from(link.history).unwrap_or(0),
+            replay_is_history: true,
             local_seq: 0,
             last_seq: 0,
             last_heard: tokio::time::Instant::now(),
@@ -662,6 +668,7 @@ impl Client {
             locked,
             knocking,
             max_file_size,
+            history,
         }) = first
         else {
             return Err(match first {
@@ -698,6 +705,7 @@ impl Client {
             transport,
             users,
             messages,
+            history: history.unwrap_or(0),
             resume,
             complete,
             locked,
@@ -1368,8 +1376,9 @@ impl Client {
             self.resume = link.resume;
         }
         self.last_heard = tokio::time::Instant::now();
+        self.replay_is_history = false;
         self.pending.push_back(Event::Reconnected {
-            missed: link.messages.len(),
+            missed: link.messages.len() + usize::try_from(link.history).unwrap_or(0),
             complete: link.complete.unwrap_or(false),
         });
         for data in link.messages {
@@ -1414,6 +1423,14 @@ impl Client {
             },
             ServerFrame::Event(event) => match event {
                 ServerEvent::Message { data } => self.message_event(data, false),
+                ServerEvent::History { messages } => {
+                    let history = self.replay_is_history;
+                    for data in messages {
+                        let event = self.message_event(data, history);
+                        self.pending.push_back(event);
+                    }
+                    return Ok(None);
+                }
                 ServerEvent::UserJoined { user_id, username } => {
                     self.users.retain(|u| u.user_id != user_id);
                     self.users.push(UserInfo {

@@ -143,7 +143,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The next frame of the record opened last, if any is left.
     fn next_in_record(&mut self) -> Result<Option<String>, FrameError> {
         if self.next > self.record.len() {
-            if self.record.capacity() > KEEP_CAPACITY {
+            // Each record arrives in a buffer of its own: keep none between
+            // records, so an idle member holds no buffer here.
+            if self.record.capacity() > 0 {
                 self.record = String::new();
                 self.next = 1;
             }

@@ -306,6 +306,11 @@ pub enum ServerEvent {
         /// can answer them too.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         knocking: Vec<String>,
+        /// Native sessions only: how many messages of history follow in
+        /// `history` frames (`messages` is then empty). The history goes out
+        /// in parts so that neither end holds all of it in one frame.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        history: Option<u64>,
         /// Native sessions only: the largest file the room relays, in bytes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_file_size: Option<u64>,
@@ -319,6 +324,11 @@ pub enum ServerEvent {
     },
     Message {
         data: MessageData,
+    },
+    /// Native sessions only: a part of the history announced by `init`,
+    /// oldest first.
+    History {
+        messages: Vec<MessageData>,
     },
     Cleared,
     /// The server is going away (native only).
@@ -664,9 +674,15 @@ mod tests {
                 locked: Some("ann".into()),
                 knocking: vec!["cat".into()],
                 max_file_size: Some(5 << 20),
+                history: Some(3),
             },
             json!({"type": "init", "messages": [], "users": [], "room_salt": "cg==",
-                   "locked": "ann", "knocking": ["cat"], "max_file_size": 5_242_880}),
+                   "locked": "ann", "knocking": ["cat"], "max_file_size": 5_242_880,
+                   "history": 3}),
+        );
+        round_trip(
+            ServerEvent::History { messages: vec![] },
+            json!({"type": "history", "messages": []}),
         );
         // A 1.x-shaped init has none of the native extras.
         let init: ServerEvent =

@@ -473,11 +473,12 @@ async fn serve_member<R, W>(
     let (outbox, mut inbox) = outbox::channel();
     let own: Outbox = outbox.clone();
     let legacy = auth.legacy;
-    let Some((membership, mut kick_rx)) =
+    let Some((mut membership, mut kick_rx)) =
         enter(&mut reader, &mut writer, auth, &outbox, &shared).await
     else {
         return;
     };
+    let mut replay = membership.take_history();
     drop(outbox);
     info!(%peer, user = membership.username(), legacy, "member joined");
     reader.set_max_line(MEMBER_MAX_LINE);
@@ -691,6 +692,13 @@ async fn serve_member<R, W>(
     let write_loop = async {
         while let Some(frame) = inbox.recv().await {
             writer.write_text(&frame).await?;
+            // The first frame is `init`; a native joiner's history follows
+            // it, built a part at a time as the socket takes it.
+            if let Some(mut cursor) = replay.take() {
+                while let Some(part) = shared.room.history_part(&mut cursor) {
+                    writer.write_text(&part).await?;
+                }
+            }
             if inbox.is_empty() {
                 writer.flush().await?;
             }

@@ -99,3 +99,9 @@ pub const FILE_RECEIVER_QUEUE_MAX: usize = MAX_QUEUED_BYTES / 2;
 /// How often a sender whose acknowledgements are held back checks whether
 /// the receivers have caught up.
 pub const FILE_ACK_POLL: Duration = Duration::from_millis(20);
+
+/// Bytes of history in one `history` frame sent to a native joiner: one
+/// sealed record's worth, so a replay of the whole history is built, sealed
+/// and sent a part at a time, never as one frame of up to
+/// [`HISTORY_MAX_BYTES`] per joiner.
+pub const HISTORY_PART: usize = crate::protocol::limits::SEAL_BATCH;

@@ -22,7 +22,7 @@ use zeroize::Zeroize;
 use crate::crypto::Key32;
 use crate::crypto::resume::resume_proof;
 
-use super::limits::{FILE_RECEIVER_QUEUE_MAX, HISTORY_MAX_BYTES, MAX_WAITING_KNOCKS};
+use super::limits::{FILE_RECEIVER_QUEUE_MAX, HISTORY_MAX_BYTES, HISTORY_PART, MAX_WAITING_KNOCKS};
 pub use super::outbox::Outbound;
 use super::outbox::Outbox;
 use crate::protocol::limits::LEGACY_MAX_LINE;
@@ -165,6 +165,13 @@ struct History {
     bytes: usize,
 }
 
+impl History {
+    /// Messages kept with a sequence number after `after`.
+    fn len_after(&self, after: u64) -> usize {
+        self.entries.len() - self.entries.partition_point(|e| e.seq <= after)
+    }
+}
+
 struct State {
     /// Every name in use: by a member, or reserved by a login in progress.
     names: HashMap<String, String>,
@@ -233,11 +240,29 @@ pub struct Membership {
     user_id: String,
     generation: u64,
     username: String,
+    /// A native joiner's history, still to be sent after `init`.
+    history: Option<HistoryCursor>,
+}
+
+/// Where a native joiner's history replay stands: the messages with
+/// `after < seq <= until` are still to be sent, a part at a time, as the
+/// member's connection takes them ([`Room::history_part`]). Parts are built
+/// from the room's history when they are sent, so a joiner, however slow,
+/// never costs more than one part of memory beyond the shared history.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryCursor {
+    after: u64,
+    until: u64,
 }
 
 impl Membership {
     pub fn username(&self) -> &str {
         &self.username
+    }
+
+    /// The history to send right after `init` (native joiners only).
+    pub fn take_history(&mut self) -> Option<HistoryCursor> {
+        self.history.take()
     }
 
     pub fn user_id(&self) -> &str {
@@ -431,6 +456,7 @@ impl Room {
         let generation = state.next_generation;
         state.next_generation += 1;
         let username = reservation.name.clone();
+        let history;
         let mut member = Member {
             user_id: reservation.user_id.clone(),
             generation,
@@ -449,7 +475,8 @@ impl Room {
             // The session keeps its resume token: a client that loses this
             // connection before reading `init` can still prove it next time.
             member.resume_token = state.members[pos].resume_token.clone();
-            let init = self.init_frame(&state, &member, resume);
+            let (init, cursor) = self.init_frame(&state, &member, resume);
+            history = cursor;
             let _ = member.outbox.push(&init);
             let mut old = std::mem::replace(&mut state.members[pos], member);
             if let Some(kick) = old.kick.take() {
@@ -459,8 +486,10 @@ impl Room {
             if state.members.len() >= self.config.max_users {
                 return Err(RoomError::Full(self.config.max_users));
             }
-            let init = self.init_frame(&state, &member, resume);
-            // The new member's queue is empty, so its `init` always fits.
+            let (init, cursor) = self.init_frame(&state, &member, resume);
+            history = cursor;
+            // The new member's queue is empty, so its `init` always fits, and
+            // it is the first frame the member's connection sends.
             let _ = member.outbox.push(&init);
             let joined = to_json(&ServerEvent::UserJoined {
                 user_id: member.user_id.clone(),
@@ -484,10 +513,19 @@ impl Room {
             user_id,
             generation,
             username,
+            history,
         })
     }
 
-    fn init_frame(&self, state: &State, joiner: &Member, resume: Option<Resume>) -> Outbound {
+    /// The joiner's `init` frame. A 1.x joiner finds the newest history that
+    /// fits its line limit in it; a native joiner gets a count, and the
+    /// returned cursor says which messages follow in `history` frames.
+    fn init_frame(
+        &self,
+        state: &State,
+        joiner: &Member,
+        resume: Option<Resume>,
+    ) -> (Outbound, Option<HistoryCursor>) {
         let legacy = joiner.legacy;
         let mut users: Vec<UserInfo> = state
             .members
@@ -544,14 +582,19 @@ impl Room {
         }
         head.push_str("\"users\":");
         head.push_str(&users_json);
+        if !legacy {
+            let until = state.next_seq.saturating_sub(1);
+            let cursor = HistoryCursor { after, until };
+            let count = state.history.len_after(after);
+            head.push_str(",\"history\":");
+            head.push_str(&count.to_string());
+            head.push_str(",\"messages\":[]}");
+            return (head.into(), Some(cursor));
+        }
         head.push_str(",\"messages\":[");
         let tail = "]}";
         // Legacy clients read lines of at most 64 KiB: send the newest history that fits.
-        let budget = if legacy {
-            LEGACY_MAX_LINE - 1
-        } else {
-            usize::MAX
-        };
+        let budget = LEGACY_MAX_LINE - 1;
         let mut used = head.len() + tail.len();
         let mut first_kept = state.history.entries.len();
         for (i, entry) in state.history.entries.iter().enumerate().rev() {
@@ -574,7 +617,37 @@ impl Room {
             frame.push_str(&entry.data_json);
         }
         frame.push_str(tail);
-        frame.into()
+        (frame.into(), None)
+    }
+
+    /// The next part of a native joiner's history, oldest first, or `None`
+    /// once it is all sent (messages cleared or dropped from the history in
+    /// the meantime are skipped).
+    pub fn history_part(&self, cursor: &mut HistoryCursor) -> Option<Outbound> {
+        const HEAD: &str = "{\"type\":\"history\",\"messages\":[";
+        const TAIL: &str = "]}";
+        let state = self.lock();
+        let entries = &state.history.entries;
+        let start = entries.partition_point(|e| e.seq <= cursor.after);
+        let mut part = String::new();
+        for entry in entries.range(start..) {
+            if entry.seq > cursor.until {
+                break;
+            }
+            let cost = entry.data_json.len() + 1;
+            if !part.is_empty() && part.len() + cost + TAIL.len() > HISTORY_PART {
+                break;
+            }
+            part.push_str(if part.is_empty() { HEAD } else { "," });
+            part.push_str(&entry.data_json);
+            cursor.after = entry.seq;
+        }
+        if part.is_empty() {
+            cursor.after = cursor.until;
+            return None;
+        }
+        part.push_str(TAIL);
+        Some(part.into())
     }
 
     fn post(&self, username: &str, token: String) -> u64 {

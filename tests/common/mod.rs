@@ -163,6 +163,10 @@ pub struct Raw {
     pub cipher: Option<RoomCipher>,
     /// Frames of a sealed record not yet returned by [`Raw::recv`].
     pending: std::collections::VecDeque<Value>,
+    /// Whether [`Raw::login`] reads the `history` frames a native server
+    /// sends after `init` and returns them in `init`'s `messages`, as a 1.x
+    /// server sends them (the default).
+    pub collect_history: bool,
 }
 
 impl Raw {
@@ -176,6 +180,7 @@ impl Raw {
             opener: None,
             cipher: None,
             pending: Default::default(),
+            collect_history: true,
         }
     }
 
@@ -307,7 +312,16 @@ impl Raw {
             self.sealer = Some(sealer);
             self.opener = Some(opener);
         }
-        let init = self.recv().await.expect("init");
+        let mut init = self.recv().await.expect("init");
+        let announced = init["history"].as_u64().unwrap_or(0) as usize;
+        if native && self.collect_history && announced > 0 {
+            let mut messages = Vec::new();
+            while messages.len() < announced {
+                let part = self.recv_type("history").await;
+                messages.extend(part["messages"].as_array().unwrap().iter().cloned());
+            }
+            init["messages"] = Value::Array(messages);
+        }
         let room_salt = if native {
             &init["room_salt"]
         } else {

@@ -220,6 +220,7 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) {
                 locked: None,
                 knocking: Vec::new(),
                 max_file_size: None,
+                history: None,
             },
         );
         let joined = ServerEvent::UserJoined {
