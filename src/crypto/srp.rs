@@ -40,11 +40,14 @@
 //! Per login the server computes `B = k·v + g^b` (table; `k·v` is kept with
 //! the verifier), `v^u` (table) and `S = (A·v^u)^b` (variable base); the
 //! client computes `A = g^a` and `g^x` (table) and `S = (B − k·g^x)^(a + u·x)`
-//! (variable base). Every secret integer or residue we hold is a
-//! [`SecretUint`] or a `Zeroizing` buffer, wiped on drop, and so is the `v`
-//! table. What stays variable-time is inherent to the protocol and public:
-//! `S` is hashed as minimal bytes (as pysrp does), so the length of that hash
-//! input depends on `S`'s leading zero bytes.
+//! (variable base). That is about 0.7 ms for the server's half of a login and
+//! 1.2 ms for the client's (`examples/srp_cost`, BENCHMARKS.md).
+//!
+//! Every secret integer or residue we hold is a [`SecretUint`] or a
+//! `Zeroizing` buffer, wiped on drop, and so is the `v` table. What stays
+//! variable-time: the checks on the public values `A`, `B` and `u`, and the
+//! hashing of `S` as minimal bytes (pysrp's `K = H(S)` requires it), whose
+//! length depends on how many leading zero bytes `S` has.
 
 use std::sync::LazyLock;
 
@@ -350,7 +353,7 @@ impl ServerSession {
     /// Starts a login from the client's `A` (minimal big-endian bytes).
     ///
     /// Two table exponentiations and one 256-bit exponentiation (about
-    /// 0.6 ms): run it off the async reactor.
+    /// 0.7 ms): run it off the async reactor.
     pub fn start(verifier: &Verifier, a_bytes: &[u8]) -> Result<Self, SrpError> {
         Self::start_with_secret(verifier, a_bytes, random_secret())
     }
