@@ -134,9 +134,11 @@ impl FixedBase {
         Self { rows }
     }
 
-    /// `base^exponent` in constant time: one multiplication per row, each
-    /// row's entry selected by reading all of the row.
+    /// `base^exponent` in constant time: the product of one entry per row
+    /// (`ROWS − 1` multiplications), each selected by reading all of its row.
     fn pow(&self, exponent: &U256) -> Residue {
+        // A window never straddles two words.
+        const { assert!((Word::BITS as usize).is_multiple_of(WINDOW)) };
         let words = exponent.as_words();
         let mut acc = Residue::ONE;
         let mut entry = Zeroizing::new(Residue::ONE);
@@ -151,7 +153,7 @@ impl FixedBase {
                 entry.ct_assign(candidate, ct_eq_word(j as Word, *digit));
             }
             digit.zeroize();
-            acc = acc.mul(&entry);
+            acc = if i == 0 { *entry } else { acc.mul(&entry) };
         }
         acc
     }
@@ -443,9 +445,11 @@ impl ClientSession {
         let v = SecretUint::new(group.g_table.pow(x.expose()));
         // S = (B - k·v)^(a + u·x) mod N. a + u·x < 2^256 + (2^256 - 1)^2 < 2^512,
         // so the 512-bit sum cannot wrap.
-        let base = SecretUint::new(b_residue.sub(&group.k.mul(v.expose())));
+        let kv = SecretUint::new(group.k.mul(v.expose()));
+        let base = SecretUint::new(b_residue.sub(kv.expose()));
         let ux: SecretUint<U512> = SecretUint::new(x.expose().concatenating_mul(&u));
-        let exponent = SecretUint::new(ux.expose().wrapping_add(&self.a.expose().resize()));
+        let a: SecretUint<U512> = SecretUint::new(self.a.expose().resize());
+        let exponent = SecretUint::new(ux.expose().wrapping_add(a.expose()));
         let s = SecretUint::new(
             base.expose()
                 .pow_bounded_exp(exponent.expose(), U512::BITS)
