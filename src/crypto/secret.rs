@@ -6,8 +6,7 @@
 
 use std::fmt;
 
-use num_bigint::BigUint;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// The room password, as typed by the person who runs or joins the room, or
 /// its Argon2id stretch (see [`crate::crypto::kdf`]).
@@ -65,39 +64,32 @@ impl fmt::Debug for Key32 {
     }
 }
 
-/// A secret big integer (SRP's `a`, `b`, `x`, `S`).
+/// A secret fixed-size integer or Montgomery residue (SRP's `a`, `b`, `x`,
+/// `v`, `S` and what is computed from them), wiped on drop.
 ///
-/// `num-bigint` has no zeroize support, so on drop the limbs are overwritten in
-/// place before the allocation is freed. Temporaries inside `modpow` are out of
-/// reach; this wipes what we own.
-pub struct SecretUint(BigUint);
+/// `T` is a `crypto-bigint` type: fixed size, no heap, zeroized in place with
+/// volatile writes. The arithmetic works on copies of such values on the
+/// stack, and temporaries inside the crate's own routines (e.g. the window
+/// of powers in `pow`) are out of reach; this wipes what we own.
+pub struct SecretUint<T: Zeroize>(T);
 
-impl SecretUint {
-    pub fn new(value: BigUint) -> Self {
+impl<T: Zeroize> SecretUint<T> {
+    pub fn new(value: T) -> Self {
         Self(value)
     }
 
-    pub fn from_bytes_be(bytes: &[u8]) -> Self {
-        Self(BigUint::from_bytes_be(bytes))
-    }
-
-    pub fn expose(&self) -> &BigUint {
+    pub fn expose(&self) -> &T {
         &self.0
     }
 }
 
-impl Drop for SecretUint {
+impl<T: Zeroize> Drop for SecretUint<T> {
     fn drop(&mut self) {
-        // `assign_from_slice` clears the limb vector and refills it in the same
-        // allocation, so the old limbs are overwritten with zeros.
-        // Exactly as many (64-bit) digits as the number holds, so the
-        // refill fits the allocation and never reallocates it.
-        let limbs = Zeroizing::new(vec![0u32; (self.0.bits() as usize).div_ceil(64) * 2]);
-        self.0.assign_from_slice(&limbs);
+        self.0.zeroize();
     }
 }
 
-impl fmt::Debug for SecretUint {
+impl<T: Zeroize> fmt::Debug for SecretUint<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretUint([redacted])")
     }

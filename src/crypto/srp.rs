@@ -1,9 +1,9 @@
-//! SRP-6a exactly as cmd-chat 1.x computes it.
+//! SRP-6a exactly as cmd-chat 1.x computes it, in constant time.
 //!
 //! The original uses pysrp 1.0.22 with `rfc5054_enable()`, SHA-256, the RFC 5054
 //! 2048-bit group and the fixed identity `I = "chat"`. The `srp` crate's own
-//! client and server compute `M` differently, so only its group constants are
-//! used here; the arithmetic follows pysrp, byte for byte:
+//! client and server compute `M` differently, so it is not used; the
+//! arithmetic follows pysrp, byte for byte:
 //!
 //! ```text
 //! x = H(s | H("chat" ":" password))      v = g^x mod N
@@ -19,13 +19,43 @@
 //! pure-Python backend does not. We strip them as the default backend does and
 //! never generate a salt that starts with a zero byte, so both agree with us.
 //! `tests/data/srp_vectors.json` holds vectors produced by pysrp itself.
+//!
+//! # Arithmetic
+//!
+//! All of it is `crypto-bigint`'s constant-time Montgomery arithmetic modulo
+//! the fixed 2048-bit `N` (`ConstMontyForm<_, 32 limbs>`): no branch and no
+//! memory access depends on a secret exponent (`a`, `b`, `x`, `a + u·x`) or on
+//! `v`. Two kinds of exponentiation:
+//!
+//! - **Fixed base** (`g`, and the room's verifier `v` on the server): a table
+//!   of `base^(j·16^i)` for every 4-bit window `i` of a 256-bit exponent and
+//!   every digit `j`, so `base^e` is the product of one entry per row: 63
+//!   multiplications and no squaring. Each entry is picked by reading the whole
+//!   row with a constant-time select. 64 rows × 16 entries × 256 bytes =
+//!   **256 KiB per table**: one for `g` per process (built on first use), one
+//!   for `v` per [`Verifier`] (the server's room has one).
+//! - **Variable base**: the crate's `pow_bounded_exp`, with the exponent's
+//!   fixed bit length (256 for `b`, 512 for the client's `a + u·x`).
+//!
+//! Per login the server computes `B = k·v + g^b` (table; `k·v` is kept with
+//! the verifier), `v^u` (table) and `S = (A·v^u)^b` (variable base); the
+//! client computes `A = g^a` and `g^x` (table) and `S = (B − k·g^x)^(a + u·x)`
+//! (variable base). That is about 0.7 ms for the server's half of a login and
+//! 1.2 ms for the client's (`examples/srp_cost`, BENCHMARKS.md).
+//!
+//! Every secret integer or residue we hold is a [`SecretUint`] or a
+//! `Zeroizing` buffer, wiped on drop, and so is the `v` table. What stays
+//! variable-time: the checks on the public values `A`, `B` and `u`, and the
+//! hashing of `S` as minimal bytes (pysrp's `K = H(S)` requires it), whose
+//! length depends on how many leading zero bytes `S` has.
 
 use std::sync::LazyLock;
 
-use num_bigint::BigUint;
-use num_traits::Zero;
+use crypto_bigint::modular::ConstMontyForm;
+use crypto_bigint::{CtAssign, U256, U512, U2048, Uint, Word, const_monty_params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::secret::{Key32, Password, SecretUint};
 
@@ -37,6 +67,26 @@ pub const SALT_LEN: usize = 16;
 pub const EPHEMERAL_LEN: usize = 32;
 /// Byte length of `N`; public values longer than this are malformed.
 pub const N_LEN: usize = 256;
+
+const_monty_params!(
+    GroupModulus,
+    U2048,
+    "AC6BDB41324A9A9BF166DE5E1389582FAF72B6651987EE07FC3192943DB56050\
+     A37329CBB4A099ED8193E0757767A13DD52312AB4B03310DCD7F48A9DA04FD50\
+     E8083969EDB767B0CF6095179A163AB3661A05FBD5FAAAE82918A9962F0B93B8\
+     55F97993EC975EEAA80D740ADBF4FF747359D041D5C33EA71D281E446B14773B\
+     CA97B43A23FB801676BD207A436C6481F1D2B9078717461A5B9D32E688F87748\
+     544523B524B0D57D5EA77A2775D2ECFA032CFBDBF52FB3786160279004E57AE6\
+     AF874E7303CE53299CCC041C7BC308D82A5698F3A8D0C38271AE35F8E9DBFBB6\
+     94B5C803D89F7AE435DE236D525F54759B65E372FCD68EF20FA7111F9E4AFF73",
+    "The RFC 5054 2048-bit prime `N` (Appendix A)."
+);
+
+/// An integer modulo `N` in Montgomery form.
+type Residue = ConstMontyForm<GroupModulus, { U2048::LIMBS }>;
+
+/// The generator `g` of the RFC 5054 2048-bit group.
+const G: u64 = 2;
 
 /// Why an SRP exchange was abandoned.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -51,35 +101,104 @@ pub enum SrpError {
     ServerNotAuthentic,
 }
 
-/// Group constants and the hashes that depend only on them, computed once.
+/// Bits of the exponent one row of a [`FixedBase`] table covers.
+const WINDOW: usize = 4;
+/// Entries of a row: every `WINDOW`-bit digit.
+const ENTRIES: usize = 1 << WINDOW;
+/// Rows of a table: fixed-base exponents are at most 256 bits.
+const ROWS: usize = U256::BITS as usize / WINDOW;
+
+/// Powers of one base for fixed-base exponentiation with 256-bit exponents:
+/// `rows[i][j] = base^(j · 2^(WINDOW·i))`, in Montgomery form.
+/// `ROWS × ENTRIES × 256` bytes = 256 KiB. Wiped on drop (the `v` table is
+/// as sensitive as `v`).
+struct FixedBase {
+    rows: Vec<[Residue; ENTRIES]>,
+}
+
+impl FixedBase {
+    /// `ROWS × (ENTRIES − 1)` multiplications: about 1.5 ms.
+    fn new(base: &Residue) -> Self {
+        let mut rows = Vec::with_capacity(ROWS);
+        // base^(2^(WINDOW·i)) for the current row i.
+        let mut row_base = Zeroizing::new(*base);
+        for _ in 0..ROWS {
+            let mut row = [Residue::ONE; ENTRIES];
+            for j in 1..ENTRIES {
+                row[j] = row[j - 1].mul(&row_base);
+            }
+            *row_base = row[ENTRIES - 1].mul(&row_base);
+            rows.push(row);
+            row.zeroize();
+        }
+        Self { rows }
+    }
+
+    /// `base^exponent` in constant time: the product of one entry per row
+    /// (`ROWS − 1` multiplications), each selected by reading all of its row.
+    fn pow(&self, exponent: &U256) -> Residue {
+        // A window never straddles two words.
+        const { assert!((Word::BITS as usize).is_multiple_of(WINDOW)) };
+        let words = exponent.as_words();
+        let mut acc = Residue::ONE;
+        let mut entry = Zeroizing::new(Residue::ONE);
+        for (i, row) in self.rows.iter().enumerate() {
+            let bit = i * WINDOW;
+            let mut digit = Zeroizing::new(
+                (words[bit / Word::BITS as usize] >> (bit % Word::BITS as usize))
+                    & (ENTRIES as Word - 1),
+            );
+            *entry = row[0];
+            for (j, candidate) in row.iter().enumerate().skip(1) {
+                entry.ct_assign(candidate, ct_eq_word(j as Word, *digit));
+            }
+            digit.zeroize();
+            acc = if i == 0 { *entry } else { acc.mul(&entry) };
+        }
+        acc
+    }
+}
+
+/// crypto-bigint's constant-time equality of two words (called by path: its
+/// method name is also `subtle`'s).
+fn ct_eq_word(a: Word, b: Word) -> crypto_bigint::Choice {
+    crypto_bigint::CtEq::ct_eq(&a, &b)
+}
+
+impl Drop for FixedBase {
+    fn drop(&mut self) {
+        self.rows.zeroize();
+    }
+}
+
+/// Group constants, the hashes that depend only on them and the table of
+/// powers of `g`, computed once.
 struct Group {
-    n: BigUint,
-    g: BigUint,
-    /// `k = H(PAD(N) | PAD(g))`.
-    k: BigUint,
+    /// `k = H(PAD(N) | PAD(g))`, in Montgomery form.
+    k: Residue,
     /// `H(N) xor H(PAD(g))`, the first input of `M`.
     hn_xor_hg: [u8; 32],
     /// `H(I)`, the second input of `M`.
     h_identity: [u8; 32],
+    g_table: FixedBase,
 }
 
 static GROUP: LazyLock<Group> = LazyLock::new(|| {
-    let n = srp::groups::G_2048.n.clone();
-    let g = srp::groups::G_2048.g.clone();
-    assert_eq!(n.to_bytes_be().len(), N_LEN);
-    let k = BigUint::from_bytes_be(&sha256(&[&pad(&n), &pad(&g)]));
-    let hn = sha256(&[&n.to_bytes_be()]);
-    let hg = sha256(&[&pad(&g)]);
+    let n = Residue::MODULUS.get().to_be_bytes();
+    let g = U2048::from_u64(G);
+    let g_bytes = g.to_be_bytes();
+    let k = sha256(&[&n, &g_bytes]);
+    let hn = sha256(&[strip_zeros(&n)]);
+    let hg = sha256(&[&g_bytes]);
     let mut hn_xor_hg = [0u8; 32];
     for (out, (a, b)) in hn_xor_hg.iter_mut().zip(hn.iter().zip(hg.iter())) {
         *out = a ^ b;
     }
     Group {
-        n,
-        g,
-        k,
+        k: Residue::new(&U256::from_be_slice(&k).resize()),
         hn_xor_hg,
         h_identity: sha256(&[IDENTITY]),
+        g_table: FixedBase::new(&Residue::new(&g)),
     }
 });
 
@@ -91,21 +210,9 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// `x` left-padded with zeros to the byte length of `N`.
-fn pad(x: &BigUint) -> Vec<u8> {
-    let bytes = x.to_bytes_be();
-    let mut out = vec![0u8; N_LEN.saturating_sub(bytes.len())];
-    out.extend_from_slice(&bytes);
-    out
-}
-
 /// Minimal big-endian bytes, as pysrp's `long_to_bytes` (zero is empty).
-fn minimal(x: &BigUint) -> Vec<u8> {
-    if x.is_zero() {
-        Vec::new()
-    } else {
-        x.to_bytes_be()
-    }
+fn minimal<const LIMBS: usize>(x: &Uint<LIMBS>) -> Vec<u8> {
+    strip_zeros(&x.to_be_bytes()).to_vec()
 }
 
 /// Leading zero bytes removed: what pysrp hashes after turning bytes into an integer.
@@ -121,31 +228,38 @@ fn random_bytes<const L: usize>() -> [u8; L] {
     buf
 }
 
+/// A fresh ephemeral secret (`a` or `b`).
+fn random_secret() -> SecretUint<U256> {
+    let bytes = Zeroizing::new(random_bytes::<EPHEMERAL_LEN>());
+    SecretUint::new(U256::from_be_slice(&*bytes))
+}
+
 /// `x = H(s | H(I ":" P))`: the salt without leading zeros, the inner hash whole.
-fn private_key(salt: &[u8], password: &Password) -> SecretUint {
+fn private_key(salt: &[u8], password: &Password) -> SecretUint<U256> {
     let mut inner = Sha256::new();
     inner.update(IDENTITY);
     inner.update(b":");
     inner.update(password.as_bytes());
-    let inner: zeroize::Zeroizing<[u8; 32]> = zeroize::Zeroizing::new(inner.finalize().into());
-    let x = zeroize::Zeroizing::new(sha256(&[strip_zeros(salt), &*inner]));
-    SecretUint::from_bytes_be(&*x)
+    let inner: Zeroizing<[u8; 32]> = Zeroizing::new(inner.finalize().into());
+    let x = Zeroizing::new(sha256(&[strip_zeros(salt), &*inner]));
+    SecretUint::new(U256::from_be_slice(&*x))
 }
 
-fn scrambler(a: &BigUint, b: &BigUint) -> BigUint {
-    BigUint::from_bytes_be(&sha256(&[&pad(a), &pad(b)]))
+/// `u = H(PAD(A) | PAD(B))`.
+fn scrambler(a: &U2048, b: &U2048) -> U256 {
+    U256::from_be_slice(&sha256(&[&a.to_be_bytes(), &b.to_be_bytes()]))
 }
 
 /// `K = H(S)`, then `M` and `H_AMK` from it.
 fn proofs(
     salt: &[u8],
-    a_pub: &BigUint,
-    b_pub: &BigUint,
-    s: &SecretUint,
+    a_pub: &U2048,
+    b_pub: &U2048,
+    s: &SecretUint<U2048>,
 ) -> (Key32, [u8; 32], [u8; 32]) {
     let group = &*GROUP;
-    let s_bytes = zeroize::Zeroizing::new(minimal(s.expose()));
-    let key = Key32::new(sha256(&[&s_bytes]));
+    let s_bytes = Zeroizing::new(s.expose().to_be_bytes());
+    let key = Key32::new(sha256(&[strip_zeros(&s_bytes)]));
     let a_bytes = minimal(a_pub);
     let m = sha256(&[
         &group.hn_xor_hg,
@@ -159,31 +273,44 @@ fn proofs(
     (key, m, h_amk)
 }
 
-/// Parses a peer's public value; `None` when longer than `N` or `≡ 0 (mod N)`.
-fn parse_public(bytes: &[u8]) -> Option<BigUint> {
+/// Parses a peer's public value: the integer as sent (what is hashed) and its
+/// residue mod `N` (what is computed with); `None` when longer than `N` or
+/// `≡ 0 (mod N)`.
+fn parse_public(bytes: &[u8]) -> Option<(U2048, Residue)> {
     if bytes.len() > N_LEN {
         return None;
     }
-    let value = BigUint::from_bytes_be(bytes);
-    if (&value % &GROUP.n).is_zero() {
+    let mut padded = [0u8; N_LEN];
+    padded[N_LEN - bytes.len()..].copy_from_slice(bytes);
+    let value = U2048::from_be_slice(&padded);
+    // Any value below 2^2048 is reduced correctly (2^2048 < 2N).
+    let residue = Residue::new(&value);
+    // Public value: a plain comparison will do.
+    if residue.retrieve().is_zero_vartime() {
         None
     } else {
-        Some(value)
+        Some((value, residue))
     }
 }
 
-/// What the server keeps instead of the password: salt and verifier `v = g^x`.
+/// What the server keeps instead of the password: salt and verifier `v = g^x`,
+/// with `k·v` and the table of powers of `v` it uses in every login.
 ///
 /// Anyone holding it can test password guesses offline, so it is wiped on drop
 /// like a secret, but it cannot be used to log in.
 pub struct Verifier {
     salt: [u8; SALT_LEN],
-    v: SecretUint,
+    /// `k·v`, the first term of `B`.
+    kv: SecretUint<Residue>,
+    /// Powers of `v` (`v` itself is its entry `[0][1]`).
+    v_table: FixedBase,
 }
 
 impl Verifier {
     /// Derives the verifier with a fresh random salt. The caller drops the
     /// password afterwards; the server never needs it again.
+    ///
+    /// Builds a 256 KiB table of powers of `v` (about 1.5 ms).
     pub fn new(password: &Password) -> Self {
         let mut salt: [u8; SALT_LEN] = random_bytes();
         // A leading zero byte would make pysrp's two backends disagree on `x`.
@@ -195,8 +322,10 @@ impl Verifier {
 
     fn with_salt(salt: [u8; SALT_LEN], password: &Password) -> Self {
         let x = private_key(&salt, password);
-        let v = SecretUint::new(GROUP.g.modpow(x.expose(), &GROUP.n));
-        Self { salt, v }
+        let v = SecretUint::new(GROUP.g_table.pow(x.expose()));
+        let kv = SecretUint::new(GROUP.k.mul(v.expose()));
+        let v_table = FixedBase::new(v.expose());
+        Self { salt, kv, v_table }
     }
 
     pub fn salt(&self) -> &[u8; SALT_LEN] {
@@ -216,7 +345,7 @@ impl std::fmt::Debug for Verifier {
 /// cheap comparison. It is consumed by `verify`, whatever the outcome, so a
 /// session can be tried once only.
 pub struct ServerSession {
-    b_pub: BigUint,
+    b_pub: U2048,
     expected_m: [u8; 32],
     h_amk: [u8; 32],
     key: Key32,
@@ -225,25 +354,26 @@ pub struct ServerSession {
 impl ServerSession {
     /// Starts a login from the client's `A` (minimal big-endian bytes).
     ///
-    /// Three 2048-bit exponentiations: run it off the async reactor.
+    /// Two table exponentiations and one 256-bit exponentiation (about
+    /// 0.7 ms): run it off the async reactor.
     pub fn start(verifier: &Verifier, a_bytes: &[u8]) -> Result<Self, SrpError> {
-        let b = SecretUint::from_bytes_be(&random_bytes::<EPHEMERAL_LEN>());
-        Self::start_with_secret(verifier, a_bytes, b)
+        Self::start_with_secret(verifier, a_bytes, random_secret())
     }
 
     fn start_with_secret(
         verifier: &Verifier,
         a_bytes: &[u8],
-        b: SecretUint,
+        b: SecretUint<U256>,
     ) -> Result<Self, SrpError> {
-        let group = &*GROUP;
-        let a_pub = parse_public(a_bytes).ok_or(SrpError::BadClientPublic)?;
-        let v = verifier.v.expose();
-        let b_pub = (&group.k * v + group.g.modpow(b.expose(), &group.n)) % &group.n;
+        let (a_pub, a_residue) = parse_public(a_bytes).ok_or(SrpError::BadClientPublic)?;
+        // B = (k·v + g^b) mod N
+        let g_b = SecretUint::new(GROUP.g_table.pow(b.expose()));
+        let b_pub = verifier.kv.expose().add(g_b.expose()).retrieve();
         let u = scrambler(&a_pub, &b_pub);
         // S = (A · v^u)^b mod N
-        let base = SecretUint::new((&a_pub * v.modpow(&u, &group.n)) % &group.n);
-        let s = SecretUint::new(base.expose().modpow(b.expose(), &group.n));
+        let v_u = SecretUint::new(verifier.v_table.pow(&u));
+        let base = SecretUint::new(a_residue.mul(v_u.expose()));
+        let s = SecretUint::new(base.expose().pow(b.expose()).retrieve());
         let (key, expected_m, h_amk) = proofs(&verifier.salt, &a_pub, &b_pub, &s);
         Ok(Self {
             b_pub,
@@ -271,7 +401,6 @@ impl ServerSession {
 
 impl Drop for ServerSession {
     fn drop(&mut self) {
-        use zeroize::Zeroize;
         self.expected_m.zeroize();
         self.h_amk.zeroize();
     }
@@ -279,17 +408,17 @@ impl Drop for ServerSession {
 
 /// The client's half of one login.
 pub struct ClientSession {
-    a: SecretUint,
-    a_pub: BigUint,
+    a: SecretUint<U256>,
+    a_pub: U2048,
 }
 
 impl ClientSession {
     pub fn new() -> Self {
-        Self::with_secret(SecretUint::from_bytes_be(&random_bytes::<EPHEMERAL_LEN>()))
+        Self::with_secret(random_secret())
     }
 
-    fn with_secret(a: SecretUint) -> Self {
-        let a_pub = GROUP.g.modpow(a.expose(), &GROUP.n);
+    fn with_secret(a: SecretUint<U256>) -> Self {
+        let a_pub = GROUP.g_table.pow(a.expose()).retrieve();
         Self { a, a_pub }
     }
 
@@ -307,18 +436,25 @@ impl ClientSession {
         b_bytes: &[u8],
     ) -> Result<ClientProof, SrpError> {
         let group = &*GROUP;
-        let b_pub = parse_public(b_bytes).ok_or(SrpError::BadServerPublic)?;
+        let (b_pub, b_residue) = parse_public(b_bytes).ok_or(SrpError::BadServerPublic)?;
         let u = scrambler(&self.a_pub, &b_pub);
-        if u.is_zero() {
+        if bool::from(u.is_zero()) {
             return Err(SrpError::BadServerPublic);
         }
         let x = private_key(salt, password);
-        let v = SecretUint::new(group.g.modpow(x.expose(), &group.n));
-        // S = (B - k·v)^(a + u·x) mod N, kept non-negative.
-        let kv = SecretUint::new((&group.k * v.expose()) % &group.n);
-        let base = SecretUint::new(((&b_pub % &group.n) + &group.n - kv.expose()) % &group.n);
-        let exponent = SecretUint::new(self.a.expose() + &u * x.expose());
-        let s = SecretUint::new(base.expose().modpow(exponent.expose(), &group.n));
+        let v = SecretUint::new(group.g_table.pow(x.expose()));
+        // S = (B - k·v)^(a + u·x) mod N. a + u·x < 2^256 + (2^256 - 1)^2 < 2^512,
+        // so the 512-bit sum cannot wrap.
+        let kv = SecretUint::new(group.k.mul(v.expose()));
+        let base = SecretUint::new(b_residue.sub(kv.expose()));
+        let ux: SecretUint<U512> = SecretUint::new(x.expose().concatenating_mul(&u));
+        let a: SecretUint<U512> = SecretUint::new(self.a.expose().resize());
+        let exponent = SecretUint::new(ux.expose().wrapping_add(a.expose()));
+        let s = SecretUint::new(
+            base.expose()
+                .pow_bounded_exp(exponent.expose(), U512::BITS)
+                .retrieve(),
+        );
         let (key, m, h_amk) = proofs(salt, &self.a_pub, &b_pub, &s);
         Ok(ClientProof {
             m,
@@ -373,8 +509,31 @@ mod tests {
             .collect()
     }
 
-    fn big(s: &str) -> BigUint {
-        BigUint::parse_bytes(s.as_bytes(), 16).unwrap()
+    /// A vector's integer as minimal big-endian bytes.
+    fn int(s: &str) -> Vec<u8> {
+        strip_zeros(&hex(s)).to_vec()
+    }
+
+    fn u256(s: &str) -> U256 {
+        let bytes = hex(s);
+        let mut padded = [0u8; 32];
+        padded[32 - bytes.len()..].copy_from_slice(&bytes);
+        U256::from_be_slice(&padded)
+    }
+
+    fn random_u256() -> U256 {
+        U256::from_be_slice(&random_bytes::<32>())
+    }
+
+    /// The constant above is the `srp` crate's (RFC 5054) group.
+    #[test]
+    fn group_is_rfc5054_2048() {
+        let n = Residue::MODULUS.get().to_be_bytes();
+        assert_eq!(n.as_ref(), srp::groups::G_2048.n.to_bytes_be().as_slice());
+        assert_eq!(
+            srp::groups::G_2048.g.to_bytes_be(),
+            U256::from_u64(G).to_be_bytes().as_ref()[31..].to_vec()
+        );
     }
 
     /// Vectors produced by pysrp 1.0.22 (`tests/python/gen_srp_vectors.py`).
@@ -393,27 +552,31 @@ mod tests {
             let password = Password::new(field("password").to_owned());
             let salt: [u8; SALT_LEN] = hex(field("salt")).try_into().expect("16-byte salt");
 
-            assert_eq!(GROUP.k, big(field("k")), "k ({note})");
+            assert_eq!(minimal(&GROUP.k.retrieve()), int(field("k")), "k ({note})");
             assert_eq!(
-                *private_key(&salt, &password).expose(),
-                big(field("x")),
+                minimal(private_key(&salt, &password).expose()),
+                int(field("x")),
                 "x ({note})"
             );
             let verifier = Verifier::with_salt(salt, &password);
-            assert_eq!(*verifier.v.expose(), big(field("v")), "v ({note})");
+            assert_eq!(
+                minimal(&verifier.v_table.rows[0][1].retrieve()),
+                int(field("v")),
+                "v ({note})"
+            );
 
-            let client = ClientSession::with_secret(SecretUint::new(big(field("a"))));
-            assert_eq!(client.a_pub, big(field("A")), "A ({note})");
+            let client = ClientSession::with_secret(SecretUint::new(u256(field("a"))));
+            assert_eq!(client.public(), int(field("A")), "A ({note})");
             let server = ServerSession::start_with_secret(
                 &verifier,
                 &client.public(),
-                SecretUint::new(big(field("b"))),
+                SecretUint::new(u256(field("b"))),
             )
             .unwrap();
-            assert_eq!(server.b_pub, big(field("B")), "B ({note})");
+            assert_eq!(server.public(), int(field("B")), "B ({note})");
             assert_eq!(
-                scrambler(&client.a_pub, &server.b_pub),
-                big(field("u")),
+                minimal(&scrambler(&client.a_pub, &server.b_pub)),
+                int(field("u")),
                 "u ({note})"
             );
 
@@ -425,6 +588,43 @@ mod tests {
             assert_eq!(server_key.as_bytes(), proof.key.as_bytes());
             proof.verify_server(&h_amk).unwrap();
         }
+    }
+
+    /// The tables give what the crate's own constant-time `pow` gives, for
+    /// `g`, for a random base (as `v`), and for edge and random exponents.
+    #[test]
+    fn table_pow_matches_crate_pow() {
+        let random_base = Residue::new(&U2048::from_be_slice(&random_bytes::<N_LEN>()));
+        let random_table = FixedBase::new(&random_base);
+        let g = Residue::new(&U2048::from_u64(G));
+        let mut exponents = vec![
+            U256::ZERO,
+            U256::ONE,
+            U256::from_u64(2),
+            U256::from_u64(15),
+            U256::from_u64(16),
+            U256::MAX,
+            U256::MAX.shr_vartime(1),
+            U256::ONE.shl_vartime(255),
+        ];
+        exponents.extend((0..16).map(|_| random_u256()));
+        for e in &exponents {
+            assert_eq!(GROUP.g_table.pow(e), g.pow(e), "g^{e}");
+            assert_eq!(random_table.pow(e), random_base.pow(e), "base^{e}");
+        }
+        assert_eq!(GROUP.g_table.pow(&U256::ZERO), Residue::ONE);
+        assert_eq!(random_table.pow(&U256::ONE), random_base);
+    }
+
+    /// Public values up to 2^2048 − 1 (above `N`) are reduced correctly.
+    #[test]
+    fn public_values_above_n_are_reduced() {
+        let n = Residue::MODULUS.get();
+        let (value, residue) = parse_public(&[0xff; N_LEN]).unwrap();
+        assert_eq!(value, U2048::MAX);
+        assert_eq!(residue.retrieve(), U2048::MAX.wrapping_sub(&n));
+        let (_, residue) = parse_public(&n.wrapping_add(&U2048::ONE).to_be_bytes()).unwrap();
+        assert_eq!(residue, Residue::ONE);
     }
 
     #[test]
@@ -448,26 +648,18 @@ mod tests {
     #[test]
     fn degenerate_public_values_are_refused() {
         let verifier = Verifier::new(&Password::new("pw".into()));
-        let n = GROUP.n.clone();
-        for a in [BigUint::zero(), n.clone(), &n * 2u32] {
-            let bytes = if a.is_zero() {
-                vec![0]
-            } else {
-                a.to_bytes_be()
-            };
+        let n = Residue::MODULUS.get();
+        let two_n: Uint<{ U2048::LIMBS + 1 }> = n.resize().shl_vartime(1);
+        for bytes in [vec![0], minimal(&n), minimal(&two_n), vec![]] {
             assert_eq!(
                 ServerSession::start(&verifier, &bytes).err(),
                 Some(SrpError::BadClientPublic)
             );
         }
-        assert_eq!(
-            ServerSession::start(&verifier, &[]).err(),
-            Some(SrpError::BadClientPublic)
-        );
         let client = ClientSession::new();
         let pw = Password::new("pw".into());
         assert_eq!(
-            client.respond(&pw, verifier.salt(), &n.to_bytes_be()).err(),
+            client.respond(&pw, verifier.salt(), &minimal(&n)).err(),
             Some(SrpError::BadServerPublic)
         );
     }
