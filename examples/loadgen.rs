@@ -311,6 +311,7 @@ async fn lean_login(
             a: STANDARD.encode(srp.public()),
             native: (!legacy).then_some(NATIVE_PROTOCOL),
             resume: None,
+            room_id: None,
         })
         .await?;
     writer.flush().await?;

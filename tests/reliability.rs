@@ -17,7 +17,8 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-/// A TCP proxy in front of the server that a test can cut.
+/// A TCP proxy in front of the server that a test can cut, or point at
+/// another server (one "restarted" on the same address).
 struct Proxy {
     addr: SocketAddr,
     state: Arc<Mutex<ProxyState>>,
@@ -31,6 +32,8 @@ struct ProxyState {
     zombies: Vec<TcpStream>,
     /// While set, new connections are closed at once.
     refusing: bool,
+    /// Where new connections go; `None` until started.
+    upstream: Option<SocketAddr>,
     /// Live connections: a spare handle on the upstream socket, and the pump
     /// task whose abort drops both sockets.
     upstreams: Vec<(TcpStream, JoinHandle<()>)>,
@@ -40,13 +43,20 @@ impl Proxy {
     async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let state = Arc::new(Mutex::new(ProxyState {
+            upstream: Some(upstream),
+            ..ProxyState::default()
+        }));
         let shared = Arc::clone(&state);
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                if shared.lock().unwrap().refusing {
-                    continue;
-                }
+                let upstream = {
+                    let state = shared.lock().unwrap();
+                    if state.refusing {
+                        continue;
+                    }
+                    state.upstream.expect("set at start")
+                };
                 let Ok(server) = TcpStream::connect(upstream).await else {
                     continue;
                 };
@@ -88,6 +98,11 @@ impl Proxy {
 
     fn refuse(&self, refusing: bool) {
         self.state.lock().unwrap().refusing = refusing;
+    }
+
+    /// Sends new connections to `upstream` from now on.
+    fn retarget(&self, upstream: SocketAddr) {
+        self.state.lock().unwrap().upstream = Some(upstream);
     }
 
     fn config(&self, name: &str) -> cmd_chat::client::ClientConfig {
@@ -282,7 +297,7 @@ async fn taking_over_a_session_needs_its_secret() {
         let srp = cmd_chat::crypto::srp::ClientSession::new();
         raw.send(
             json!({"cmd": "srp_init", "username": "ann", "A": STANDARD.encode(srp.public()),
-                        "native": 1, "resume": ann_id}),
+                        "native": 1, "resume": ann_id, "room_id": server.room.id()}),
         )
         .await;
         let challenge = raw.recv().await.unwrap();
@@ -372,4 +387,102 @@ async fn a_reconnect_survives_next_event_being_cancelled_by_input() {
     assert!(back, "never reconnected");
     tx.send("after the cut").await.unwrap();
     assert_eq!(next_message(&mut rx).await.1, "after the cut");
+}
+
+#[tokio::test]
+async fn a_restarted_server_is_a_new_room_and_the_client_says_so() {
+    let old = TestServer::native().await;
+    let proxy = Proxy::start(old.addr).await;
+    let mut ann = join_through(&proxy, "ann").await;
+    let mut bob = old.join("bob").await;
+    for i in 0..5 {
+        bob.send(&format!("old {i}")).await.unwrap();
+        assert_eq!(next_message(&mut ann).await.1, format!("old {i}"));
+    }
+    drop(bob);
+    // The server process dies and a new one starts on the same address with
+    // the same password: a new room, whose numbers start again at 1.
+    proxy.refuse(true);
+    proxy.cut();
+    until(&mut ann, |e| matches!(e, Event::Reconnecting { .. })).await;
+    old.shutdown().await;
+    let new = TestServer::native().await;
+    proxy.retarget(new.addr);
+    let mut carol = new.join("carol").await;
+    for i in 0..3 {
+        carol.send(&format!("new {i}")).await.unwrap();
+        next_message(&mut carol).await;
+    }
+    proxy.refuse(false);
+    // Ann is told, and gets the new room's messages, under its new key.
+    let restarted = until(&mut ann, |e| {
+        matches!(e, Event::RoomRestarted | Event::Reconnected { .. })
+    })
+    .await;
+    assert_eq!(restarted, Event::RoomRestarted);
+    assert_eq!(
+        next(&mut ann).await,
+        Event::Reconnected {
+            missed: 3,
+            complete: false
+        }
+    );
+    for i in 0..3 {
+        assert_eq!(next_message(&mut ann).await.1, format!("new {i}"));
+    }
+    // A later reconnect resumes in the new room's numbers.
+    proxy.refuse(true);
+    proxy.cut();
+    until(&mut ann, |e| matches!(e, Event::Reconnecting { .. })).await;
+    carol.send("while away").await.unwrap();
+    next_message(&mut carol).await;
+    proxy.refuse(false);
+    assert_eq!(
+        until(&mut ann, |e| matches!(e, Event::Reconnected { .. })).await,
+        Event::Reconnected {
+            missed: 1,
+            complete: true
+        }
+    );
+    assert_eq!(next_message(&mut ann).await.1, "while away");
+}
+
+#[tokio::test]
+async fn a_resume_from_another_room_is_a_fresh_join() {
+    let server = TestServer::native().await;
+    let mut ann = server.join("ann").await;
+    for i in 0..3 {
+        ann.send(&format!("m{i}")).await.unwrap();
+        next_message(&mut ann).await;
+    }
+    // A member of an earlier room on this address, asking for what came
+    // after its message 2 there: this room's messages 1 and 2 are news to it.
+    let mut raw = Raw::connect(server.addr).await;
+    let mut login = raw
+        .begin_login(
+            "bob",
+            PASSWORD,
+            true,
+            json!({"resume": "a-member-of-another-room", "room_id": "another-room"}),
+        )
+        .await
+        .unwrap();
+    login.verify["after_seq"] = json!(2);
+    let init = raw.end_login(login).await.unwrap();
+    assert_eq!(init["messages"].as_array().unwrap().len(), 3, "{init}");
+    assert!(init.get("complete").is_none(), "not a resume: {init}");
+    let room_id = init["room_id"]
+        .as_str()
+        .expect("native init names the room");
+
+    // Naming this room, the same request is a resume.
+    let mut raw = Raw::connect(server.addr).await;
+    let mut login = raw
+        .begin_login("cat", PASSWORD, true, json!({"room_id": room_id}))
+        .await
+        .unwrap();
+    login.verify["after_seq"] = json!(2);
+    let init = raw.end_login(login).await.unwrap();
+    assert_eq!(init["messages"].as_array().unwrap().len(), 1, "{init}");
+    assert_eq!(init["complete"], true);
 }

@@ -130,6 +130,12 @@ pub enum Event {
         attempt: u32,
         reason: String,
     },
+    /// The server was restarted while we were away, so we came back to a
+    /// new room: a new room key, new member ids, numbers starting again.
+    /// What the old room held is gone, anything said there after we lost
+    /// the connection was never seen, and private sessions start afresh.
+    /// [`Event::Reconnected`] follows, with the new room's history.
+    RoomRestarted,
     /// Back in the room. `missed` messages said meanwhile follow; `complete`
     /// is false if the room's history no longer held all of them.
     Reconnected {
@@ -260,6 +266,26 @@ struct ResumeState {
     token: Key32,
 }
 
+/// What a reconnecting client asks the server for.
+struct ResumeRequest {
+    /// The session to take over if the server still holds it.
+    session: ResumeState,
+    /// The room the session and `after_seq` belong to.
+    room_id: Option<String>,
+    /// The last sequence number seen in that room.
+    after_seq: u64,
+}
+
+/// Which room a connection is in. A server restarted on the same address
+/// is a new room: a new id and a new room salt (so a new room key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RoomIdentity {
+    /// The room's id (`None` from servers that give none, such as 1.x).
+    id: Option<String>,
+    /// Base64 room salt, which the room key is derived from.
+    salt: String,
+}
+
 /// One live connection, after login.
 struct Link {
     reader: FrameReader<OwnedReadHalf>,
@@ -269,6 +295,8 @@ struct Link {
     users: Vec<UserInfo>,
     messages: Vec<MessageData>,
     resume: Option<ResumeState>,
+    /// The room this connection is in.
+    room: RoomIdentity,
     /// After a reconnect: whether `messages` is everything that was missed.
     complete: Option<bool>,
     /// Who locked the room, if anyone.
@@ -306,6 +334,9 @@ pub struct Client {
     /// Whether to reconnect by itself after losing a native connection.
     reconnect: bool,
     resume: Option<ResumeState>,
+    /// The room we are in; after a reconnect, a different one means the
+    /// server was restarted and `last_seq` no longer applies.
+    room: RoomIdentity,
     broken: Option<Broken>,
     next_reference: u64,
     unacked: VecDeque<Unacked>,
@@ -413,7 +444,7 @@ impl Client {
         on_waiting: impl FnOnce(&Waiting),
     ) -> Result<Self, ClientError> {
         username::validate(&config.username)?;
-        let link = Self::open(&config, None, 0, on_waiting).await?;
+        let link = Self::open(&config, None, on_waiting).await?;
         let config_username = config.username.clone();
         let mut client = Client {
             reader: link.reader,
@@ -431,6 +462,7 @@ impl Client {
             ack_timeout: ACK_TIMEOUT,
             reconnect: true,
             resume: link.resume,
+            room: link.room,
             broken: None,
             next_reference: 1,
             unacked: VecDeque::new(),
@@ -456,8 +488,7 @@ impl Client {
     /// locked room it waits for a member's answer, telling `on_waiting`.
     async fn open(
         config: &ClientConfig,
-        resume: Option<&ResumeState>,
-        after_seq: u64,
+        resume: Option<&ResumeRequest>,
         on_waiting: impl FnOnce(&Waiting),
     ) -> Result<Link, ClientError> {
         let connect = TcpStream::connect(&config.server);
@@ -477,7 +508,7 @@ impl Client {
             }
         };
         let _ = stream.set_nodelay(true);
-        let login = Self::login(stream, config, resume, after_seq);
+        let login = Self::login(stream, config, resume);
         let login = match tokio::time::timeout(LOGIN_TIMEOUT, login).await {
             Ok(result) => result?,
             Err(_) => return Err(protocol("the server did not complete the login in time")),
@@ -489,8 +520,7 @@ impl Client {
     async fn login(
         stream: TcpStream,
         config: &ClientConfig,
-        resume: Option<&ResumeState>,
-        after_seq: u64,
+        resume: Option<&ResumeRequest>,
     ) -> Result<Login, ClientError> {
         let username = &config.username;
         let (read, write) = stream.into_split();
@@ -503,7 +533,8 @@ impl Client {
                 username: username.clone(),
                 a: STANDARD.encode(srp.public()),
                 native: Some(NATIVE_PROTOCOL),
-                resume: resume.map(|r| r.user_id.clone()),
+                resume: resume.map(|r| r.session.user_id.clone()),
+                room_id: resume.and_then(|r| r.room_id.clone()),
             })
             .await?;
         writer.flush().await?;
@@ -558,8 +589,9 @@ impl Client {
             .write(&HandshakeRequest::SrpVerify {
                 user_id: challenge.user_id.clone(),
                 m: STANDARD.encode(proof.m()),
-                resume_proof: resuming.map(|r| STANDARD.encode(resume_proof(&r.token, proof.m()))),
-                after_seq: resuming.map(|_| after_seq),
+                resume_proof: resuming
+                    .map(|r| STANDARD.encode(resume_proof(&r.session.token, proof.m()))),
+                after_seq: resuming.map(|r| r.after_seq),
             })
             .await?;
         writer.flush().await?;
@@ -628,6 +660,7 @@ impl Client {
             users,
             room_salt: sealed_salt,
             user_id,
+            room_id,
             resume_token,
             complete,
             locked,
@@ -670,6 +703,10 @@ impl Client {
             users,
             messages,
             resume,
+            room: RoomIdentity {
+                id: room_id,
+                salt: room_salt,
+            },
             complete,
             locked,
             knocking,
@@ -1277,13 +1314,16 @@ impl Client {
                 password: self.config.password.clone(),
                 allow_legacy: self.config.allow_legacy,
             };
-            let resume = self.resume.as_ref().map(|r| ResumeState {
-                user_id: r.user_id.clone(),
-                token: r.token.clone(),
+            let resume = self.resume.as_ref().map(|r| ResumeRequest {
+                session: ResumeState {
+                    user_id: r.user_id.clone(),
+                    token: r.token.clone(),
+                },
+                room_id: self.room.id.clone(),
+                after_seq: self.last_seq,
             });
-            let after_seq = self.last_seq;
             broken.attempt_task = Some(tokio::spawn(async move {
-                Self::open(&config, resume.as_ref(), after_seq, |_| {}).await
+                Self::open(&config, resume.as_ref(), |_| {}).await
             }));
         }
         let task = broken.attempt_task.as_mut().expect("just started");
@@ -1321,18 +1361,29 @@ impl Client {
         self.broken = None;
         self.reader = link.reader;
         self.writer = link.writer;
+        // Derived from this login's room salt: a restarted server's is new,
+        // and so is its room key.
         self.cipher = link.cipher;
         self.users = link.users;
         self.locked = link.locked;
         self.knocking = link.knocking;
         self.max_file_size = link.max_file_size;
+        // A restarted server is a new room: its numbers start again, and
+        // whoever we knew there is gone.
+        let restarted = link.room != self.room;
+        if restarted {
+            self.room = link.room;
+            self.last_seq = 0;
+            self.departed.clear();
+            self.pending.push_back(Event::RoomRestarted);
+        }
         // A new member id means the old session ended on the server (the
         // others saw us leave): private sessions with it are gone too.
         let same_member = match (&self.resume, &link.resume) {
             (Some(old), Some(new)) => old.user_id == new.user_id,
             _ => false,
         };
-        if !same_member {
+        if !same_member || restarted {
             self.private = PrivateChats::new(&self.config.username);
         }
         if link.resume.is_some() {

@@ -26,6 +26,12 @@ pub enum HandshakeRequest {
         /// yet seen die, can be taken over (see `resume_proof`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<String>,
+        /// Reconnecting: the `room_id` of the room `resume` and `after_seq`
+        /// refer to. A server restarted on the same address is another room,
+        /// whose ids and sequence numbers mean nothing here: a server whose
+        /// own id differs treats the login as a fresh join.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_id: Option<String>,
     },
     SrpVerify {
         user_id: String,
@@ -38,7 +44,8 @@ pub enum HandshakeRequest {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume_proof: Option<String>,
         /// Reconnecting: the last sequence number this member saw; `init`
-        /// then carries only the messages after it.
+        /// then carries only the messages after it (if `srp_init` named
+        /// this room).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after_seq: Option<u64>,
     },
@@ -290,6 +297,11 @@ pub enum ServerEvent {
         /// Native sessions only: this member's id (kept across a takeover).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user_id: Option<String>,
+        /// Native sessions only: a random id of this room, drawn when the
+        /// server starts. A reconnecting member names it in `srp_init`; a
+        /// different one after a reconnect means the server was restarted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_id: Option<String>,
         /// Native sessions only: the secret that lets this member take its
         /// session over after a lost connection. Standard base64.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -462,8 +474,20 @@ mod tests {
                 a: "QQ==".into(),
                 native: None,
                 resume: None,
+                room_id: None,
             },
             json!({"cmd": "srp_init", "username": "ann", "A": "QQ=="}),
+        );
+        round_trip(
+            HandshakeRequest::SrpInit {
+                username: "ann".into(),
+                a: "QQ==".into(),
+                native: Some(1),
+                resume: Some("u1".into()),
+                room_id: Some("r1".into()),
+            },
+            json!({"cmd": "srp_init", "username": "ann", "A": "QQ==", "native": 1,
+                   "resume": "u1", "room_id": "r1"}),
         );
         round_trip(
             HandshakeRequest::SrpVerify {
@@ -657,6 +681,7 @@ mod tests {
                 users: vec![],
                 room_salt: Some("cg==".into()),
                 user_id: None,
+                room_id: None,
                 resume_token: None,
                 complete: None,
                 locked: Some("ann".into()),
@@ -673,6 +698,27 @@ mod tests {
             init,
             ServerEvent::Init { locked: None, ref knocking, max_file_size: None, .. } if knocking.is_empty()
         ));
+    }
+
+    #[test]
+    fn a_resumed_init_names_its_room() {
+        round_trip(
+            ServerEvent::Init {
+                messages: vec![],
+                users: vec![],
+                room_salt: Some("cg==".into()),
+                user_id: Some("u1".into()),
+                room_id: Some("r1".into()),
+                resume_token: Some("dA==".into()),
+                complete: Some(true),
+                locked: None,
+                knocking: vec![],
+                max_file_size: Some(1),
+            },
+            json!({"type": "init", "messages": [], "users": [], "room_salt": "cg==",
+                   "user_id": "u1", "room_id": "r1", "resume_token": "dA==",
+                   "complete": true, "max_file_size": 1}),
+        );
     }
 
     #[test]

@@ -139,6 +139,7 @@ where
         a,
         native,
         resume,
+        room_id,
     } = next_request(reader).await?
     else {
         return Err(bad_request("expected srp_init first"));
@@ -178,6 +179,11 @@ where
     }
     username::validate(&username)
         .map_err(|e| ErrorReply::new(ErrorCode::NameInvalid, format!("invalid username: {e}")))?;
+    // A resume is about the room it was made in. One from another room (this
+    // server was restarted on the same address since) is a fresh join: its
+    // member id and sequence numbers mean nothing here. 1.x clients never resume.
+    let same_room = !legacy && room_id.as_deref() == Some(shared.room.id());
+    let resume = resume.filter(|_| same_room);
     let a_bytes = decode_b64("A", &a, N_LEN)?;
     let reservation = shared
         .room
@@ -261,7 +267,7 @@ where
         reservation,
         legacy,
         resume: after_seq
-            .filter(|_| !legacy)
+            .filter(|_| same_room)
             .map(|after_seq| Resume { after_seq }),
     })
 }

@@ -187,6 +187,11 @@ pub struct Room {
     config: RoomConfig,
     /// Base64 room salt for native `init` frames.
     room_salt_b64: String,
+    /// Drawn at start-up and sent in native `init` frames: a reconnecting
+    /// member names it, so that a server restarted on the same address (a
+    /// new room, whose sequence numbers start again) does not apply an old
+    /// room's `after_seq` or member ids to its own.
+    id: String,
     state: Mutex<State>,
 }
 
@@ -330,6 +335,7 @@ impl Room {
         Arc::new(Self {
             config,
             room_salt_b64,
+            id: uuid::Uuid::new_v4().to_string(),
             state: Mutex::new(State {
                 names: HashMap::new(),
                 members: Vec::new(),
@@ -344,6 +350,11 @@ impl Room {
                 knocks: Vec::new(),
             }),
         })
+    }
+
+    /// This room's id, as native `init` frames give it.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -507,7 +518,9 @@ impl Room {
         if !legacy {
             head.push_str("\"room_salt\":\"");
             head.push_str(&self.room_salt_b64);
-            head.push_str("\",\"user_id\":");
+            head.push_str("\",\"room_id\":");
+            head.push_str(&serde_json::to_string(&self.id).expect("id serializes"));
+            head.push_str(",\"user_id\":");
             head.push_str(&serde_json::to_string(&joiner.user_id).expect("id serializes"));
             head.push_str(",\"resume_token\":\"");
             head.push_str(&STANDARD.encode(joiner.resume_token.as_bytes()));

@@ -215,6 +215,7 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) {
                 users,
                 room_salt: Some(STANDARD.encode(shared.room_salt)),
                 user_id: Some(user_id.clone()),
+                room_id: None,
                 resume_token: None,
                 complete: None,
                 locked: None,
