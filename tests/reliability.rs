@@ -471,6 +471,7 @@ async fn a_resume_from_another_room_is_a_fresh_join() {
     let init = raw.end_login(login).await.unwrap();
     assert_eq!(init["messages"].as_array().unwrap().len(), 3, "{init}");
     assert!(init.get("complete").is_none(), "not a resume: {init}");
+    assert!(init.get("after_seq").is_none(), "not a resume: {init}");
     let room_id = init["room_id"]
         .as_str()
         .expect("native init names the room");
@@ -485,4 +486,78 @@ async fn a_resume_from_another_room_is_a_fresh_join() {
     let init = raw.end_login(login).await.unwrap();
     assert_eq!(init["messages"].as_array().unwrap().len(), 1, "{init}");
     assert_eq!(init["complete"], true);
+    assert_eq!(init["after_seq"], 2, "the server says what it resumed from");
+}
+
+/// A proxy that sets `after_seq` in every `srp_verify` it passes to
+/// `after_seq`, as an attacker on the network path could: that line goes
+/// before the session is sealed.
+async fn tampering_proxy(upstream: SocketAddr, after_seq: u64) -> (SocketAddr, JoinHandle<()>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let (client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(client_read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let line = match serde_json::from_str::<serde_json::Value>(&line) {
+                        Ok(mut frame)
+                            if frame["cmd"] == "srp_verify" && frame.get("after_seq").is_some() =>
+                        {
+                            frame["after_seq"] = json!(after_seq);
+                            frame.to_string()
+                        }
+                        _ => line,
+                    };
+                    if server_write
+                        .write_all(format!("{line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_resume_altered_on_the_network_is_noticed() {
+    let server = TestServer::native().await;
+    let (tampering, _task) = tampering_proxy(server.addr, 1_000_000).await;
+    let proxy = Proxy::start(tampering).await;
+    let mut rx = join_through(&proxy, "rx").await;
+    let mut tx = server.join("tx").await;
+    proxy.refuse(true);
+    proxy.cut();
+    until(&mut rx, |e| matches!(e, Event::Reconnecting { .. })).await;
+    tx.send("said while rx was away").await.unwrap();
+    next_message(&mut tx).await;
+    proxy.refuse(false);
+    // Asked to skip everything, the server would send nothing and call it
+    // complete; the client must not take that as "nothing was missed".
+    loop {
+        match tokio::time::timeout(PATIENCE, rx.next_event())
+            .await
+            .expect("the client decides")
+        {
+            Ok(Event::Reconnected { .. }) => panic!("a tampered resume was accepted"),
+            Ok(_) => continue,
+            Err(e) => {
+                assert!(e.to_string().contains("altered"), "{e}");
+                break;
+            }
+        }
+    }
 }

@@ -297,6 +297,8 @@ struct Link {
     resume: Option<ResumeState>,
     /// The room this connection is in.
     room: RoomIdentity,
+    /// After a reconnect: the `after_seq` the server says it resumed from.
+    resumed_after: Option<u64>,
     /// After a reconnect: whether `messages` is everything that was missed.
     complete: Option<bool>,
     /// Who locked the room, if anyone.
@@ -514,7 +516,23 @@ impl Client {
             Err(_) => return Err(protocol("the server did not complete the login in time")),
         };
         // Waiting at a locked room has its own deadline, outside the login's.
-        Self::enter(login, &config.username, on_waiting).await
+        let link = Self::enter(login, &config.username, on_waiting).await?;
+        // Back in the same room, the server must have resumed exactly where
+        // we asked: `after_seq` went in clear, its echo came sealed.
+        if let Some(asked) = resume
+            && link.room.id.is_some()
+            && link.room.id == asked.room_id
+            && link.resumed_after != Some(asked.after_seq)
+        {
+            return Err(ClientError::ResumeAltered {
+                asked: asked.after_seq,
+                got: match link.resumed_after {
+                    Some(seq) => format!("sent what came after message {seq}"),
+                    None => "did not resume at all".into(),
+                },
+            });
+        }
+        Ok(link)
     }
 
     async fn login(
@@ -662,6 +680,7 @@ impl Client {
             user_id,
             room_id,
             resume_token,
+            after_seq: resumed_after,
             complete,
             locked,
             knocking,
@@ -707,6 +726,7 @@ impl Client {
                 id: room_id,
                 salt: room_salt,
             },
+            resumed_after,
             complete,
             locked,
             knocking,

@@ -45,7 +45,7 @@ pub enum HandshakeRequest {
         resume_proof: Option<String>,
         /// Reconnecting: the last sequence number this member saw; `init`
         /// then carries only the messages after it (if `srp_init` named
-        /// this room).
+        /// this room), and says so in its own `after_seq`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after_seq: Option<u64>,
     },
@@ -306,6 +306,11 @@ pub enum ServerEvent {
         /// session over after a lost connection. Standard base64.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume_token: Option<String>,
+        /// After a reconnect: the `after_seq` the server resumed from, as
+        /// it received it. `srp_verify` travels before the session is sealed,
+        /// so the client checks this sealed copy against what it asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_seq: Option<u64>,
         /// After a reconnect: whether `messages` holds everything said since
         /// the member's `after_seq` (false if the history dropped some).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -683,6 +688,7 @@ mod tests {
                 user_id: None,
                 room_id: None,
                 resume_token: None,
+                after_seq: None,
                 complete: None,
                 locked: Some("ann".into()),
                 knocking: vec!["cat".into()],
@@ -701,7 +707,7 @@ mod tests {
     }
 
     #[test]
-    fn a_resumed_init_names_its_room() {
+    fn a_resumed_init_names_its_room_and_where_it_resumed() {
         round_trip(
             ServerEvent::Init {
                 messages: vec![],
@@ -710,13 +716,14 @@ mod tests {
                 user_id: Some("u1".into()),
                 room_id: Some("r1".into()),
                 resume_token: Some("dA==".into()),
+                after_seq: Some(7),
                 complete: Some(true),
                 locked: None,
                 knocking: vec![],
                 max_file_size: Some(1),
             },
             json!({"type": "init", "messages": [], "users": [], "room_salt": "cg==",
-                   "user_id": "u1", "room_id": "r1", "resume_token": "dA==",
+                   "user_id": "u1", "room_id": "r1", "resume_token": "dA==", "after_seq": 7,
                    "complete": true, "max_file_size": 1}),
         );
     }

@@ -545,6 +545,10 @@ impl Room {
         // last one it saw, and whether the history still held all of them.
         let after = resume.map_or(0, |r| r.after_seq);
         if let Some(resume) = resume {
+            // Echoed under the seal: the request itself came in clear.
+            head.push_str("\"after_seq\":");
+            head.push_str(&resume.after_seq.to_string());
+            head.push(',');
             let first_kept = state.history.entries.front().map(|e| e.seq);
             let missed_any = state.next_seq > resume.after_seq.saturating_add(1);
             let complete = !missed_any

@@ -217,6 +217,7 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) {
                 user_id: Some(user_id.clone()),
                 room_id: None,
                 resume_token: None,
+                after_seq: None,
                 complete: None,
                 locked: None,
                 knocking: Vec::new(),
