@@ -561,3 +561,113 @@ async fn a_resume_altered_on_the_network_is_noticed() {
         }
     }
 }
+
+/// What a native `init` gives a member so it can take its session over.
+struct Session {
+    user_id: String,
+    room_id: String,
+    token: cmd_chat::crypto::Key32,
+}
+
+fn session_of(init: &serde_json::Value) -> Session {
+    let token: [u8; 32] = STANDARD
+        .decode(init["resume_token"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    Session {
+        user_id: init["user_id"].as_str().unwrap().into(),
+        room_id: init["room_id"].as_str().unwrap().into(),
+        token: cmd_chat::crypto::Key32::new(token),
+    }
+}
+
+/// Starts a login that will take `session` over, up to its `srp_verify`.
+async fn begin_takeover(
+    server: &TestServer,
+    name: &str,
+    session: &Session,
+) -> (Raw, common::Handshake) {
+    let mut raw = Raw::connect(server.addr).await;
+    let mut login = raw
+        .begin_login(
+            name,
+            PASSWORD,
+            true,
+            json!({"resume": session.user_id, "room_id": session.room_id}),
+        )
+        .await
+        .unwrap();
+    let proof = cmd_chat::crypto::resume::resume_proof(&session.token, login.m());
+    login.verify["resume_proof"] = json!(STANDARD.encode(proof));
+    (raw, login)
+}
+
+/// Frames until the server closes the connection.
+async fn frames_until_closed(raw: &mut Raw) -> Vec<serde_json::Value> {
+    let mut frames = Vec::new();
+    while let Some(frame) = raw.recv().await {
+        frames.push(frame);
+    }
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_connection_cannot_act_on_frames_it_still_holds() {
+    let server = TestServer::start(ServerConfig {
+        rate_per_sec: 1_000_000,
+        ..TestServer::config_for_tests()
+    })
+    .await;
+    let mut old = Raw::connect(server.addr).await;
+    let session = session_of(&old.login("ann", PASSWORD, true).await.unwrap());
+    let (mut new, login) = begin_takeover(&server, "ann", &session).await;
+    // The old connection has a long run of messages on its way when its
+    // session is taken over: the server is still reading them.
+    const BATCH: usize = 2000;
+    let mut batch = Vec::new();
+    for i in 0..BATCH {
+        let frame = json!({"type": "message", "text": old.encrypt(&format!("old {i}"))});
+        let sealed = old
+            .sealer
+            .as_mut()
+            .unwrap()
+            .seal(frame.to_string().as_bytes())
+            .unwrap();
+        batch.extend_from_slice(
+            json!({"sealed": STANDARD.encode(sealed)})
+                .to_string()
+                .as_bytes(),
+        );
+        batch.push(b'\n');
+    }
+    old.send_bytes(&batch).await;
+    let init = new.end_login(login).await.expect("the takeover passes");
+    assert_eq!(init["user_id"].as_str(), Some(session.user_id.as_str()));
+    // The old connection ends. Its farewell says why, unless closing with
+    // the rest of the batch unread reset the connection and lost it.
+    let old_frames = frames_until_closed(&mut old).await;
+    for error in old_frames.iter().filter(|f| f.get("error").is_some()) {
+        assert_eq!(error["code"], "replaced", "{error}");
+    }
+    // Whatever the old connection posted before the takeover is in the new
+    // one's init; after it, the new connection must hear nothing from it.
+    new.send(json!({"type": "message", "text": new.encrypt("marker")}))
+        .await;
+    let mut late = Vec::new();
+    loop {
+        let frame = new.recv_type("message").await;
+        let text = new.decrypt(frame["data"]["text"].as_str().unwrap());
+        if text == "marker" {
+            break;
+        }
+        late.push(text);
+    }
+    assert!(
+        late.is_empty(),
+        "{} messages posted by the replaced connection after the takeover, first {:?}",
+        late.len(),
+        late.first()
+    );
+    assert_eq!(server.room.member_names(), ["ann"]);
+}

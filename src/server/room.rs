@@ -38,9 +38,19 @@ pub enum Kick {
     Replaced,
 }
 
+/// A connection acted on a place in the room it no longer holds: the room
+/// removed it (too slow to read) or a newer connection of the same member
+/// took the session over. Nothing was done, and the connection is ending;
+/// its kick says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this connection no longer holds its place in the room")]
+pub struct Superseded;
+
 /// Why the room refused something.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RoomError {
+    #[error(transparent)]
+    Superseded(#[from] Superseded),
     #[error("the name is taken by someone in the room")]
     NameTaken,
     #[error("the room is full ({0} members)")]
@@ -62,6 +72,7 @@ pub enum RoomError {
 impl RoomError {
     pub fn code(&self) -> ErrorCode {
         match self {
+            RoomError::Superseded(_) => ErrorCode::Replaced,
             RoomError::NameTaken => ErrorCode::NameTaken,
             RoomError::Full(_) => ErrorCode::RoomFull,
             RoomError::Locked { .. } | RoomError::TooManyKnocks => ErrorCode::RoomLocked,
@@ -75,6 +86,8 @@ impl RoomError {
 /// Why a private frame was not relayed. The sender is told; nothing else happens.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PrivateRefusal {
+    #[error(transparent)]
+    Superseded(#[from] Superseded),
     #[error(
         "that member is not in the room (they may have just left); the private message was not delivered"
     )]
@@ -88,6 +101,7 @@ pub enum PrivateRefusal {
 impl PrivateRefusal {
     pub fn code(&self) -> ErrorCode {
         match self {
+            PrivateRefusal::Superseded(_) => ErrorCode::Replaced,
             PrivateRefusal::NoSuchUser => ErrorCode::NoSuchUser,
             PrivateRefusal::LegacyAddressee(_) => ErrorCode::PrivateUnsupported,
             PrivateRefusal::ToSelf => ErrorCode::BadRequest,
@@ -233,14 +247,37 @@ impl Drop for NameReservation {
 }
 
 /// Membership held by a connection; dropping it leaves the room.
+///
+/// Every action goes through it, and the room checks, under the same lock
+/// as the action, that this connection still holds the member's place
+/// (same `user_id` and `generation`). A connection that was removed or
+/// taken over may still be working through frames it had already read,
+/// before it notices its kick; those actions are refused with
+/// [`Superseded`] instead of speaking for a member it no longer is, or for
+/// whoever took the name since.
 pub struct Membership {
     room: Arc<Room>,
     user_id: String,
+    /// Which connection of the member this is; a takeover gives the
+    /// member a new one, and this one then holds nothing.
     generation: u64,
     username: String,
 }
 
 impl Membership {
+    /// Whether this connection still holds the member's place.
+    fn holds(&self, state: &State) -> Result<(), Superseded> {
+        if state
+            .members
+            .iter()
+            .any(|m| m.user_id == self.user_id && m.generation == self.generation)
+        {
+            Ok(())
+        } else {
+            Err(Superseded)
+        }
+    }
+
     pub fn username(&self) -> &str {
         &self.username
     }
@@ -251,30 +288,29 @@ impl Membership {
 
     /// Stores and relays a message whose shape has already been checked;
     /// returns its sequence number.
-    pub fn post(&self, token: String) -> u64 {
-        self.room.post(&self.username, token)
+    pub fn post(&self, token: String) -> Result<u64, Superseded> {
+        self.room.post(self, token)
     }
 
     /// Empties the history for everyone.
-    pub fn clear(&self) {
-        self.room.clear();
+    pub fn clear(&self) -> Result<(), Superseded> {
+        self.room.clear(self)
     }
 
     /// Relays a private frame, whose body's shape has already been checked,
     /// to the member `to` (a `user_id`) alone. It is not stored.
     pub fn send_private(&self, to: &str, body: String) -> Result<(), PrivateRefusal> {
-        self.room
-            .send_private(&self.user_id, &self.username, to, body)
+        self.room.send_private(self, to, body)
     }
 
     /// Locks the room to newcomers; native members see who did.
     pub fn lock(&self) -> Result<(), RoomError> {
-        self.room.lock_room(&self.username)
+        self.room.lock_room(self)
     }
 
     /// Opens the room again and lets everyone knocking in.
     pub fn unlock(&self) -> Result<(), RoomError> {
-        self.room.unlock_room(Some(&self.username))
+        self.room.unlock_room(self)
     }
 
     /// Admits or denies the newcomer called `user`.
@@ -288,7 +324,32 @@ impl Membership {
                 by: self.username.clone(),
             }
         };
-        self.room.answer(user, decision)
+        self.room.answer(self, user, decision)
+    }
+
+    /// Starts relaying a file: queues the offer to every native member but
+    /// this one, and returns who got it, the only members its chunks go to.
+    pub fn offer_file(&self, frame: &Outbound) -> Result<HashSet<String>, Superseded> {
+        self.room.offer_file(self, frame)
+    }
+
+    /// Relays a chunk of a file this member offered to `receivers`. A
+    /// receiver whose queue already holds more than
+    /// [`FILE_RECEIVER_QUEUE_MAX`] is taken off the transfer and sent
+    /// `aborted` instead: better one lost file than a member disconnected
+    /// for being slow. Receivers that left are forgotten.
+    pub fn relay_file_chunk(
+        &self,
+        receivers: &mut HashSet<String>,
+        frame: &Outbound,
+        aborted: &Outbound,
+    ) -> Result<(), Superseded> {
+        self.room.relay_file_chunk(self, receivers, frame, aborted)
+    }
+
+    /// The room, for what any connection may do (tell receivers a file ended).
+    pub fn room(&self) -> &Room {
+        &self.room
     }
 }
 
@@ -594,8 +655,9 @@ impl Room {
         frame.into()
     }
 
-    fn post(&self, username: &str, token: String) -> u64 {
+    fn post(&self, who: &Membership, token: String) -> Result<u64, Superseded> {
         let mut state = self.lock();
+        who.holds(&state)?;
         let seq = state.next_seq;
         state.next_seq += 1;
         let data = MessageData {
@@ -603,7 +665,7 @@ impl Room {
             seq: Some(seq),
             text: token,
             timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            username: username.to_owned(),
+            username: who.username.clone(),
         };
         let data_json: Arc<str> = serde_json::to_string(&data)
             .expect("message serializes")
@@ -625,27 +687,24 @@ impl Room {
             }
         }
         broadcast(&mut state, &frame, None);
-        seq
+        Ok(seq)
     }
 
-    fn clear(&self) {
+    fn clear(&self, who: &Membership) -> Result<(), Superseded> {
         let mut state = self.lock();
+        who.holds(&state)?;
         state.history.entries.clear();
         state.history.bytes = 0;
         broadcast(&mut state, &to_json(&ServerEvent::Cleared), None);
+        Ok(())
     }
 
-    fn send_private(
-        &self,
-        from: &str,
-        from_name: &str,
-        to: &str,
-        body: String,
-    ) -> Result<(), PrivateRefusal> {
-        if from == to {
+    fn send_private(&self, who: &Membership, to: &str, body: String) -> Result<(), PrivateRefusal> {
+        if who.user_id == to {
             return Err(PrivateRefusal::ToSelf);
         }
         let mut state = self.lock();
+        who.holds(&state)?;
         let addressee = state
             .members
             .iter()
@@ -656,8 +715,8 @@ impl Room {
             return Err(PrivateRefusal::LegacyAddressee(addressee.username.clone()));
         }
         let frame = to_json(&ServerEvent::Private {
-            from: from.to_owned(),
-            from_name: from_name.to_owned(),
+            from: who.user_id.clone(),
+            from_name: who.username.clone(),
             body,
         });
         broadcast_filtered(&mut state, &frame, |m| m.user_id == to);
@@ -687,22 +746,24 @@ impl Room {
             .collect()
     }
 
-    fn lock_room(&self, by: &str) -> Result<(), RoomError> {
+    fn lock_room(&self, who: &Membership) -> Result<(), RoomError> {
         let mut state = self.lock();
+        who.holds(&state)?;
         if let Some(locker) = &state.locked {
             return Err(RoomError::AlreadyLocked { by: locker.clone() });
         }
-        state.locked = Some(by.to_owned());
-        let frame = to_json(&ServerEvent::Locked { by: by.to_owned() });
+        state.locked = Some(who.username.clone());
+        let frame = to_json(&ServerEvent::Locked {
+            by: who.username.clone(),
+        });
         broadcast_filtered(&mut state, &frame, |m| !m.legacy);
         Ok(())
     }
 
-    /// Opens the room; `by` is `None` when it opens because no native
-    /// member is left to answer knocks.
-    fn unlock_room(&self, by: Option<&str>) -> Result<(), RoomError> {
+    fn unlock_room(&self, who: &Membership) -> Result<(), RoomError> {
         let mut state = self.lock();
-        unlock(&mut state, by)
+        who.holds(&state)?;
+        unlock(&mut state, Some(&who.username))
     }
 
     /// Registers a knock on a locked room and tells the native members.
@@ -735,8 +796,9 @@ impl Room {
         }))
     }
 
-    fn answer(&self, user: &str, decision: Decision) -> Result<(), RoomError> {
+    fn answer(&self, who: &Membership, user: &str, decision: Decision) -> Result<(), RoomError> {
         let mut state = self.lock();
+        who.holds(&state)?;
         let Some(pos) = state.knocks.iter().position(|k| k.username == user) else {
             return Err(RoomError::NoSuchKnock(user.to_owned()));
         };
@@ -761,31 +823,32 @@ impl Room {
         true
     }
 
-    /// Starts relaying a file: queues the offer to every native member but
-    /// the sender, and returns who got it, the only members its chunks go to.
-    pub fn offer_file(&self, sender_id: &str, frame: &Outbound) -> HashSet<String> {
+    fn offer_file(
+        &self,
+        who: &Membership,
+        frame: &Outbound,
+    ) -> Result<HashSet<String>, Superseded> {
         let mut state = self.lock();
+        who.holds(&state)?;
         let receivers: HashSet<String> = state
             .members
             .iter()
-            .filter(|m| !m.legacy && m.user_id != sender_id)
+            .filter(|m| !m.legacy && m.user_id != who.user_id)
             .map(|m| m.user_id.clone())
             .collect();
         broadcast_filtered(&mut state, frame, |m| receivers.contains(&m.user_id));
-        receivers
+        Ok(receivers)
     }
 
-    /// Relays a file chunk to `receivers`. A receiver whose queue already
-    /// holds more than [`FILE_RECEIVER_QUEUE_MAX`] is taken off the transfer
-    /// and sent `aborted` instead: better one lost file than a member
-    /// disconnected for being slow. Receivers that left are forgotten.
-    pub fn relay_file_chunk(
+    fn relay_file_chunk(
         &self,
+        who: &Membership,
         receivers: &mut HashSet<String>,
         frame: &Outbound,
         aborted: &Outbound,
-    ) {
+    ) -> Result<(), Superseded> {
         let mut state = self.lock();
+        who.holds(&state)?;
         receivers.retain(|id| state.members.iter().any(|m| &m.user_id == id));
         let behind: HashSet<String> = state
             .members
@@ -797,6 +860,7 @@ impl Room {
         receivers.retain(|id| !behind.contains(id));
         broadcast_filtered(&mut state, aborted, |m| behind.contains(&m.user_id));
         broadcast_filtered(&mut state, frame, |m| receivers.contains(&m.user_id));
+        Ok(())
     }
 
     /// Tells the receivers of a transfer that it ended early.
@@ -886,7 +950,8 @@ impl Room {
     }
 }
 
-/// Opens the room and lets everyone knocking in (see [`Room::unlock_room`]).
+/// Opens the room and lets everyone knocking in; `by` is `None` when it
+/// opens because no native member is left to answer knocks.
 fn unlock(state: &mut State, by: Option<&str>) -> Result<(), RoomError> {
     if state.locked.take().is_none() {
         return Err(RoomError::NotLocked);
@@ -973,5 +1038,105 @@ fn remove_member(state: &mut State, user_id: &str) {
     // would turn everyone away until the server stops. It opens instead.
     if state.locked.is_some() && !state.members.iter().any(|m| !m.legacy) {
         let _ = unlock(state, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::limits::MAX_QUEUED_BYTES;
+    use crate::server::outbox::{self, Inbox};
+
+    fn room() -> Arc<Room> {
+        Room::new(
+            RoomConfig {
+                history_messages: 10,
+                history_bytes: 1 << 20,
+                max_users: 10,
+                max_file_size: 5 << 20,
+            },
+            "c2FsdA==".into(),
+        )
+    }
+
+    /// A member joined with `reservation`, with its queue and its kick.
+    struct Joined {
+        membership: Membership,
+        outbox: Outbox,
+        _inbox: Inbox,
+        kick: oneshot::Receiver<Kick>,
+    }
+
+    fn join(room: &Arc<Room>, reservation: &NameReservation) -> Joined {
+        let (outbox, inbox) = outbox::channel();
+        let (kick_tx, kick) = oneshot::channel();
+        let membership = room
+            .join(reservation, false, outbox.clone(), kick_tx, false, None)
+            .unwrap();
+        Joined {
+            membership,
+            outbox,
+            _inbox: inbox,
+            kick,
+        }
+    }
+
+    fn member(room: &Arc<Room>, name: &str) -> Joined {
+        join(room, &room.reserve(name, None).unwrap())
+    }
+
+    /// Every action a member can take, as `old` tries them.
+    fn assert_refused_everything(old: &Membership) {
+        assert_eq!(old.post("gAAAA".into()), Err(Superseded));
+        assert_eq!(old.clear(), Err(Superseded));
+        assert_eq!(old.lock(), Err(RoomError::Superseded(Superseded)));
+        assert_eq!(old.unlock(), Err(RoomError::Superseded(Superseded)));
+        assert_eq!(
+            old.answer("cat", true),
+            Err(RoomError::Superseded(Superseded))
+        );
+        assert_eq!(
+            old.send_private("someone", "gAAAA".into()),
+            Err(PrivateRefusal::Superseded(Superseded))
+        );
+        assert_eq!(old.offer_file(&"{}".into()), Err(Superseded));
+        assert_eq!(
+            old.relay_file_chunk(&mut HashSet::new(), &"{}".into(), &"{}".into()),
+            Err(Superseded)
+        );
+    }
+
+    #[test]
+    fn a_replaced_connection_can_no_longer_act() {
+        let room = room();
+        let mut old = member(&room, "ann");
+        let takeover = room.reserve("ann", Some(old.membership.user_id())).unwrap();
+        assert!(takeover.is_takeover());
+        let new = join(&room, &takeover);
+        assert_eq!(old.kick.try_recv(), Ok(Kick::Replaced));
+        assert_refused_everything(&old.membership);
+        assert_eq!(room.history_len(), 0);
+        assert_eq!(room.locked_by(), None);
+        assert_eq!(new.membership.post("gAAAA".into()), Ok(1));
+        // The old connection's leaving leaves the session in place.
+        drop(old);
+        assert_eq!(room.member_names(), ["ann"]);
+    }
+
+    #[test]
+    fn a_member_removed_as_too_slow_cannot_speak_for_the_next_holder_of_its_name() {
+        let room = room();
+        let mut old = member(&room, "ann");
+        let bob = member(&room, "bob");
+        // Ann stops reading: her queue is full, and bob's next message removes her.
+        let room_left = MAX_QUEUED_BYTES - old.outbox.queued_bytes();
+        old.outbox.push(&"x".repeat(room_left).into()).unwrap();
+        bob.membership.post("gAAAA".into()).unwrap();
+        assert_eq!(old.kick.try_recv(), Ok(Kick::TooSlow));
+        assert_eq!(room.member_names(), ["bob"]);
+        // Someone else takes the name; the old connection is nobody now.
+        let _ann = member(&room, "ann");
+        assert_refused_everything(&old.membership);
+        assert_eq!(room.history_len(), 1);
     }
 }
