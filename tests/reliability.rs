@@ -671,3 +671,58 @@ async fn a_replaced_connection_cannot_act_on_frames_it_still_holds() {
     );
     assert_eq!(server.room.member_names(), ["ann"]);
 }
+
+#[tokio::test]
+async fn of_two_takeovers_begun_together_the_first_to_finish_wins() {
+    let server = TestServer::native().await;
+    let mut bob = server.join("bob").await;
+    let mut old = Raw::connect(server.addr).await;
+    let session = session_of(&old.login("ann", PASSWORD, true).await.unwrap());
+    next(&mut bob).await; // ann joined
+    // Two logins set out to take over the same connection, say an attempt
+    // the client gave up on and the one after it.
+    let (mut slow, slow_login) = begin_takeover(&server, "ann", &session).await;
+    let (mut fast, fast_login) = begin_takeover(&server, "ann", &session).await;
+    fast.end_login(fast_login)
+        .await
+        .expect("the first takeover passes");
+    assert_eq!(
+        frames_until_closed(&mut old).await.last().unwrap()["code"],
+        "replaced"
+    );
+    // The connection the slow login meant to replace is gone; it must not
+    // replace its successor.
+    let refusal = slow.end_login(slow_login).await.unwrap_err();
+    assert_eq!(refusal["code"], "name_taken", "{refusal}");
+    assert_eq!(slow.recv().await, None);
+    fast.send(json!({"type": "message", "text": fast.encrypt("still here")}))
+        .await;
+    let echo = fast.recv_type("message").await;
+    assert_eq!(
+        fast.decrypt(echo["data"]["text"].as_str().unwrap()),
+        "still here"
+    );
+    assert_eq!(next_message(&mut bob).await.1, "still here");
+    assert_eq!(server.room.member_names(), ["bob", "ann"]);
+}
+
+#[tokio::test]
+async fn a_takeover_of_a_session_that_ended_meanwhile_is_refused() {
+    let server = TestServer::native().await;
+    let mut bob = server.join("bob").await;
+    let mut old = Raw::connect(server.addr).await;
+    let session = session_of(&old.login("ann", PASSWORD, true).await.unwrap());
+    next(&mut bob).await; // ann joined
+    let (mut late, login) = begin_takeover(&server, "ann", &session).await;
+    // The old connection leaves cleanly before the takeover completes.
+    old.send(json!({"type": "leave"})).await;
+    frames_until_closed(&mut old).await;
+    assert!(matches!(next(&mut bob).await, Event::Left { .. }));
+    let refusal = late.end_login(login).await.unwrap_err();
+    assert_eq!(refusal["code"], "name_taken", "{refusal}");
+    // The name is free again: a fresh login gets it, as a new member.
+    let mut again = Raw::connect(server.addr).await;
+    let init = again.login("ann", PASSWORD, true).await.unwrap();
+    assert_ne!(init["user_id"].as_str(), Some(session.user_id.as_str()));
+    assert_eq!(server.room.member_names(), ["bob", "ann"]);
+}

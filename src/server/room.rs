@@ -217,7 +217,24 @@ pub struct NameReservation {
     user_id: String,
     /// Set when the name belongs to this member's own earlier session, which
     /// the login may take over once it proves that session's resume secret.
-    takeover_of: Option<String>,
+    takeover_of: Option<Replacing>,
+}
+
+/// The connection a takeover login set out to replace: the one holding the
+/// member's session when the login began, and no later one.
+struct Replacing {
+    user_id: String,
+    generation: u64,
+}
+
+impl Replacing {
+    /// Where that connection is among the members, if it still holds the session.
+    fn position(&self, state: &State) -> Option<usize> {
+        state
+            .members
+            .iter()
+            .position(|m| m.user_id == self.user_id && m.generation == self.generation)
+    }
 }
 
 impl NameReservation {
@@ -427,6 +444,22 @@ impl Room {
     /// take it. A reconnecting member names its previous session
     /// (`resume_of`): if that session still holds the name, the reservation
     /// is a takeover, to be confirmed by [`Room::resume_proof_valid`].
+    ///
+    /// # Takeovers
+    ///
+    /// A takeover replaces exactly the connection that held the session
+    /// when the login began (its `user_id` and generation), never a later
+    /// one. If that connection is gone by the time the login proves itself
+    /// or joins (it left, and the others saw it leave; the room removed it;
+    /// or another takeover replaced it first), the login is refused as
+    /// [`RoomError::NameTaken`], and the client, which takes that as
+    /// transient while reconnecting, tries again: it then takes over the
+    /// newer connection, or joins afresh if the name is free. So of two
+    /// takeovers in flight (say, an attempt the client gave up on and the
+    /// one after it) the first to finish wins, and the older one can never
+    /// evict a newer connection of the same member. The replaced connection
+    /// is kicked ([`Kick::Replaced`]) and can do nothing in the room from
+    /// then on (see [`Membership`]).
     pub fn reserve(
         self: &Arc<Self>,
         name: &str,
@@ -439,11 +472,15 @@ impl Room {
                 state.names.insert(name.to_owned(), user_id.clone());
                 None
             }
-            Some(holder)
-                if resume_of == Some(holder.as_str())
-                    && state.members.iter().any(|m| &m.user_id == holder) =>
-            {
-                Some(holder.clone())
+            Some(holder) if resume_of == Some(holder.as_str()) => {
+                let Some(member) = state.members.iter().find(|m| &m.user_id == holder) else {
+                    // Held for a login still in progress, not a session.
+                    return Err(RoomError::NameTaken);
+                };
+                Some(Replacing {
+                    user_id: member.user_id.clone(),
+                    generation: member.generation,
+                })
             }
             Some(_) => return Err(RoomError::NameTaken),
         };
@@ -456,29 +493,33 @@ impl Room {
     }
 
     /// Checks a takeover's proof, `HMAC-SHA256(resume_token, M)`, against the
-    /// live session it names, in constant time.
+    /// live session it names, in constant time. `false` too if the
+    /// connection the login set out to replace is gone.
     pub fn resume_proof_valid(
         &self,
         reservation: &NameReservation,
         m: &[u8],
         proof: &[u8],
     ) -> bool {
-        let Some(old) = reservation.takeover_of.as_deref() else {
+        let Some(old) = &reservation.takeover_of else {
             return false;
         };
         let state = self.lock();
-        let Some(member) = state.members.iter().find(|m| m.user_id == old) else {
+        let Some(pos) = old.position(&state) else {
             return false;
         };
-        resume_proof(&member.resume_token, m).ct_eq(proof).into()
+        resume_proof(&state.members[pos].resume_token, m)
+            .ct_eq(proof)
+            .into()
     }
 
     /// Turns an authenticated login into a member: queues its `init`, then
     /// tells everyone else.
     ///
     /// A takeover replaces the member's old connection in place, under the
-    /// same `user_id`, so the others see no leave and join. A `resume` gets
-    /// only the messages after its `after_seq`.
+    /// same `user_id`, so the others see no leave and join (see
+    /// [`Room::reserve`] for which connection it may replace). A `resume`
+    /// gets only the messages after its `after_seq`.
     ///
     /// A locked room refuses with [`RoomError::Locked`]
     /// unless a member `admitted` this login; checking and joining happen
@@ -512,12 +553,13 @@ impl Room {
             outbox,
             kick: Some(kick),
         };
-        if let Some(old_id) = reservation.takeover_of.as_deref() {
-            let Some(pos) = state.members.iter().position(|m| m.user_id == old_id) else {
-                // Another login took it over first.
+        if let Some(old) = &reservation.takeover_of {
+            let Some(pos) = old.position(&state) else {
+                // Gone since the proof was checked: it left, or another
+                // login took it over first.
                 return Err(RoomError::NameTaken);
             };
-            member.user_id = old_id.to_owned();
+            member.user_id = old.user_id.clone();
             // The session keeps its resume token: a client that loses this
             // connection before reading `init` can still prove it next time.
             member.resume_token = state.members[pos].resume_token.clone();
@@ -1120,6 +1162,32 @@ mod tests {
         assert_eq!(new.membership.post("gAAAA".into()), Ok(1));
         // The old connection's leaving leaves the session in place.
         drop(old);
+        assert_eq!(room.member_names(), ["ann"]);
+    }
+
+    #[test]
+    fn a_takeover_replaces_only_the_connection_it_set_out_to_replace() {
+        let room = room();
+        let mut old = member(&room, "ann");
+        let id = old.membership.user_id().to_owned();
+        let slow = room.reserve("ann", Some(&id)).unwrap();
+        let fast = room.reserve("ann", Some(&id)).unwrap();
+        let mut first = join(&room, &fast);
+        assert_eq!(old.kick.try_recv(), Ok(Kick::Replaced));
+        // The connection the slow login meant to replace is gone.
+        assert!(!room.resume_proof_valid(&slow, b"m", &[0; 32]));
+        let (outbox, _inbox) = outbox::channel();
+        let (kick, _) = oneshot::channel();
+        assert!(matches!(
+            room.join(&slow, false, outbox, kick, false, None),
+            Err(RoomError::NameTaken)
+        ));
+        assert!(first.kick.try_recv().is_err(), "the first takeover stays");
+        assert_eq!(first.membership.post("gAAAA".into()), Ok(1));
+        // A login begun now takes over the current connection.
+        let later = room.reserve("ann", Some(&id)).unwrap();
+        let _second = join(&room, &later);
+        assert_eq!(first.kick.try_recv(), Ok(Kick::Replaced));
         assert_eq!(room.member_names(), ["ann"]);
     }
 
