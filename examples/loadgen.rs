@@ -345,6 +345,7 @@ async fn lean_login_once(
             a: STANDARD.encode(srp.public()),
             native: (!legacy).then_some(NATIVE_PROTOCOL),
             resume: None,
+            room_id: None,
         })
         .await?;
     writer.flush().await?;

@@ -17,7 +17,8 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-/// A TCP proxy in front of the server that a test can cut.
+/// A TCP proxy in front of the server that a test can cut, or point at
+/// another server (one "restarted" on the same address).
 struct Proxy {
     addr: SocketAddr,
     state: Arc<Mutex<ProxyState>>,
@@ -31,6 +32,8 @@ struct ProxyState {
     zombies: Vec<TcpStream>,
     /// While set, new connections are closed at once.
     refusing: bool,
+    /// Where new connections go; `None` until started.
+    upstream: Option<SocketAddr>,
     /// Live connections: a spare handle on the upstream socket, and the pump
     /// task whose abort drops both sockets.
     upstreams: Vec<(TcpStream, JoinHandle<()>)>,
@@ -40,13 +43,20 @@ impl Proxy {
     async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let state = Arc::new(Mutex::new(ProxyState {
+            upstream: Some(upstream),
+            ..ProxyState::default()
+        }));
         let shared = Arc::clone(&state);
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                if shared.lock().unwrap().refusing {
-                    continue;
-                }
+                let upstream = {
+                    let state = shared.lock().unwrap();
+                    if state.refusing {
+                        continue;
+                    }
+                    state.upstream.expect("set at start")
+                };
                 let Ok(server) = TcpStream::connect(upstream).await else {
                     continue;
                 };
@@ -88,6 +98,11 @@ impl Proxy {
 
     fn refuse(&self, refusing: bool) {
         self.state.lock().unwrap().refusing = refusing;
+    }
+
+    /// Sends new connections to `upstream` from now on.
+    fn retarget(&self, upstream: SocketAddr) {
+        self.state.lock().unwrap().upstream = Some(upstream);
     }
 
     fn config(&self, name: &str) -> cmd_chat::client::ClientConfig {
@@ -282,7 +297,7 @@ async fn taking_over_a_session_needs_its_secret() {
         let srp = cmd_chat::crypto::srp::ClientSession::new();
         raw.send(
             json!({"cmd": "srp_init", "username": "ann", "A": STANDARD.encode(srp.public()),
-                        "native": cmd_chat::protocol::wire::NATIVE_PROTOCOL, "resume": ann_id}),
+                        "native": NATIVE_PROTOCOL, "resume": ann_id, "room_id": server.room.id()}),
         )
         .await;
         let challenge = raw.recv().await.unwrap();
@@ -372,4 +387,342 @@ async fn a_reconnect_survives_next_event_being_cancelled_by_input() {
     assert!(back, "never reconnected");
     tx.send("after the cut").await.unwrap();
     assert_eq!(next_message(&mut rx).await.1, "after the cut");
+}
+
+#[tokio::test]
+async fn a_restarted_server_is_a_new_room_and_the_client_says_so() {
+    let old = TestServer::native().await;
+    let proxy = Proxy::start(old.addr).await;
+    let mut ann = join_through(&proxy, "ann").await;
+    let mut bob = old.join("bob").await;
+    for i in 0..5 {
+        bob.send(&format!("old {i}")).await.unwrap();
+        assert_eq!(next_message(&mut ann).await.1, format!("old {i}"));
+    }
+    drop(bob);
+    // The server process dies and a new one starts on the same address with
+    // the same password: a new room, whose numbers start again at 1.
+    proxy.refuse(true);
+    proxy.cut();
+    until(&mut ann, |e| matches!(e, Event::Reconnecting { .. })).await;
+    old.shutdown().await;
+    let new = TestServer::native().await;
+    proxy.retarget(new.addr);
+    let mut carol = new.join("carol").await;
+    for i in 0..3 {
+        carol.send(&format!("new {i}")).await.unwrap();
+        next_message(&mut carol).await;
+    }
+    proxy.refuse(false);
+    // Ann is told, and gets the new room's messages, under its new key.
+    let restarted = until(&mut ann, |e| {
+        matches!(e, Event::RoomRestarted | Event::Reconnected { .. })
+    })
+    .await;
+    assert_eq!(restarted, Event::RoomRestarted);
+    assert_eq!(
+        next(&mut ann).await,
+        Event::Reconnected {
+            missed: 3,
+            complete: false
+        }
+    );
+    for i in 0..3 {
+        assert_eq!(next_message(&mut ann).await.1, format!("new {i}"));
+    }
+    // A later reconnect resumes in the new room's numbers.
+    proxy.refuse(true);
+    proxy.cut();
+    until(&mut ann, |e| matches!(e, Event::Reconnecting { .. })).await;
+    carol.send("while away").await.unwrap();
+    next_message(&mut carol).await;
+    proxy.refuse(false);
+    assert_eq!(
+        until(&mut ann, |e| matches!(e, Event::Reconnected { .. })).await,
+        Event::Reconnected {
+            missed: 1,
+            complete: true
+        }
+    );
+    assert_eq!(next_message(&mut ann).await.1, "while away");
+}
+
+#[tokio::test]
+async fn a_resume_from_another_room_is_a_fresh_join() {
+    let server = TestServer::native().await;
+    let mut ann = server.join("ann").await;
+    for i in 0..3 {
+        ann.send(&format!("m{i}")).await.unwrap();
+        next_message(&mut ann).await;
+    }
+    // A member of an earlier room on this address, asking for what came
+    // after its message 2 there: this room's messages 1 and 2 are news to it.
+    let mut raw = Raw::connect(server.addr).await;
+    let mut login = raw
+        .begin_login(
+            "bob",
+            PASSWORD,
+            true,
+            json!({"resume": "a-member-of-another-room", "room_id": "another-room"}),
+        )
+        .await
+        .unwrap();
+    login.verify["after_seq"] = json!(2);
+    let init = raw.end_login(login).await.unwrap();
+    assert_eq!(init["messages"].as_array().unwrap().len(), 3, "{init}");
+    assert!(init.get("complete").is_none(), "not a resume: {init}");
+    assert!(init.get("after_seq").is_none(), "not a resume: {init}");
+    let room_id = init["room_id"]
+        .as_str()
+        .expect("native init names the room");
+
+    // Naming this room, the same request is a resume.
+    let mut raw = Raw::connect(server.addr).await;
+    let mut login = raw
+        .begin_login("cat", PASSWORD, true, json!({"room_id": room_id}))
+        .await
+        .unwrap();
+    login.verify["after_seq"] = json!(2);
+    let init = raw.end_login(login).await.unwrap();
+    assert_eq!(init["messages"].as_array().unwrap().len(), 1, "{init}");
+    assert_eq!(init["complete"], true);
+    assert_eq!(init["after_seq"], 2, "the server says what it resumed from");
+}
+
+/// A proxy that sets `after_seq` in every `srp_verify` it passes to
+/// `after_seq`, as an attacker on the network path could: that line goes
+/// before the session is sealed.
+async fn tampering_proxy(upstream: SocketAddr, after_seq: u64) -> (SocketAddr, JoinHandle<()>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let (client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(client_read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let line = match serde_json::from_str::<serde_json::Value>(&line) {
+                        Ok(mut frame)
+                            if frame["cmd"] == "srp_verify" && frame.get("after_seq").is_some() =>
+                        {
+                            frame["after_seq"] = json!(after_seq);
+                            frame.to_string()
+                        }
+                        _ => line,
+                    };
+                    if server_write
+                        .write_all(format!("{line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_resume_altered_on_the_network_is_noticed() {
+    let server = TestServer::native().await;
+    let (tampering, _task) = tampering_proxy(server.addr, 1_000_000).await;
+    let proxy = Proxy::start(tampering).await;
+    let mut rx = join_through(&proxy, "rx").await;
+    let mut tx = server.join("tx").await;
+    proxy.refuse(true);
+    proxy.cut();
+    until(&mut rx, |e| matches!(e, Event::Reconnecting { .. })).await;
+    tx.send("said while rx was away").await.unwrap();
+    next_message(&mut tx).await;
+    proxy.refuse(false);
+    // Asked to skip everything, the server would send nothing and call it
+    // complete; the client must not take that as "nothing was missed".
+    loop {
+        match tokio::time::timeout(PATIENCE, rx.next_event())
+            .await
+            .expect("the client decides")
+        {
+            Ok(Event::Reconnected { .. }) => panic!("a tampered resume was accepted"),
+            Ok(_) => continue,
+            Err(e) => {
+                assert!(e.to_string().contains("altered"), "{e}");
+                break;
+            }
+        }
+    }
+}
+
+/// What a native `init` gives a member so it can take its session over.
+struct Session {
+    user_id: String,
+    room_id: String,
+    token: cmd_chat::crypto::Key32,
+}
+
+fn session_of(init: &serde_json::Value) -> Session {
+    let token: [u8; 32] = STANDARD
+        .decode(init["resume_token"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    Session {
+        user_id: init["user_id"].as_str().unwrap().into(),
+        room_id: init["room_id"].as_str().unwrap().into(),
+        token: cmd_chat::crypto::Key32::new(token),
+    }
+}
+
+/// Starts a login that will take `session` over, up to its `srp_verify`.
+async fn begin_takeover(
+    server: &TestServer,
+    name: &str,
+    session: &Session,
+) -> (Raw, common::Handshake) {
+    let mut raw = Raw::connect(server.addr).await;
+    let mut login = raw
+        .begin_login(
+            name,
+            PASSWORD,
+            true,
+            json!({"resume": session.user_id, "room_id": session.room_id}),
+        )
+        .await
+        .unwrap();
+    let proof = cmd_chat::crypto::resume::resume_proof(&session.token, login.m());
+    login.verify["resume_proof"] = json!(STANDARD.encode(proof));
+    (raw, login)
+}
+
+/// Frames until the server closes the connection.
+async fn frames_until_closed(raw: &mut Raw) -> Vec<serde_json::Value> {
+    let mut frames = Vec::new();
+    while let Some(frame) = raw.recv().await {
+        frames.push(frame);
+    }
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_connection_cannot_act_on_frames_it_still_holds() {
+    let server = TestServer::start(ServerConfig {
+        rate_per_sec: 1_000_000,
+        ..TestServer::config_for_tests()
+    })
+    .await;
+    let mut old = Raw::connect(server.addr).await;
+    let session = session_of(&old.login("ann", PASSWORD, true).await.unwrap());
+    let (mut new, login) = begin_takeover(&server, "ann", &session).await;
+    // The old connection has a long run of messages on its way when its
+    // session is taken over: the server is still reading them.
+    const BATCH: usize = 2000;
+    let mut batch = Vec::new();
+    for i in 0..BATCH {
+        let frame = json!({"type": "message", "text": old.encrypt(&format!("old {i}"))});
+        let sealed = old
+            .sealer
+            .as_mut()
+            .unwrap()
+            .seal(frame.to_string().as_bytes())
+            .unwrap();
+        batch.extend_from_slice(
+            json!({"sealed": STANDARD.encode(sealed)})
+                .to_string()
+                .as_bytes(),
+        );
+        batch.push(b'\n');
+    }
+    old.send_bytes(&batch).await;
+    let init = new.end_login(login).await.expect("the takeover passes");
+    assert_eq!(init["user_id"].as_str(), Some(session.user_id.as_str()));
+    // The old connection ends. Its farewell says why, unless closing with
+    // the rest of the batch unread reset the connection and lost it.
+    let old_frames = frames_until_closed(&mut old).await;
+    for error in old_frames.iter().filter(|f| f.get("error").is_some()) {
+        assert_eq!(error["code"], "replaced", "{error}");
+    }
+    // Whatever the old connection posted before the takeover is in the new
+    // one's init; after it, the new connection must hear nothing from it.
+    new.send(json!({"type": "message", "text": new.encrypt("marker")}))
+        .await;
+    let mut late = Vec::new();
+    loop {
+        let frame = new.recv_type("message").await;
+        let text = new.decrypt(frame["data"]["text"].as_str().unwrap());
+        if text == "marker" {
+            break;
+        }
+        late.push(text);
+    }
+    assert!(
+        late.is_empty(),
+        "{} messages posted by the replaced connection after the takeover, first {:?}",
+        late.len(),
+        late.first()
+    );
+    assert_eq!(server.room.member_names(), ["ann"]);
+}
+
+#[tokio::test]
+async fn of_two_takeovers_begun_together_the_first_to_finish_wins() {
+    let server = TestServer::native().await;
+    let mut bob = server.join("bob").await;
+    let mut old = Raw::connect(server.addr).await;
+    let session = session_of(&old.login("ann", PASSWORD, true).await.unwrap());
+    next(&mut bob).await; // ann joined
+    // Two logins set out to take over the same connection, say an attempt
+    // the client gave up on and the one after it.
+    let (mut slow, slow_login) = begin_takeover(&server, "ann", &session).await;
+    let (mut fast, fast_login) = begin_takeover(&server, "ann", &session).await;
+    fast.end_login(fast_login)
+        .await
+        .expect("the first takeover passes");
+    assert_eq!(
+        frames_until_closed(&mut old).await.last().unwrap()["code"],
+        "replaced"
+    );
+    // The connection the slow login meant to replace is gone; it must not
+    // replace its successor.
+    let refusal = slow.end_login(slow_login).await.unwrap_err();
+    assert_eq!(refusal["code"], "name_taken", "{refusal}");
+    assert_eq!(slow.recv().await, None);
+    fast.send(json!({"type": "message", "text": fast.encrypt("still here")}))
+        .await;
+    let echo = fast.recv_type("message").await;
+    assert_eq!(
+        fast.decrypt(echo["data"]["text"].as_str().unwrap()),
+        "still here"
+    );
+    assert_eq!(next_message(&mut bob).await.1, "still here");
+    assert_eq!(server.room.member_names(), ["bob", "ann"]);
+}
+
+#[tokio::test]
+async fn a_takeover_of_a_session_that_ended_meanwhile_is_refused() {
+    let server = TestServer::native().await;
+    let mut bob = server.join("bob").await;
+    let mut old = Raw::connect(server.addr).await;
+    let session = session_of(&old.login("ann", PASSWORD, true).await.unwrap());
+    next(&mut bob).await; // ann joined
+    let (mut late, login) = begin_takeover(&server, "ann", &session).await;
+    // The old connection leaves cleanly before the takeover completes.
+    old.send(json!({"type": "leave"})).await;
+    frames_until_closed(&mut old).await;
+    assert!(matches!(next(&mut bob).await, Event::Left { .. }));
+    let refusal = late.end_login(login).await.unwrap_err();
+    assert_eq!(refusal["code"], "name_taken", "{refusal}");
+    // The name is free again: a fresh login gets it, as a new member.
+    let mut again = Raw::connect(server.addr).await;
+    let init = again.login("ann", PASSWORD, true).await.unwrap();
+    assert_ne!(init["user_id"].as_str(), Some(session.user_id.as_str()));
+    assert_eq!(server.room.member_names(), ["bob", "ann"]);
 }

@@ -134,6 +134,12 @@ pub enum Event {
         attempt: u32,
         reason: String,
     },
+    /// The server was restarted while we were away, so we came back to a
+    /// new room: a new room key, new member ids, numbers starting again.
+    /// What the old room held is gone, anything said there after we lost
+    /// the connection was never seen, and private sessions start afresh.
+    /// [`Event::Reconnected`] follows, with the new room's history.
+    RoomRestarted,
     /// Back in the room. `missed` messages said meanwhile follow; `complete`
     /// is false if the room's history no longer held all of them.
     Reconnected {
@@ -264,6 +270,26 @@ struct ResumeState {
     token: Key32,
 }
 
+/// What a reconnecting client asks the server for.
+struct ResumeRequest {
+    /// The session to take over if the server still holds it.
+    session: ResumeState,
+    /// The room the session and `after_seq` belong to.
+    room_id: Option<String>,
+    /// The last sequence number seen in that room.
+    after_seq: u64,
+}
+
+/// Which room a connection is in. A server restarted on the same address
+/// is a new room: a new id and a new room salt (so a new room key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RoomIdentity {
+    /// The room's id (`None` from servers that give none, such as 1.x).
+    id: Option<String>,
+    /// Base64 room salt, which the room key is derived from.
+    salt: String,
+}
+
 /// One live connection, after login.
 struct Link {
     reader: FrameReader<OwnedReadHalf>,
@@ -275,6 +301,10 @@ struct Link {
     /// Messages announced to follow in `history` frames (native servers).
     history: u64,
     resume: Option<ResumeState>,
+    /// The room this connection is in.
+    room: RoomIdentity,
+    /// After a reconnect: the `after_seq` the server says it resumed from.
+    resumed_after: Option<u64>,
     /// After a reconnect: whether `messages` is everything that was missed.
     complete: Option<bool>,
     /// Who locked the room, if anyone.
@@ -315,6 +345,9 @@ pub struct Client {
     /// Whether to reconnect by itself after losing a native connection.
     reconnect: bool,
     resume: Option<ResumeState>,
+    /// The room we are in; after a reconnect, a different one means the
+    /// server was restarted and `last_seq` no longer applies.
+    room: RoomIdentity,
     broken: Option<Broken>,
     next_reference: u64,
     unacked: VecDeque<Unacked>,
@@ -429,7 +462,7 @@ impl Client {
         let mut delay = BUSY_FIRST_DELAY;
         let mut attempt = 1;
         loop {
-            let outcome = Self::open(&config, None, 0, |waiting| {
+            let outcome = Self::open(&config, None, |waiting| {
                 if let Some(f) = on_waiting.take() {
                     f(waiting);
                 }
@@ -466,6 +499,7 @@ impl Client {
             ack_timeout: ACK_TIMEOUT,
             reconnect: true,
             resume: link.resume,
+            room: link.room,
             broken: None,
             next_reference: 1,
             unacked: VecDeque::new(),
@@ -491,8 +525,7 @@ impl Client {
     /// locked room it waits for a member's answer, telling `on_waiting`.
     async fn open(
         config: &ClientConfig,
-        resume: Option<&ResumeState>,
-        after_seq: u64,
+        resume: Option<&ResumeRequest>,
         on_waiting: impl FnOnce(&Waiting),
     ) -> Result<Link, ClientError> {
         let connect = TcpStream::connect(&config.server);
@@ -512,20 +545,35 @@ impl Client {
             }
         };
         let _ = stream.set_nodelay(true);
-        let login = Self::login(stream, config, resume, after_seq);
+        let login = Self::login(stream, config, resume);
         let login = match tokio::time::timeout(LOGIN_TIMEOUT, login).await {
             Ok(result) => result?,
             Err(_) => return Err(protocol("the server did not complete the login in time")),
         };
         // Waiting at a locked room has its own deadline, outside the login's.
-        Self::enter(login, &config.username, on_waiting).await
+        let link = Self::enter(login, &config.username, on_waiting).await?;
+        // Back in the same room, the server must have resumed exactly where
+        // we asked: `after_seq` went in clear, its echo came sealed.
+        if let Some(asked) = resume
+            && link.room.id.is_some()
+            && link.room.id == asked.room_id
+            && link.resumed_after != Some(asked.after_seq)
+        {
+            return Err(ClientError::ResumeAltered {
+                asked: asked.after_seq,
+                got: match link.resumed_after {
+                    Some(seq) => format!("sent what came after message {seq}"),
+                    None => "did not resume at all".into(),
+                },
+            });
+        }
+        Ok(link)
     }
 
     async fn login(
         stream: TcpStream,
         config: &ClientConfig,
-        resume: Option<&ResumeState>,
-        after_seq: u64,
+        resume: Option<&ResumeRequest>,
     ) -> Result<Login, ClientError> {
         let username = &config.username;
         let (read, write) = stream.into_split();
@@ -538,7 +586,8 @@ impl Client {
                 username: username.clone(),
                 a: STANDARD.encode(srp.public()),
                 native: Some(NATIVE_PROTOCOL),
-                resume: resume.map(|r| r.user_id.clone()),
+                resume: resume.map(|r| r.session.user_id.clone()),
+                room_id: resume.and_then(|r| r.room_id.clone()),
             })
             .await?;
         writer.flush().await?;
@@ -593,8 +642,9 @@ impl Client {
             .write(&HandshakeRequest::SrpVerify {
                 user_id: challenge.user_id.clone(),
                 m: STANDARD.encode(proof.m()),
-                resume_proof: resuming.map(|r| STANDARD.encode(resume_proof(&r.token, proof.m()))),
-                after_seq: resuming.map(|_| after_seq),
+                resume_proof: resuming
+                    .map(|r| STANDARD.encode(resume_proof(&r.session.token, proof.m()))),
+                after_seq: resuming.map(|r| r.after_seq),
             })
             .await?;
         writer.flush().await?;
@@ -663,7 +713,9 @@ impl Client {
             users,
             room_salt: sealed_salt,
             user_id,
+            room_id,
             resume_token,
+            after_seq: resumed_after,
             complete,
             locked,
             knocking,
@@ -707,6 +759,11 @@ impl Client {
             messages,
             history: history.unwrap_or(0),
             resume,
+            room: RoomIdentity {
+                id: room_id,
+                salt: room_salt,
+            },
+            resumed_after,
             complete,
             locked,
             knocking,
@@ -1314,13 +1371,16 @@ impl Client {
                 password: self.config.password.clone(),
                 allow_legacy: self.config.allow_legacy,
             };
-            let resume = self.resume.as_ref().map(|r| ResumeState {
-                user_id: r.user_id.clone(),
-                token: r.token.clone(),
+            let resume = self.resume.as_ref().map(|r| ResumeRequest {
+                session: ResumeState {
+                    user_id: r.user_id.clone(),
+                    token: r.token.clone(),
+                },
+                room_id: self.room.id.clone(),
+                after_seq: self.last_seq,
             });
-            let after_seq = self.last_seq;
             broken.attempt_task = Some(tokio::spawn(async move {
-                Self::open(&config, resume.as_ref(), after_seq, |_| {}).await
+                Self::open(&config, resume.as_ref(), |_| {}).await
             }));
         }
         let task = broken.attempt_task.as_mut().expect("just started");
@@ -1358,18 +1418,29 @@ impl Client {
         self.broken = None;
         self.reader = link.reader;
         self.writer = link.writer;
+        // Derived from this login's room salt: a restarted server's is new,
+        // and so is its room key.
         self.cipher = link.cipher;
         self.users = link.users;
         self.locked = link.locked;
         self.knocking = link.knocking;
         self.max_file_size = link.max_file_size;
+        // A restarted server is a new room: its numbers start again, and
+        // whoever we knew there is gone.
+        let restarted = link.room != self.room;
+        if restarted {
+            self.room = link.room;
+            self.last_seq = 0;
+            self.departed.clear();
+            self.pending.push_back(Event::RoomRestarted);
+        }
         // A new member id means the old session ended on the server (the
         // others saw us leave): private sessions with it are gone too.
         let same_member = match (&self.resume, &link.resume) {
             (Some(old), Some(new)) => old.user_id == new.user_id,
             _ => false,
         };
-        if !same_member {
+        if !same_member || restarted {
             self.private = PrivateChats::new(&self.config.username);
         }
         if link.resume.is_some() {

@@ -346,6 +346,11 @@ impl Renderer {
                 now,
                 &format!("connection lost ({}); reconnecting, attempt {attempt}", sanitize(reason)),
             )),
+            Event::RoomRestarted => line(self.system_at(
+                now,
+                "the room was restarted while you were away: earlier messages are gone, and \
+                 private conversations start afresh",
+            )),
             Event::Reconnected { missed, complete } => line(self.system_at(
                 now,
                 &if *complete {

@@ -60,6 +60,7 @@ pub fn event_json(event: &Event) -> Value {
         Event::Reconnecting { attempt, reason } => {
             json!({"event": "reconnecting", "attempt": attempt, "reason": reason})
         }
+        Event::RoomRestarted => json!({"event": "room_restarted"}),
         Event::Reconnected { missed, complete } => {
             json!({"event": "reconnected", "missed": missed, "complete": complete})
         }

@@ -27,6 +27,12 @@ pub enum HandshakeRequest {
         /// yet seen die, can be taken over (see `resume_proof`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<String>,
+        /// Reconnecting: the `room_id` of the room `resume` and `after_seq`
+        /// refer to. A server restarted on the same address is another room,
+        /// whose ids and sequence numbers mean nothing here: a server whose
+        /// own id differs treats the login as a fresh join.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_id: Option<String>,
     },
     SrpVerify {
         user_id: String,
@@ -39,7 +45,8 @@ pub enum HandshakeRequest {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume_proof: Option<String>,
         /// Reconnecting: the last sequence number this member saw; `init`
-        /// then carries only the messages after it.
+        /// then carries only the messages after it (if `srp_init` named
+        /// this room), and says so in its own `after_seq`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after_seq: Option<u64>,
     },
@@ -291,10 +298,20 @@ pub enum ServerEvent {
         /// Native sessions only: this member's id (kept across a takeover).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user_id: Option<String>,
+        /// Native sessions only: a random id of this room, drawn when the
+        /// server starts. A reconnecting member names it in `srp_init`; a
+        /// different one after a reconnect means the server was restarted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_id: Option<String>,
         /// Native sessions only: the secret that lets this member take its
         /// session over after a lost connection. Standard base64.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume_token: Option<String>,
+        /// After a reconnect: the `after_seq` the server resumed from, as
+        /// it received it. `srp_verify` travels before the session is sealed,
+        /// so the client checks this sealed copy against what it asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_seq: Option<u64>,
         /// After a reconnect: whether `messages` holds everything said since
         /// the member's `after_seq` (false if the history dropped some).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -474,8 +491,20 @@ mod tests {
                 a: "QQ==".into(),
                 native: None,
                 resume: None,
+                room_id: None,
             },
             json!({"cmd": "srp_init", "username": "ann", "A": "QQ=="}),
+        );
+        round_trip(
+            HandshakeRequest::SrpInit {
+                username: "ann".into(),
+                a: "QQ==".into(),
+                native: Some(1),
+                resume: Some("u1".into()),
+                room_id: Some("r1".into()),
+            },
+            json!({"cmd": "srp_init", "username": "ann", "A": "QQ==", "native": 1,
+                   "resume": "u1", "room_id": "r1"}),
         );
         round_trip(
             HandshakeRequest::SrpVerify {
@@ -669,7 +698,9 @@ mod tests {
                 users: vec![],
                 room_salt: Some("cg==".into()),
                 user_id: None,
+                room_id: None,
                 resume_token: None,
+                after_seq: None,
                 complete: None,
                 locked: Some("ann".into()),
                 knocking: vec!["cat".into()],
@@ -691,6 +722,29 @@ mod tests {
             init,
             ServerEvent::Init { locked: None, ref knocking, max_file_size: None, .. } if knocking.is_empty()
         ));
+    }
+
+    #[test]
+    fn a_resumed_init_names_its_room_and_where_it_resumed() {
+        round_trip(
+            ServerEvent::Init {
+                messages: vec![],
+                users: vec![],
+                room_salt: Some("cg==".into()),
+                user_id: Some("u1".into()),
+                room_id: Some("r1".into()),
+                resume_token: Some("dA==".into()),
+                after_seq: Some(7),
+                complete: Some(true),
+                locked: None,
+                knocking: vec![],
+                max_file_size: Some(1),
+                history: Some(2),
+            },
+            json!({"type": "init", "messages": [], "users": [], "room_salt": "cg==",
+                   "user_id": "u1", "room_id": "r1", "resume_token": "dA==", "after_seq": 7,
+                   "complete": true, "max_file_size": 1, "history": 2}),
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::limits::{
     FILE_BACKLOG_PAUSE, FILE_BYTES_BURST, FILE_BYTES_PER_SEC, MAX_TRANSFERS_PER_MEMBER,
 };
 use super::outbox::Outbound;
-use super::room::Room;
+use super::room::{Membership, Room, Superseded};
 use crate::protocol::limits::{
     FILE_CHUNK_TOKEN_MAX, FILE_ID_MAX, FILE_META_TOKEN_MAX, FILE_WINDOW, MAX_FILE_SIZE_CAP,
     file_chunks,
@@ -60,6 +60,9 @@ pub enum FileRefusal {
     BadChunk,
     #[error("file refused: files need a native cmd-chat client")]
     Legacy,
+    /// The sending connection was removed or taken over; it is ending.
+    #[error(transparent)]
+    Superseded(#[from] Superseded),
 }
 
 /// One file on its way through the room.
@@ -145,12 +148,10 @@ impl Transfers {
         }
     }
 
-    /// Checks an offer and passes it on to the native members.
+    /// Checks an offer from `sender` and passes it on to the native members.
     pub fn offer(
         &mut self,
-        room: &Room,
-        sender_id: &str,
-        sender: &str,
+        sender: &Membership,
         id: String,
         chunks: u32,
         meta: String,
@@ -171,12 +172,12 @@ impl Transfers {
         }
         token::check_shape_within(&meta, FILE_META_TOKEN_MAX).map_err(|_| FileRefusal::BadMeta)?;
         let frame = json(&ServerEvent::FileOffer {
-            from: sender.to_owned(),
+            from: sender.username().to_owned(),
             id: id.clone(),
             chunks,
             meta,
         });
-        let receivers = room.offer_file(sender_id, &frame);
+        let receivers = sender.offer_file(&frame)?;
         self.active.insert(
             id,
             Transfer {
@@ -193,8 +194,7 @@ impl Transfers {
     /// (the receivers are told); the caller tells the sender.
     pub fn chunk(
         &mut self,
-        room: &Room,
-        sender: &str,
+        sender: &Membership,
         id: String,
         index: u32,
         data: String,
@@ -216,23 +216,24 @@ impl Transfers {
             }
         };
         if let Some(refusal) = problem {
-            self.abort(room, sender, &id, &refusal.to_string());
+            self.abort(sender.room(), sender.username(), &id, &refusal.to_string());
             return Err(refusal);
         }
-        self.budget.spend(data.len(), Instant::now());
         let aborted = json(&ServerEvent::FileAborted {
-            from: sender.to_owned(),
+            from: sender.username().to_owned(),
             id: id.clone(),
             reason: "you fell too far behind the room to take this file".into(),
         });
         let transfer = self.active.get_mut(&id).expect("checked above");
+        let size = data.len();
         let frame = json(&ServerEvent::FileChunk {
-            from: sender.to_owned(),
+            from: sender.username().to_owned(),
             id,
             index,
             data,
         });
-        room.relay_file_chunk(&mut transfer.receivers, &frame, &aborted);
+        sender.relay_file_chunk(&mut transfer.receivers, &frame, &aborted)?;
+        self.budget.spend(size, Instant::now());
         transfer.relayed += 1;
         Ok(())
     }
@@ -346,19 +347,10 @@ mod tests {
         let mut transfers = Transfers::new(5 << 20);
         let token = chunk_token();
         transfers
-            .offer(
-                &room,
-                ann.user_id(),
-                "ann",
-                "f".into(),
-                20,
-                cipher().encrypt("meta"),
-            )
+            .offer(&ann, "f".into(), 20, cipher().encrypt("meta"))
             .unwrap();
         // While bob keeps up, every chunk is acknowledged at once.
-        transfers
-            .chunk(&room, "ann", "f".into(), 0, token.clone())
-            .unwrap();
+        transfers.chunk(&ann, "f".into(), 0, token.clone()).unwrap();
         assert_eq!(transfers.release_acks(&room).len(), 1);
         assert!(!transfers.holding());
 
@@ -369,14 +361,14 @@ mod tests {
             .unwrap();
         for index in 1..=FILE_WINDOW {
             transfers
-                .chunk(&room, "ann", "f".into(), index, token.clone())
+                .chunk(&ann, "f".into(), index, token.clone())
                 .unwrap();
             assert!(transfers.release_acks(&room).is_empty());
         }
         assert!(transfers.holding());
         let before = bob_queue.queued_bytes();
         assert_eq!(
-            transfers.chunk(&room, "ann", "f".into(), FILE_WINDOW + 1, token.clone()),
+            transfers.chunk(&ann, "f".into(), FILE_WINDOW + 1, token.clone()),
             Err(FileRefusal::AheadOfWindow)
         );
         // The transfer is over; bob is told, and was never pushed past the
@@ -398,14 +390,7 @@ mod tests {
         let mut transfers = Transfers::new(5 << 20);
         let token = chunk_token();
         transfers
-            .offer(
-                &room,
-                ann.user_id(),
-                "ann",
-                "f".into(),
-                2,
-                cipher().encrypt("meta"),
-            )
+            .offer(&ann, "f".into(), 2, cipher().encrypt("meta"))
             .unwrap();
         bob_queue
             .push(
@@ -413,9 +398,7 @@ mod tests {
                     .into(),
             )
             .unwrap();
-        transfers
-            .chunk(&room, "ann", "f".into(), 0, token.clone())
-            .unwrap();
+        transfers.chunk(&ann, "f".into(), 0, token.clone()).unwrap();
         // bob got a short `file_aborted` instead of the chunk, and with no
         // receiver left behind, the sender is acknowledged at once.
         assert!(bob_queue.queued_bytes() < crate::server::limits::FILE_RECEIVER_QUEUE_MAX + 1024);

@@ -21,7 +21,9 @@ use super::limits::{
     FAREWELL_DEADLINE, FILE_ACK_POLL, HANDSHAKE_DEADLINE, KNOCK_MAX_LINE, PING_INTERVAL, RATE_BURST,
 };
 use super::outbox::{self, Outbound, Outbox};
-use super::room::{Decision, Kick, Membership, NameReservation, Resume, RoomError};
+use super::room::{
+    Decision, Kick, Membership, NameReservation, PrivateRefusal, Resume, RoomError, Superseded,
+};
 use crate::crypto::srp::{N_LEN, ServerSession};
 use crate::crypto::transport::{Side, derive_keys};
 use crate::protocol::limits::{MAX_PRIVATE_BODY_LEN, MEMBER_MAX_LINE, PRE_AUTH_MAX_LINE};
@@ -139,6 +141,7 @@ where
         a,
         native,
         resume,
+        room_id,
     } = next_request(reader).await?
     else {
         return Err(bad_request("expected srp_init first"));
@@ -182,6 +185,11 @@ where
         })?;
     username::validate(&username)
         .map_err(|e| ErrorReply::new(ErrorCode::NameInvalid, format!("invalid username: {e}")))?;
+    // A resume is about the room it was made in. One from another room (this
+    // server was restarted on the same address since) is a fresh join: its
+    // member id and sequence numbers mean nothing here. 1.x clients never resume.
+    let same_room = !legacy && room_id.as_deref() == Some(shared.room.id());
+    let resume = resume.filter(|_| same_room);
     let a_bytes = decode_b64("A", &a, N_LEN)?;
     let reservation = shared
         .room
@@ -266,7 +274,7 @@ where
         reservation,
         legacy,
         resume: after_seq
-            .filter(|_| !legacy)
+            .filter(|_| same_room)
             .map(|after_seq| Resume { after_seq }),
     })
 }
@@ -451,6 +459,23 @@ enum Ending {
     Left,
     /// It broke the protocol; it is told why.
     Fault(ErrorReply),
+    /// The room removed it or a newer connection took its place, and it
+    /// noticed by being refused an action; its kick says which.
+    Superseded(Superseded),
+}
+
+/// The end of a connection the room removed, as it is told.
+fn kicked(kick: Kick) -> Ending {
+    match kick {
+        Kick::TooSlow => Ending::Fault(ErrorReply::new(
+            ErrorCode::TooSlow,
+            "disconnected: you were not reading messages fast enough",
+        )),
+        Kick::Replaced => Ending::Fault(ErrorReply::new(
+            ErrorCode::Replaced,
+            "this session was taken over by a new connection of yours",
+        )),
+    }
 }
 
 fn json(value: &impl serde::Serialize) -> Outbound {
@@ -491,9 +516,12 @@ async fn serve_member<R, W>(
     };
     // Lock, unlock, admit and deny are confirmed by the events every member
     // gets; only a refusal needs an answer of its own.
-    let room_answer = |result: Result<(), RoomError>| {
-        if let Err(e) = result {
+    let room_answer = |result: Result<(), RoomError>| match result {
+        Ok(()) => Ok(()),
+        Err(RoomError::Superseded(gone)) => Err(gone),
+        Err(e) => {
             reply(ErrorReply::new(e.code(), e.to_string()));
+            Ok(())
         }
     };
     let mut transfers = Transfers::new(config.max_file_size);
@@ -546,13 +574,17 @@ async fn serve_member<R, W>(
                 Err(FrameError::Io(_)) => return Ending::Left,
                 Err(e) => return Ending::Fault(bad_request(format!("connection closed: {e}"))),
             };
-            match frame {
+            // Every room action checks, under the room's lock, that this
+            // connection still holds the member's place: one removed or taken
+            // over may still be reading frames it had buffered.
+            let acted: Result<(), Superseded> = match frame {
                 ClientFrame::Message { text, reference } => {
                     if let Err(e) = token::check_shape(&text) {
                         reply(
                             ErrorReply::new(ErrorCode::MessageRefused, e.to_string())
                                 .about_message(reference),
                         );
+                        Ok(())
                     } else if !rate.allow(Instant::now()) {
                         reply(
                             ErrorReply::new(
@@ -564,19 +596,18 @@ async fn serve_member<R, W>(
                             )
                             .about_message(reference),
                         );
+                        Ok(())
                     } else {
-                        let seq = membership.post(text);
-                        // The echo is queued already; the receipt follows it.
-                        if let Some(reference) = reference.filter(|_| !legacy) {
-                            let _ = own.push(&json(&ServerEvent::Sent { reference, seq }));
-                        }
+                        membership.post(text).map(|seq| {
+                            // The echo is queued already; the receipt follows it.
+                            if let Some(reference) = reference.filter(|_| !legacy) {
+                                let _ = own.push(&json(&ServerEvent::Sent { reference, seq }));
+                            }
+                        })
                     }
                 }
-                ClientFrame::Clear => {
-                    if rate.allow(Instant::now()) {
-                        membership.clear();
-                    }
-                }
+                ClientFrame::Clear if rate.allow(Instant::now()) => membership.clear(),
+                ClientFrame::Clear => Ok(()),
                 ClientFrame::Private { to, body } => {
                     let refusal = if legacy {
                         // 1.x clients never send it; a hand-made one gets a plain answer.
@@ -605,16 +636,20 @@ async fn serve_member<R, W>(
                             ),
                         ))
                     } else {
-                        membership
-                            .send_private(&to, body)
-                            .err()
-                            .map(|e| ErrorReply::new(e.code(), e.to_string()))
+                        match membership.send_private(&to, body) {
+                            Ok(()) => None,
+                            Err(PrivateRefusal::Superseded(gone)) => {
+                                return Ending::Superseded(gone);
+                            }
+                            Err(e) => Some(ErrorReply::new(e.code(), e.to_string())),
+                        }
                     };
                     if let Some(refusal) = refusal {
                         reply(refusal.about(to));
                     }
+                    Ok(())
                 }
-                ClientFrame::Pong => {}
+                ClientFrame::Pong => Ok(()),
                 ClientFrame::Leave => return Ending::Left,
                 ClientFrame::Lock
                 | ClientFrame::Unlock
@@ -625,6 +660,7 @@ async fn serve_member<R, W>(
                     reply(bad_request(
                         "locking the room needs a native cmd-chat client",
                     ));
+                    Ok(())
                 }
                 ClientFrame::Lock
                 | ClientFrame::Unlock
@@ -636,6 +672,7 @@ async fn serve_member<R, W>(
                         ErrorCode::RateLimited,
                         "command dropped: slow down",
                     ));
+                    Ok(())
                 }
                 ClientFrame::Lock => room_answer(membership.lock()),
                 ClientFrame::Unlock => room_answer(membership.unlock()),
@@ -643,6 +680,7 @@ async fn serve_member<R, W>(
                     if username::validate(&user).is_err() =>
                 {
                     reply(bad_request("that is not a valid username"));
+                    Ok(())
                 }
                 ClientFrame::Admit { user } => room_answer(membership.answer(&user, true)),
                 ClientFrame::Deny { user } => room_answer(membership.answer(&user, false)),
@@ -653,31 +691,34 @@ async fn serve_member<R, W>(
                     if legacy =>
                 {
                     reply(bad_request(FileRefusal::Legacy.to_string()));
+                    Ok(())
                 }
                 ClientFrame::FileOffer { id, chunks, meta } => {
-                    if let Err(refusal) = transfers.offer(
-                        &shared.room,
-                        membership.user_id(),
-                        me,
-                        id.clone(),
-                        chunks,
-                        meta,
-                    ) {
-                        let _ = own.push(&file_refused(id, me, &refusal));
+                    match transfers.offer(&membership, id.clone(), chunks, meta) {
+                        Ok(()) => Ok(()),
+                        Err(FileRefusal::Superseded(gone)) => Err(gone),
+                        Err(refusal) => {
+                            let _ = own.push(&file_refused(id, me, &refusal));
+                            Ok(())
+                        }
                     }
                 }
                 ClientFrame::FileChunk { id, index, data } => {
-                    match transfers.chunk(&shared.room, me, id.clone(), index, data) {
+                    match transfers.chunk(&membership, id.clone(), index, data) {
                         Ok(()) => {
                             for ack in transfers.release_acks(&shared.room) {
                                 let _ = own.push(&ack);
                             }
+                            Ok(())
                         }
+                        Err(FileRefusal::Superseded(gone)) => Err(gone),
                         Err(refusal) => {
                             let _ = own.push(&file_refused(id, me, &refusal));
+                            Ok(())
                         }
                     }
                 }
+                // Only ends this connection's own transfer, telling its receivers.
                 ClientFrame::FileCancel { id } => {
                     transfers.abort(
                         &shared.room,
@@ -685,7 +726,11 @@ async fn serve_member<R, W>(
                         &id,
                         &format!("{me} cancelled the transfer"),
                     );
+                    Ok(())
                 }
+            };
+            if let Err(gone) = acted {
+                return Ending::Superseded(gone);
             }
         }
     };
@@ -709,21 +754,19 @@ async fn serve_member<R, W>(
     let ending = tokio::select! {
         ending = read_loop => ending,
         _ = write_loop => Ending::Left,
-        kick = &mut kick_rx => match kick {
-            Ok(Kick::TooSlow) => Ending::Fault(ErrorReply::new(
-                ErrorCode::TooSlow,
-                "disconnected: you were not reading messages fast enough",
-            )),
-            Ok(Kick::Replaced) => Ending::Fault(ErrorReply::new(
-                ErrorCode::Replaced,
-                "this session was taken over by a new connection of yours",
-            )),
-            Err(_) => Ending::Left,
-        },
+        kick = &mut kick_rx => kick.map_or(Ending::Left, kicked),
         _ = shutdown.changed() => Ending::Fault(ErrorReply::new(ErrorCode::ShuttingDown, "the room is closing")),
     };
+    // The room sends the kick as it removes or replaces the member, so it is
+    // there by the time an action is refused (the server closing sends none).
+    let ending = match ending {
+        Ending::Superseded(_) => kick_rx.try_recv().map_or(Ending::Left, kicked),
+        ending => ending,
+    };
     match &ending {
-        Ending::Left => info!(%peer, user = membership.username(), "member left"),
+        Ending::Left | Ending::Superseded(_) => {
+            info!(%peer, user = membership.username(), "member left")
+        }
         Ending::Fault(reply) => {
             warn!(%peer, user = membership.username(), reason = %reply.error, "member disconnected")
         }
@@ -742,7 +785,7 @@ async fn serve_member<R, W>(
         // At most one write buffer of older frames goes before the reason;
         // the rest of the backlog stays in the dropped queue.
         Ending::Fault(reply) => farewell(&mut writer, &reply).await,
-        Ending::Left => {
+        Ending::Left | Ending::Superseded(_) => {
             let _ = tokio::time::timeout(FAREWELL_DEADLINE, writer.shutdown()).await;
         }
     }

@@ -38,9 +38,19 @@ pub enum Kick {
     Replaced,
 }
 
+/// A connection acted on a place in the room it no longer holds: the room
+/// removed it (too slow to read) or a newer connection of the same member
+/// took the session over. Nothing was done, and the connection is ending;
+/// its kick says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this connection no longer holds its place in the room")]
+pub struct Superseded;
+
 /// Why the room refused something.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RoomError {
+    #[error(transparent)]
+    Superseded(#[from] Superseded),
     #[error("the name is taken by someone in the room")]
     NameTaken,
     #[error("the room is full ({0} members)")]
@@ -62,6 +72,7 @@ pub enum RoomError {
 impl RoomError {
     pub fn code(&self) -> ErrorCode {
         match self {
+            RoomError::Superseded(_) => ErrorCode::Replaced,
             RoomError::NameTaken => ErrorCode::NameTaken,
             RoomError::Full(_) => ErrorCode::RoomFull,
             RoomError::Locked { .. } | RoomError::TooManyKnocks => ErrorCode::RoomLocked,
@@ -75,6 +86,8 @@ impl RoomError {
 /// Why a private frame was not relayed. The sender is told; nothing else happens.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PrivateRefusal {
+    #[error(transparent)]
+    Superseded(#[from] Superseded),
     #[error(
         "that member is not in the room (they may have just left); the private message was not delivered"
     )]
@@ -88,6 +101,7 @@ pub enum PrivateRefusal {
 impl PrivateRefusal {
     pub fn code(&self) -> ErrorCode {
         match self {
+            PrivateRefusal::Superseded(_) => ErrorCode::Replaced,
             PrivateRefusal::NoSuchUser => ErrorCode::NoSuchUser,
             PrivateRefusal::LegacyAddressee(_) => ErrorCode::PrivateUnsupported,
             PrivateRefusal::ToSelf => ErrorCode::BadRequest,
@@ -194,6 +208,11 @@ pub struct Room {
     config: RoomConfig,
     /// Base64 room salt for native `init` frames.
     room_salt_b64: String,
+    /// Drawn at start-up and sent in native `init` frames: a reconnecting
+    /// member names it, so that a server restarted on the same address (a
+    /// new room, whose sequence numbers start again) does not apply an old
+    /// room's `after_seq` or member ids to its own.
+    id: String,
     state: Mutex<State>,
 }
 
@@ -205,7 +224,24 @@ pub struct NameReservation {
     user_id: String,
     /// Set when the name belongs to this member's own earlier session, which
     /// the login may take over once it proves that session's resume secret.
-    takeover_of: Option<String>,
+    takeover_of: Option<Replacing>,
+}
+
+/// The connection a takeover login set out to replace: the one holding the
+/// member's session when the login began, and no later one.
+struct Replacing {
+    user_id: String,
+    generation: u64,
+}
+
+impl Replacing {
+    /// Where that connection is among the members, if it still holds the session.
+    fn position(&self, state: &State) -> Option<usize> {
+        state
+            .members
+            .iter()
+            .position(|m| m.user_id == self.user_id && m.generation == self.generation)
+    }
 }
 
 impl NameReservation {
@@ -235,9 +271,19 @@ impl Drop for NameReservation {
 }
 
 /// Membership held by a connection; dropping it leaves the room.
+///
+/// Every action goes through it, and the room checks, under the same lock
+/// as the action, that this connection still holds the member's place
+/// (same `user_id` and `generation`). A connection that was removed or
+/// taken over may still be working through frames it had already read,
+/// before it notices its kick; those actions are refused with
+/// [`Superseded`] instead of speaking for a member it no longer is, or for
+/// whoever took the name since.
 pub struct Membership {
     room: Arc<Room>,
     user_id: String,
+    /// Which connection of the member this is; a takeover gives the
+    /// member a new one, and this one then holds nothing.
     generation: u64,
     username: String,
     /// A native joiner's history, still to be sent after `init`.
@@ -256,6 +302,19 @@ pub struct HistoryCursor {
 }
 
 impl Membership {
+    /// Whether this connection still holds the member's place.
+    fn holds(&self, state: &State) -> Result<(), Superseded> {
+        if state
+            .members
+            .iter()
+            .any(|m| m.user_id == self.user_id && m.generation == self.generation)
+        {
+            Ok(())
+        } else {
+            Err(Superseded)
+        }
+    }
+
     pub fn username(&self) -> &str {
         &self.username
     }
@@ -271,30 +330,29 @@ impl Membership {
 
     /// Stores and relays a message whose shape has already been checked;
     /// returns its sequence number.
-    pub fn post(&self, token: String) -> u64 {
-        self.room.post(&self.username, token)
+    pub fn post(&self, token: String) -> Result<u64, Superseded> {
+        self.room.post(self, token)
     }
 
     /// Empties the history for everyone.
-    pub fn clear(&self) {
-        self.room.clear();
+    pub fn clear(&self) -> Result<(), Superseded> {
+        self.room.clear(self)
     }
 
     /// Relays a private frame, whose body's shape has already been checked,
     /// to the member `to` (a `user_id`) alone. It is not stored.
     pub fn send_private(&self, to: &str, body: String) -> Result<(), PrivateRefusal> {
-        self.room
-            .send_private(&self.user_id, &self.username, to, body)
+        self.room.send_private(self, to, body)
     }
 
     /// Locks the room to newcomers; native members see who did.
     pub fn lock(&self) -> Result<(), RoomError> {
-        self.room.lock_room(&self.username)
+        self.room.lock_room(self)
     }
 
     /// Opens the room again and lets everyone knocking in.
     pub fn unlock(&self) -> Result<(), RoomError> {
-        self.room.unlock_room(Some(&self.username))
+        self.room.unlock_room(self)
     }
 
     /// Admits or denies the newcomer called `user`.
@@ -308,7 +366,32 @@ impl Membership {
                 by: self.username.clone(),
             }
         };
-        self.room.answer(user, decision)
+        self.room.answer(self, user, decision)
+    }
+
+    /// Starts relaying a file: queues the offer to every native member but
+    /// this one, and returns who got it, the only members its chunks go to.
+    pub fn offer_file(&self, frame: &Outbound) -> Result<HashSet<String>, Superseded> {
+        self.room.offer_file(self, frame)
+    }
+
+    /// Relays a chunk of a file this member offered to `receivers`. A
+    /// receiver whose queue already holds more than
+    /// [`FILE_RECEIVER_QUEUE_MAX`] is taken off the transfer and sent
+    /// `aborted` instead: better one lost file than a member disconnected
+    /// for being slow. Receivers that left are forgotten.
+    pub fn relay_file_chunk(
+        &self,
+        receivers: &mut HashSet<String>,
+        frame: &Outbound,
+        aborted: &Outbound,
+    ) -> Result<(), Superseded> {
+        self.room.relay_file_chunk(self, receivers, frame, aborted)
+    }
+
+    /// The room, for what any connection may do (tell receivers a file ended).
+    pub fn room(&self) -> &Room {
+        &self.room
     }
 }
 
@@ -355,6 +438,7 @@ impl Room {
         Arc::new(Self {
             config,
             room_salt_b64,
+            id: uuid::Uuid::new_v4().to_string(),
             state: Mutex::new(State {
                 names: HashMap::new(),
                 members: Vec::new(),
@@ -371,6 +455,11 @@ impl Room {
         })
     }
 
+    /// This room's id, as native `init` frames give it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock would be a bug; the state stays usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -380,6 +469,22 @@ impl Room {
     /// take it. A reconnecting member names its previous session
     /// (`resume_of`): if that session still holds the name, the reservation
     /// is a takeover, to be confirmed by [`Room::resume_proof_valid`].
+    ///
+    /// # Takeovers
+    ///
+    /// A takeover replaces exactly the connection that held the session
+    /// when the login began (its `user_id` and generation), never a later
+    /// one. If that connection is gone by the time the login proves itself
+    /// or joins (it left, and the others saw it leave; the room removed it;
+    /// or another takeover replaced it first), the login is refused as
+    /// [`RoomError::NameTaken`], and the client, which takes that as
+    /// transient while reconnecting, tries again: it then takes over the
+    /// newer connection, or joins afresh if the name is free. So of two
+    /// takeovers in flight (say, an attempt the client gave up on and the
+    /// one after it) the first to finish wins, and the older one can never
+    /// evict a newer connection of the same member. The replaced connection
+    /// is kicked ([`Kick::Replaced`]) and can do nothing in the room from
+    /// then on (see [`Membership`]).
     pub fn reserve(
         self: &Arc<Self>,
         name: &str,
@@ -392,11 +497,15 @@ impl Room {
                 state.names.insert(name.to_owned(), user_id.clone());
                 None
             }
-            Some(holder)
-                if resume_of == Some(holder.as_str())
-                    && state.members.iter().any(|m| &m.user_id == holder) =>
-            {
-                Some(holder.clone())
+            Some(holder) if resume_of == Some(holder.as_str()) => {
+                let Some(member) = state.members.iter().find(|m| &m.user_id == holder) else {
+                    // Held for a login still in progress, not a session.
+                    return Err(RoomError::NameTaken);
+                };
+                Some(Replacing {
+                    user_id: member.user_id.clone(),
+                    generation: member.generation,
+                })
             }
             Some(_) => return Err(RoomError::NameTaken),
         };
@@ -409,29 +518,33 @@ impl Room {
     }
 
     /// Checks a takeover's proof, `HMAC-SHA256(resume_token, M)`, against the
-    /// live session it names, in constant time.
+    /// live session it names, in constant time. `false` too if the
+    /// connection the login set out to replace is gone.
     pub fn resume_proof_valid(
         &self,
         reservation: &NameReservation,
         m: &[u8],
         proof: &[u8],
     ) -> bool {
-        let Some(old) = reservation.takeover_of.as_deref() else {
+        let Some(old) = &reservation.takeover_of else {
             return false;
         };
         let state = self.lock();
-        let Some(member) = state.members.iter().find(|m| m.user_id == old) else {
+        let Some(pos) = old.position(&state) else {
             return false;
         };
-        resume_proof(&member.resume_token, m).ct_eq(proof).into()
+        resume_proof(&state.members[pos].resume_token, m)
+            .ct_eq(proof)
+            .into()
     }
 
     /// Turns an authenticated login into a member: queues its `init`, then
     /// tells everyone else.
     ///
     /// A takeover replaces the member's old connection in place, under the
-    /// same `user_id`, so the others see no leave and join. A `resume` gets
-    /// only the messages after its `after_seq`.
+    /// same `user_id`, so the others see no leave and join (see
+    /// [`Room::reserve`] for which connection it may replace). A `resume`
+    /// gets only the messages after its `after_seq`.
     ///
     /// A locked room refuses with [`RoomError::Locked`]
     /// unless a member `admitted` this login; checking and joining happen
@@ -466,12 +579,13 @@ impl Room {
             outbox,
             kick: Some(kick),
         };
-        if let Some(old_id) = reservation.takeover_of.as_deref() {
-            let Some(pos) = state.members.iter().position(|m| m.user_id == old_id) else {
-                // Another login took it over first.
+        if let Some(old) = &reservation.takeover_of {
+            let Some(pos) = old.position(&state) else {
+                // Gone since the proof was checked: it left, or another
+                // login took it over first.
                 return Err(RoomError::NameTaken);
             };
-            member.user_id = old_id.to_owned();
+            member.user_id = old.user_id.clone();
             // The session keeps its resume token: a client that loses this
             // connection before reading `init` can still prove it next time.
             member.resume_token = state.members[pos].resume_token.clone();
@@ -545,7 +659,9 @@ impl Room {
         if !legacy {
             head.push_str("\"room_salt\":\"");
             head.push_str(&self.room_salt_b64);
-            head.push_str("\",\"user_id\":");
+            head.push_str("\",\"room_id\":");
+            head.push_str(&serde_json::to_string(&self.id).expect("id serializes"));
+            head.push_str(",\"user_id\":");
             head.push_str(&serde_json::to_string(&joiner.user_id).expect("id serializes"));
             head.push_str(",\"resume_token\":\"");
             head.push_str(&STANDARD.encode(joiner.resume_token.as_bytes()));
@@ -570,6 +686,10 @@ impl Room {
         // last one it saw, and whether the history still held all of them.
         let after = resume.map_or(0, |r| r.after_seq);
         if let Some(resume) = resume {
+            // Echoed under the seal: the request itself came in clear.
+            head.push_str("\"after_seq\":");
+            head.push_str(&resume.after_seq.to_string());
+            head.push(',');
             let first_kept = state.history.entries.front().map(|e| e.seq);
             let missed_any = state.next_seq > resume.after_seq.saturating_add(1);
             let complete = !missed_any
@@ -650,8 +770,9 @@ impl Room {
         Some(part.into())
     }
 
-    fn post(&self, username: &str, token: String) -> u64 {
+    fn post(&self, who: &Membership, token: String) -> Result<u64, Superseded> {
         let mut state = self.lock();
+        who.holds(&state)?;
         let seq = state.next_seq;
         state.next_seq += 1;
         let data = MessageData {
@@ -659,7 +780,7 @@ impl Room {
             seq: Some(seq),
             text: token,
             timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            username: username.to_owned(),
+            username: who.username.clone(),
         };
         let data_json: Arc<str> = serde_json::to_string(&data)
             .expect("message serializes")
@@ -681,27 +802,24 @@ impl Room {
             }
         }
         broadcast(&mut state, &frame, None);
-        seq
+        Ok(seq)
     }
 
-    fn clear(&self) {
+    fn clear(&self, who: &Membership) -> Result<(), Superseded> {
         let mut state = self.lock();
+        who.holds(&state)?;
         state.history.entries.clear();
         state.history.bytes = 0;
         broadcast(&mut state, &to_json(&ServerEvent::Cleared), None);
+        Ok(())
     }
 
-    fn send_private(
-        &self,
-        from: &str,
-        from_name: &str,
-        to: &str,
-        body: String,
-    ) -> Result<(), PrivateRefusal> {
-        if from == to {
+    fn send_private(&self, who: &Membership, to: &str, body: String) -> Result<(), PrivateRefusal> {
+        if who.user_id == to {
             return Err(PrivateRefusal::ToSelf);
         }
         let mut state = self.lock();
+        who.holds(&state)?;
         let addressee = state
             .members
             .iter()
@@ -712,8 +830,8 @@ impl Room {
             return Err(PrivateRefusal::LegacyAddressee(addressee.username.clone()));
         }
         let frame = to_json(&ServerEvent::Private {
-            from: from.to_owned(),
-            from_name: from_name.to_owned(),
+            from: who.user_id.clone(),
+            from_name: who.username.clone(),
             body,
         });
         broadcast_filtered(&mut state, &frame, |m| m.user_id == to);
@@ -743,22 +861,24 @@ impl Room {
             .collect()
     }
 
-    fn lock_room(&self, by: &str) -> Result<(), RoomError> {
+    fn lock_room(&self, who: &Membership) -> Result<(), RoomError> {
         let mut state = self.lock();
+        who.holds(&state)?;
         if let Some(locker) = &state.locked {
             return Err(RoomError::AlreadyLocked { by: locker.clone() });
         }
-        state.locked = Some(by.to_owned());
-        let frame = to_json(&ServerEvent::Locked { by: by.to_owned() });
+        state.locked = Some(who.username.clone());
+        let frame = to_json(&ServerEvent::Locked {
+            by: who.username.clone(),
+        });
         broadcast_filtered(&mut state, &frame, |m| !m.legacy);
         Ok(())
     }
 
-    /// Opens the room; `by` is `None` when it opens because no native
-    /// member is left to answer knocks.
-    fn unlock_room(&self, by: Option<&str>) -> Result<(), RoomError> {
+    fn unlock_room(&self, who: &Membership) -> Result<(), RoomError> {
         let mut state = self.lock();
-        unlock(&mut state, by)
+        who.holds(&state)?;
+        unlock(&mut state, Some(&who.username))
     }
 
     /// Registers a knock on a locked room and tells the native members.
@@ -791,8 +911,9 @@ impl Room {
         }))
     }
 
-    fn answer(&self, user: &str, decision: Decision) -> Result<(), RoomError> {
+    fn answer(&self, who: &Membership, user: &str, decision: Decision) -> Result<(), RoomError> {
         let mut state = self.lock();
+        who.holds(&state)?;
         let Some(pos) = state.knocks.iter().position(|k| k.username == user) else {
             return Err(RoomError::NoSuchKnock(user.to_owned()));
         };
@@ -817,31 +938,32 @@ impl Room {
         true
     }
 
-    /// Starts relaying a file: queues the offer to every native member but
-    /// the sender, and returns who got it, the only members its chunks go to.
-    pub fn offer_file(&self, sender_id: &str, frame: &Outbound) -> HashSet<String> {
+    fn offer_file(
+        &self,
+        who: &Membership,
+        frame: &Outbound,
+    ) -> Result<HashSet<String>, Superseded> {
         let mut state = self.lock();
+        who.holds(&state)?;
         let receivers: HashSet<String> = state
             .members
             .iter()
-            .filter(|m| !m.legacy && m.user_id != sender_id)
+            .filter(|m| !m.legacy && m.user_id != who.user_id)
             .map(|m| m.user_id.clone())
             .collect();
         broadcast_filtered(&mut state, frame, |m| receivers.contains(&m.user_id));
-        receivers
+        Ok(receivers)
     }
 
-    /// Relays a file chunk to `receivers`. A receiver whose queue already
-    /// holds more than [`FILE_RECEIVER_QUEUE_MAX`] is taken off the transfer
-    /// and sent `aborted` instead: better one lost file than a member
-    /// disconnected for being slow. Receivers that left are forgotten.
-    pub fn relay_file_chunk(
+    fn relay_file_chunk(
         &self,
+        who: &Membership,
         receivers: &mut HashSet<String>,
         frame: &Outbound,
         aborted: &Outbound,
-    ) {
+    ) -> Result<(), Superseded> {
         let mut state = self.lock();
+        who.holds(&state)?;
         receivers.retain(|id| state.members.iter().any(|m| &m.user_id == id));
         let behind: HashSet<String> = state
             .members
@@ -853,6 +975,7 @@ impl Room {
         receivers.retain(|id| !behind.contains(id));
         broadcast_filtered(&mut state, aborted, |m| behind.contains(&m.user_id));
         broadcast_filtered(&mut state, frame, |m| receivers.contains(&m.user_id));
+        Ok(())
     }
 
     /// Tells the receivers of a transfer that it ended early.
@@ -942,7 +1065,8 @@ impl Room {
     }
 }
 
-/// Opens the room and lets everyone knocking in (see [`Room::unlock_room`]).
+/// Opens the room and lets everyone knocking in; `by` is `None` when it
+/// opens because no native member is left to answer knocks.
 fn unlock(state: &mut State, by: Option<&str>) -> Result<(), RoomError> {
     if state.locked.take().is_none() {
         return Err(RoomError::NotLocked);
@@ -1029,5 +1153,131 @@ fn remove_member(state: &mut State, user_id: &str) {
     // would turn everyone away until the server stops. It opens instead.
     if state.locked.is_some() && !state.members.iter().any(|m| !m.legacy) {
         let _ = unlock(state, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::limits::MAX_QUEUED_BYTES;
+    use crate::server::outbox::{self, Inbox};
+
+    fn room() -> Arc<Room> {
+        Room::new(
+            RoomConfig {
+                history_messages: 10,
+                history_bytes: 1 << 20,
+                max_users: 10,
+                max_file_size: 5 << 20,
+            },
+            "c2FsdA==".into(),
+        )
+    }
+
+    /// A member joined with `reservation`, with its queue and its kick.
+    struct Joined {
+        membership: Membership,
+        outbox: Outbox,
+        _inbox: Inbox,
+        kick: oneshot::Receiver<Kick>,
+    }
+
+    fn join(room: &Arc<Room>, reservation: &NameReservation) -> Joined {
+        let (outbox, inbox) = outbox::channel();
+        let (kick_tx, kick) = oneshot::channel();
+        let membership = room
+            .join(reservation, false, outbox.clone(), kick_tx, false, None)
+            .unwrap();
+        Joined {
+            membership,
+            outbox,
+            _inbox: inbox,
+            kick,
+        }
+    }
+
+    fn member(room: &Arc<Room>, name: &str) -> Joined {
+        join(room, &room.reserve(name, None).unwrap())
+    }
+
+    /// Every action a member can take, as `old` tries them.
+    fn assert_refused_everything(old: &Membership) {
+        assert_eq!(old.post("gAAAA".into()), Err(Superseded));
+        assert_eq!(old.clear(), Err(Superseded));
+        assert_eq!(old.lock(), Err(RoomError::Superseded(Superseded)));
+        assert_eq!(old.unlock(), Err(RoomError::Superseded(Superseded)));
+        assert_eq!(
+            old.answer("cat", true),
+            Err(RoomError::Superseded(Superseded))
+        );
+        assert_eq!(
+            old.send_private("someone", "gAAAA".into()),
+            Err(PrivateRefusal::Superseded(Superseded))
+        );
+        assert_eq!(old.offer_file(&"{}".into()), Err(Superseded));
+        assert_eq!(
+            old.relay_file_chunk(&mut HashSet::new(), &"{}".into(), &"{}".into()),
+            Err(Superseded)
+        );
+    }
+
+    #[test]
+    fn a_replaced_connection_can_no_longer_act() {
+        let room = room();
+        let mut old = member(&room, "ann");
+        let takeover = room.reserve("ann", Some(old.membership.user_id())).unwrap();
+        assert!(takeover.is_takeover());
+        let new = join(&room, &takeover);
+        assert_eq!(old.kick.try_recv(), Ok(Kick::Replaced));
+        assert_refused_everything(&old.membership);
+        assert_eq!(room.history_len(), 0);
+        assert_eq!(room.locked_by(), None);
+        assert_eq!(new.membership.post("gAAAA".into()), Ok(1));
+        // The old connection's leaving leaves the session in place.
+        drop(old);
+        assert_eq!(room.member_names(), ["ann"]);
+    }
+
+    #[test]
+    fn a_takeover_replaces_only_the_connection_it_set_out_to_replace() {
+        let room = room();
+        let mut old = member(&room, "ann");
+        let id = old.membership.user_id().to_owned();
+        let slow = room.reserve("ann", Some(&id)).unwrap();
+        let fast = room.reserve("ann", Some(&id)).unwrap();
+        let mut first = join(&room, &fast);
+        assert_eq!(old.kick.try_recv(), Ok(Kick::Replaced));
+        // The connection the slow login meant to replace is gone.
+        assert!(!room.resume_proof_valid(&slow, b"m", &[0; 32]));
+        let (outbox, _inbox) = outbox::channel();
+        let (kick, _) = oneshot::channel();
+        assert!(matches!(
+            room.join(&slow, false, outbox, kick, false, None),
+            Err(RoomError::NameTaken)
+        ));
+        assert!(first.kick.try_recv().is_err(), "the first takeover stays");
+        assert_eq!(first.membership.post("gAAAA".into()), Ok(1));
+        // A login begun now takes over the current connection.
+        let later = room.reserve("ann", Some(&id)).unwrap();
+        let _second = join(&room, &later);
+        assert_eq!(first.kick.try_recv(), Ok(Kick::Replaced));
+        assert_eq!(room.member_names(), ["ann"]);
+    }
+
+    #[test]
+    fn a_member_removed_as_too_slow_cannot_speak_for_the_next_holder_of_its_name() {
+        let room = room();
+        let mut old = member(&room, "ann");
+        let bob = member(&room, "bob");
+        // Ann stops reading: her queue is full, and bob's next message removes her.
+        let room_left = MAX_QUEUED_BYTES - old.outbox.queued_bytes();
+        old.outbox.push(&"x".repeat(room_left).into()).unwrap();
+        bob.membership.post("gAAAA".into()).unwrap();
+        assert_eq!(old.kick.try_recv(), Ok(Kick::TooSlow));
+        assert_eq!(room.member_names(), ["bob"]);
+        // Someone else takes the name; the old connection is nobody now.
+        let _ann = member(&room, "ann");
+        assert_refused_everything(&old.membership);
+        assert_eq!(room.history_len(), 1);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use cmd_chat::client::{Client, ClientConfig, ClientError, Event};
-use cmd_chat::crypto::srp::ClientSession;
+use cmd_chat::crypto::srp::{ClientProof, ClientSession};
 use cmd_chat::crypto::transport::{DirectionKey, Side, derive_keys};
 use cmd_chat::crypto::{Password, RoomCipher};
 use cmd_chat::server::room::Room;
@@ -152,6 +152,25 @@ pub async fn next_message(client: &mut Client) -> (String, String, bool) {
     }
 }
 
+/// A login between `srp_init` and `srp_verify` (see [`Raw::begin_login`]).
+pub struct Handshake {
+    native: bool,
+    /// The server's answer to `srp_init`.
+    pub challenge: Value,
+    /// As stretched for this room, for the room key.
+    password: Password,
+    proof: ClientProof,
+    /// The `srp_verify` line about to be sent; a test may add fields.
+    pub verify: Value,
+}
+
+impl Handshake {
+    /// The SRP proof `M` this login will send.
+    pub fn m(&self) -> &[u8] {
+        self.proof.m()
+    }
+}
+
 /// A connection speaking raw JSON lines, for driving the protocol by hand.
 pub struct Raw {
     lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
@@ -270,11 +289,28 @@ impl Raw {
         password: &str,
         native: bool,
     ) -> Result<Value, Value> {
+        let handshake = self.begin_login(name, password, native, json!({})).await?;
+        self.end_login(handshake).await
+    }
+
+    /// The first half of a login: sends `srp_init` (with the fields of
+    /// `extra` added) and computes the answer to the challenge, without
+    /// sending it, so a test can choose the moment `srp_verify` goes out.
+    pub async fn begin_login(
+        &mut self,
+        name: &str,
+        password: &str,
+        native: bool,
+        extra: Value,
+    ) -> Result<Handshake, Value> {
         let srp = ClientSession::new();
         let mut init =
             json!({"cmd": "srp_init", "username": name, "A": STANDARD.encode(srp.public())});
         if native {
             init["native"] = json!(NATIVE_PROTOCOL);
+        }
+        for (field, value) in extra.as_object().expect("extra fields").iter() {
+            init[field] = value.clone();
         }
         self.send(init).await;
         let challenge = self.recv().await.expect("challenge");
@@ -294,8 +330,27 @@ impl Raw {
             pw = cmd_chat::crypto::kdf::stretch(&pw, &kdf_salt, params).unwrap();
         }
         let proof = srp.respond(&pw, &salt, &b).unwrap();
-        self.send(json!({"cmd": "srp_verify", "user_id": challenge["user_id"], "M": STANDARD.encode(proof.m())}))
-            .await;
+        let verify = json!({"cmd": "srp_verify", "user_id": challenge["user_id"], "M": STANDARD.encode(proof.m())});
+        Ok(Handshake {
+            native,
+            challenge,
+            password: pw,
+            proof,
+            verify,
+        })
+    }
+
+    /// The second half of a login: sends `srp_verify` and, if it passes,
+    /// seals (native) and returns the `init` frame.
+    pub async fn end_login(&mut self, handshake: Handshake) -> Result<Value, Value> {
+        let Handshake {
+            native,
+            challenge,
+            password: pw,
+            proof,
+            verify,
+        } = handshake;
+        self.send(verify).await;
         let welcome = self.recv().await.expect("welcome");
         if welcome.get("error").is_some() {
             return Err(welcome);
@@ -313,6 +368,10 @@ impl Raw {
             self.opener = Some(opener);
         }
         let mut init = self.recv().await.expect("init");
+        // A refusal after SRP (a locked room, say) is returned as it came.
+        if init.get("error").is_some() {
+            return Ok(init);
+        }
         let announced = init["history"].as_u64().unwrap_or(0) as usize;
         if native && self.collect_history && announced > 0 {
             let mut messages = Vec::new();
