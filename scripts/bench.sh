@@ -12,7 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=$1; shift
 bin=target/release
-port=$((20000 + RANDOM % 20000))
+# Below the kernel's ephemeral range (32768 and up by default): a port left
+# in use by the previous run's thousands of client sockets cannot collide.
+port=$((10000 + RANDOM % 20000))
+log=$(mktemp)
 extra=()
 case $kind in
   native|legacy)
@@ -22,11 +25,11 @@ case $kind in
     [ -n "${NATIVE_ONLY:-}" ] && room=(--kdf-memory 8)
     "$bin/cmd-chat" serve 127.0.0.1 "$port" --password pw "${room[@]}" \
         --max-users 12000 --max-pending 1000 --rate 1000000 --history "${HISTORY:-1000}" \
-        >/dev/null 2>&1 &
+        >/dev/null 2>"$log" &
     pid=$!
     [ "$kind" = legacy ] && extra=(--legacy) ;;
   bare)
-    "$bin/examples/bare_relay" 127.0.0.1 "$port" >/dev/null 2>&1 &
+    "$bin/examples/bare_relay" 127.0.0.1 "$port" >/dev/null 2>"$log" &
     pid=$!
     extra=(--bare) ;;
   python)
@@ -38,6 +41,11 @@ case $kind in
     extra=(--legacy) ;;
   *) echo "usage: $0 native|legacy|bare|python [loadgen flags]" >&2; exit 2 ;;
 esac
-trap 'kill "$pid" 2>/dev/null || true' EXIT
+trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 sleep 0.5
+if ! kill -0 "$pid" 2>/dev/null; then
+    echo "the $kind server did not start:" >&2
+    cat "$log" >&2
+    exit 1
+fi
 "$bin/examples/loadgen" 127.0.0.1 "$port" pw "${extra[@]}" --server-pid "$pid" "$@" 2>/dev/null | tail -1

@@ -10,7 +10,8 @@
 //! Logins made in parallel are bounded too, or a guesser could start many on
 //! one allowance and have the failures counted only later. A login in
 //! progress holds one unit of the room-wide budget until it ends (a correct
-//! password gives it back), and an address may have at most
+//! password, or a login abandoned before its proof was checked, gives it
+//! back), and an address may have at most
 //! [`PARALLEL_LOGINS_PER_ADDRESS`] logins in progress while it has no failure
 //! on record, and one at a time once it has. So an address gets at most
 //! [`PARALLEL_LOGINS_PER_ADDRESS`] guesses before its first wait, and the room
@@ -36,6 +37,18 @@ pub const MAX_TRACKED_ADDRESSES: usize = 4096;
 /// Logins one address with a clean record may have in progress at once: a
 /// meeting's worth of people behind one NAT, joining as it starts.
 pub const PARALLEL_LOGINS_PER_ADDRESS: u32 = 16;
+
+/// How a login that began ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The password was right.
+    Succeeded,
+    /// A proof was checked and was wrong: one guess.
+    Failed,
+    /// It ended before any proof was checked (a timeout, a dropped
+    /// connection, a refusal): no guess was made.
+    Abandoned,
+}
 
 /// Why a login may not be tried now, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,11 +163,12 @@ impl GuessGuard {
     }
 
     /// Ends a login [`GuessGuard::begin`] started. A correct password clears
-    /// the address's failures and gives back the room-wide token; anything
-    /// else (a wrong password, a login abandoned halfway) counts as a failure.
-    pub fn finish(&mut self, ip: IpAddr, succeeded: bool, now: Instant) {
+    /// the address's failures; it and a login abandoned before any proof was
+    /// checked give back the room-wide token. A wrong proof keeps the token
+    /// and counts against the address.
+    pub fn finish(&mut self, ip: IpAddr, outcome: Outcome, now: Instant) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        if succeeded {
+        if outcome != Outcome::Failed {
             self.tokens = (self.tokens + 1.0).min(f64::from(GLOBAL_FAILURES_PER_MINUTE));
         }
         let ip = key(ip);
@@ -163,13 +177,22 @@ impl GuessGuard {
             return;
         };
         record.in_flight = record.in_flight.saturating_sub(1);
-        if succeeded {
-            record.failures = 0;
-            record.locked_until = now;
-            if record.in_flight == 0 {
-                self.addresses.remove(&ip);
+        match outcome {
+            Outcome::Failed => {}
+            Outcome::Succeeded => {
+                record.failures = 0;
+                record.locked_until = now;
+                if record.in_flight == 0 {
+                    self.addresses.remove(&ip);
+                }
+                return;
             }
-            return;
+            Outcome::Abandoned => {
+                if record.in_flight == 0 && record.failures == 0 {
+                    self.addresses.remove(&ip);
+                }
+                return;
+            }
         }
         record.failures += 1;
         record.last_failure = now;
@@ -213,7 +236,7 @@ mod tests {
     /// One complete login with a wrong password.
     fn fail(guard: &mut GuessGuard, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
         guard.begin(ip, now)?;
-        guard.finish(ip, false, now);
+        guard.finish(ip, Outcome::Failed, now);
         Ok(())
     }
 
@@ -242,7 +265,7 @@ mod tests {
         );
         let t2 = t1 + BASE_LOCKOUT * 2;
         assert_eq!(guard.begin(A, t2), Ok(()));
-        guard.finish(A, true, t2);
+        guard.finish(A, Outcome::Succeeded, t2);
         assert_eq!(
             guard.begin(A, t2),
             Ok(()),
@@ -260,7 +283,7 @@ mod tests {
         assert_eq!(guard.begin(A, t0), Err(Refusal::Busy));
         // They all fail: the address waits, then may try one at a time.
         for _ in 0..started {
-            guard.finish(A, false, t0);
+            guard.finish(A, Outcome::Failed, t0);
         }
         assert!(matches!(guard.begin(A, t0), Err(Refusal::Address { .. })));
         let later = t0 + MAX_LOCKOUT;
@@ -278,7 +301,7 @@ mod tests {
                 assert_eq!(guard.begin(A, t0), Ok(()), "round {round}");
             }
             for _ in 0..PARALLEL_LOGINS_PER_ADDRESS {
-                guard.finish(A, true, t0);
+                guard.finish(A, Outcome::Succeeded, t0);
             }
         }
         assert!(guard.addresses.is_empty());
@@ -294,16 +317,33 @@ mod tests {
         assert_eq!(started, GLOBAL_FAILURES_PER_MINUTE as usize);
         assert_eq!(guard.begin(B, t0), Err(Refusal::Busy));
         // A success gives its token back.
-        guard.finish(nth(0), true, t0);
+        guard.finish(nth(0), Outcome::Succeeded, t0);
         assert_eq!(guard.begin(B, t0), Ok(()));
         // Failures keep theirs: the room is then under attack, not busy.
         for i in 1..started as u32 {
-            guard.finish(nth(i), false, t0);
+            guard.finish(nth(i), Outcome::Failed, t0);
         }
-        guard.finish(B, false, t0);
+        guard.finish(B, Outcome::Failed, t0);
         assert!(matches!(guard.begin(A, t0), Err(Refusal::Global { .. })));
         // A minute later the budget is back.
         assert_eq!(guard.begin(A, t0 + Duration::from_secs(60)), Ok(()));
+    }
+
+    #[test]
+    fn abandoned_logins_are_no_guesses() {
+        let t0 = Instant::now();
+        let mut guard = GuessGuard::new(t0);
+        for _ in 0..100 {
+            guard.begin(A, t0).unwrap();
+            guard.finish(A, Outcome::Abandoned, t0);
+        }
+        assert!(guard.addresses.is_empty());
+        assert_eq!(guard.tokens, f64::from(GLOBAL_FAILURES_PER_MINUTE));
+        // An abandoned login does not wipe the failures of an address.
+        fail(&mut guard, A, t0).unwrap();
+        guard.begin(A, t0).unwrap();
+        guard.finish(A, Outcome::Abandoned, t0);
+        assert_eq!(guard.addresses[&A].failures, 1);
     }
 
     #[test]

@@ -201,15 +201,15 @@ where
             )
         })?;
 
-    // Three 2048-bit exponentiations: keep them off the reactor threads.
+    // Three 2048-bit exponentiations: on the login threads, below the relay.
     let session = {
-        let shared = Arc::clone(shared);
-        tokio::task::spawn_blocking(move || {
-            ServerSession::start(&shared.secrets.verifier, &a_bytes)
-        })
-        .await
-        .map_err(|_| bad_request("internal error"))?
-        .map_err(|e| bad_request(e.to_string()))?
+        let worker = Arc::clone(shared);
+        shared
+            .logins
+            .run(move || ServerSession::start(&worker.secrets.verifier, &a_bytes))
+            .await
+            .ok_or_else(|| bad_request("internal error"))?
+            .map_err(|e| bad_request(e.to_string()))?
     };
     let challenge = Challenge {
         user_id: reservation.user_id().to_owned(),
@@ -238,11 +238,12 @@ where
     let (h_amk, key) = match session.verify(&m) {
         Ok(pair) => pair,
         Err(_) => {
+            attempt.checked(false);
             shared.login_failed(peer);
             return Err(ErrorReply::new(ErrorCode::AuthFailed, "wrong password"));
         }
     };
-    attempt.succeeded();
+    attempt.checked(true);
     drop(attempt);
     // Taking over a session that still holds the name needs that session's secret.
     if reservation.is_takeover() {

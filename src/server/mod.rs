@@ -8,6 +8,7 @@ mod files;
 pub mod guard;
 mod handler;
 pub mod limits;
+mod login_pool;
 pub mod outbox;
 pub mod room;
 
@@ -29,7 +30,8 @@ use crate::crypto::kdf::{self, KDF_SALT_LEN, KdfParams};
 use crate::crypto::room_key::ROOM_SALT_LEN;
 use crate::crypto::srp::Verifier;
 use crate::protocol::wire::KdfSpec;
-use guard::{GuessGuard, Refusal};
+use guard::{GuessGuard, Outcome, Refusal};
+use login_pool::LoginPool;
 use room::{Room, RoomConfig};
 
 /// How the room is run; the CLI's `serve` flags.
@@ -94,18 +96,22 @@ struct Notices {
 }
 
 /// A login in progress, as the guessing guard counts it. However the
-/// handshake ends (a wrong password, a timeout, a dropped connection), it ends
-/// as a failure unless [`LoginAttempt::succeeded`] was called.
+/// handshake ends (a timeout, a dropped connection, a refusal), it ends as
+/// abandoned unless its proof was checked and found right or wrong.
 pub(crate) struct LoginAttempt {
     shared: Arc<Shared>,
     ip: IpAddr,
-    succeeded: bool,
+    outcome: Outcome,
 }
 
 impl LoginAttempt {
-    /// The password was right.
-    fn succeeded(&mut self) {
-        self.succeeded = true;
+    /// The proof was checked: the password was right, or it was a guess.
+    fn checked(&mut self, right: bool) {
+        self.outcome = if right {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        };
     }
 }
 
@@ -113,7 +119,7 @@ impl Drop for LoginAttempt {
     fn drop(&mut self) {
         self.shared
             .guard()
-            .finish(self.ip, self.succeeded, Instant::now());
+            .finish(self.ip, self.outcome, Instant::now());
     }
 }
 
@@ -124,6 +130,8 @@ pub(crate) struct Shared {
     room: Arc<Room>,
     /// Online guessing bookkeeping.
     guard: Mutex<GuessGuard>,
+    /// Where logins' SRP arithmetic runs, below the relay's priority.
+    logins: LoginPool,
     notices: Mutex<Notices>,
     /// Flips to `true` once when the server starts shutting down.
     shutdown: watch::Receiver<bool>,
@@ -140,7 +148,7 @@ impl Shared {
         Ok(LoginAttempt {
             shared: Arc::clone(self),
             ip,
-            succeeded: false,
+            outcome: Outcome::Abandoned,
         })
     }
 
@@ -233,6 +241,7 @@ impl Server {
                 },
                 room,
                 guard: Mutex::new(GuessGuard::new(Instant::now())),
+                logins: LoginPool::start()?,
                 notices: Mutex::new(Notices {
                     last: None,
                     unreported: 0,
