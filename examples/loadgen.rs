@@ -126,6 +126,27 @@ struct Args {
     /// Accept a host that is not a loopback address.
     #[arg(long)]
     allow_remote: bool,
+    /// Local address lean clients connect from (e.g. 127.0.0.2), so that
+    /// logins from one loadgen do not count against the per-address login
+    /// allowance of another's members.
+    #[arg(long, value_name = "IP")]
+    bind: Option<std::net::IpAddr>,
+}
+
+/// Where lean clients connect from (`--bind`); the system's choice if unset.
+static BIND: std::sync::OnceLock<std::net::IpAddr> = std::sync::OnceLock::new();
+
+/// Connects to `addr` from `--bind`'s address, if given.
+async fn dial(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let Some(ip) = BIND.get() else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = match ip {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(*ip, 0))?;
+    socket.connect(addr).await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +205,12 @@ fn resolve(args: &Args) -> Result<SocketAddr, String> {
              (pass --allow-remote if the server is yours)",
             addr.ip()
         ));
+    }
+    if let Some(ip) = args.bind {
+        if !ip.is_loopback() && !args.allow_remote {
+            return Err(format!("--bind {ip} is not a loopback address"));
+        }
+        let _ = BIND.set(ip);
     }
     Ok(addr)
 }
@@ -333,7 +360,7 @@ async fn lean_login_once(
     legacy: bool,
     cache: &StretchCache,
 ) -> Result<Lean, BoxError> {
-    let stream = TcpStream::connect(addr).await?;
+    let stream = dial(addr).await?;
     stream.set_nodelay(true)?;
     let (read, write) = stream.into_split();
     let mut reader = FrameReader::new(read, CLIENT_MAX_LINE);
@@ -417,7 +444,7 @@ fn bare_cipher(password: &Password) -> RoomCipher {
 }
 
 async fn bare_connect(addr: SocketAddr) -> Result<(OwnedReadHalf, OwnedWriteHalf), BoxError> {
-    let stream = TcpStream::connect(addr).await?;
+    let stream = dial(addr).await?;
     stream.set_nodelay(true)?;
     Ok(stream.into_split())
 }

@@ -7,18 +7,17 @@
 //! talking. On tokio's blocking pool the exponentiations competed with the
 //! reactor threads as equals: on two cores, logins at full rate raised the
 //! chat p99 of a room from 2 ms to 420 ms (BENCHMARKS.md). Here they queue
-//! for [`LOGIN_THREADS`] threads that run at nice [`LOGIN_NICE`] on Linux, so
-//! the scheduler gives the relay the CPU first; elsewhere they run at normal
-//! priority, still off the reactor.
+//! for [`LOGIN_THREADS`] threads that run, on Linux, under the `SCHED_IDLE`
+//! policy: a relay thread that wakes up takes the core from them at once,
+//! and they still get a small share of a saturated machine, so logins slow
+//! down under load but do not stop. Elsewhere they run at normal priority,
+//! still off the reactor.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 /// Threads computing logins: at most one per core, at most 4.
 pub const LOGIN_THREADS: usize = 4;
-/// Nice value of the login threads: about a tenth of a core's time each when
-/// the relay wants it all, every idle cycle otherwise.
-pub const LOGIN_NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -67,18 +66,19 @@ impl LoginPool {
     }
 }
 
-/// Lowers the calling thread's scheduling priority to [`LOGIN_NICE`].
+/// Puts the calling thread under the `SCHED_IDLE` policy.
 #[cfg(target_os = "linux")]
 fn lower_priority() {
-    // SAFETY: setpriority has no memory-safety preconditions. On Linux the
-    // nice value is per thread, and `who = 0` names the calling thread only
-    // (setpriority(2), NOTES). A failure leaves normal priority: harmless.
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param for the call's duration. On
+    // Linux the policy is per thread and pid 0 names the calling thread only
+    // (sched_setscheduler(2)). A failure leaves normal priority: harmless.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, LOGIN_NICE);
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
     }
 }
 
-/// Elsewhere `setpriority` would renice the whole process: keep normal priority.
+/// Elsewhere the call would change the whole process: keep normal priority.
 #[cfg(not(target_os = "linux"))]
 fn lower_priority() {}
 
@@ -89,20 +89,22 @@ mod tests {
     #[tokio::test]
     async fn runs_work_off_the_reactor_at_lower_priority() {
         let pool = LoginPool::start().unwrap();
-        let (name, nice) = pool
+        let (name, policy) = pool
             .run(|| {
                 let name = std::thread::current().name().map(str::to_owned);
                 #[cfg(target_os = "linux")]
-                // SAFETY: getpriority only reads the calling thread's nice value.
-                let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+                // SAFETY: reads the calling thread's scheduling policy.
+                let policy = unsafe { libc::sched_getscheduler(0) };
                 #[cfg(not(target_os = "linux"))]
-                let nice = LOGIN_NICE;
-                (name, nice)
+                let policy = 0;
+                (name, policy)
             })
             .await
             .unwrap();
         assert!(name.unwrap().starts_with("cmd-chat-login-"));
-        assert!(nice >= LOGIN_NICE, "nice {nice}");
+        #[cfg(target_os = "linux")]
+        assert_eq!(policy, libc::SCHED_IDLE);
+        let _ = policy;
         assert_eq!(pool.run(|| 6 * 7).await, Some(42));
     }
 }
