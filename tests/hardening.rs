@@ -184,14 +184,31 @@ async fn guesses_made_in_parallel_are_bounded_like_guesses_made_one_by_one() {
     }
     assert_eq!(started.len(), PARALLEL_LOGINS_PER_ADDRESS as usize);
     assert_eq!(busy, 8);
-    // Every held login is a wrong guess; then the address must wait.
+    // Every held login is a wrong guess: only the free failures and one
+    // more are checked; the others are refused unchecked. Then the address
+    // must wait.
+    let mut codes = Vec::new();
     for (raw, challenge) in &mut started {
         raw.send(serde_json::json!({
             "cmd": "srp_verify", "user_id": challenge["user_id"], "M": "AAAA",
         }))
         .await;
-        assert!(raw.recv().await.unwrap().get("error").is_some());
+        codes.push(
+            raw.recv().await.unwrap()["code"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
+    let checked = cmd_chat::server::guard::FREE_FAILURES as usize + 1;
+    assert!(
+        codes[..checked].iter().all(|c| c == "auth_failed"),
+        "{codes:?}"
+    );
+    assert!(
+        codes[checked..].iter().all(|c| c == "rate_limited"),
+        "{codes:?}"
+    );
     let err = server.try_join("eve", PASSWORD).await.unwrap_err();
     assert!(
         matches!(err, ClientError::LockedOut(ref m) if m.contains("try again in")),

@@ -476,10 +476,28 @@ async fn a_resume_from_another_room_is_a_fresh_join() {
         .as_str()
         .expect("native init names the room");
 
-    // Naming this room, the same request is a resume.
+    // Naming this room but no earlier session, it is still a fresh join: a
+    // resume point someone slipped into a newcomer's login (it travels in
+    // clear) must not hide the history from it.
     let mut raw = Raw::connect(server.addr).await;
     let mut login = raw
         .begin_login("cat", PASSWORD, true, json!({"room_id": room_id}))
+        .await
+        .unwrap();
+    login.verify["after_seq"] = json!(2);
+    let init = raw.end_login(login).await.unwrap();
+    assert_eq!(init["messages"].as_array().unwrap().len(), 3, "{init}");
+    assert!(init.get("after_seq").is_none(), "not a resume: {init}");
+
+    // Naming this room and a session of it, the same request is a resume.
+    let mut raw = Raw::connect(server.addr).await;
+    let mut login = raw
+        .begin_login(
+            "dan",
+            PASSWORD,
+            true,
+            json!({"room_id": room_id, "resume": "a-session-that-ended"}),
+        )
         .await
         .unwrap();
     login.verify["after_seq"] = json!(2);

@@ -552,17 +552,21 @@ impl Client {
         };
         // Waiting at a locked room has its own deadline, outside the login's.
         let link = Self::enter(login, &config.username, on_waiting).await?;
-        // Back in the same room, the server must have resumed exactly where
-        // we asked: `after_seq` went in clear, its echo came sealed.
-        if let Some(asked) = resume
-            && link.room.id.is_some()
-            && link.room.id == asked.room_id
-            && link.resumed_after != Some(asked.after_seq)
-        {
+        // The server must have resumed exactly where we asked, back in the
+        // same room, and not at all otherwise: `after_seq` went in clear, its
+        // echo came sealed. (A fresh join someone gave a resume point would
+        // silently lose the history before it.)
+        let expected = resume
+            .filter(|asked| link.room.id.is_some() && link.room.id == asked.room_id)
+            .map(|asked| asked.after_seq);
+        if link.resumed_after != expected {
             return Err(ClientError::ResumeAltered {
-                asked: asked.after_seq,
+                asked: match expected {
+                    Some(seq) => format!("resume the session after message {seq}"),
+                    None => "send the whole history".into(),
+                },
                 got: match link.resumed_after {
-                    Some(seq) => format!("sent what came after message {seq}"),
+                    Some(seq) => format!("sent only what came after message {seq}"),
                     None => "did not resume at all".into(),
                 },
             });

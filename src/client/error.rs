@@ -75,15 +75,15 @@ pub enum ClientError {
     Private(#[from] super::private::PrivateError),
     #[error("protocol error: {0}")]
     Protocol(String),
-    /// After a reconnect, the server resumed from another point than the
-    /// one asked for. The request travels before the session is sealed, so
-    /// this is what someone on the network altering it looks like.
+    /// The server resumed from another point than the one asked for (or
+    /// resumed a login that asked for no resume). The request travels before
+    /// the session is sealed, so this is what someone on the network altering
+    /// it looks like.
     #[error(
-        "the server did not resume the session where we left off (we asked for what came after \
-         message {asked}, it {got}): someone on the network may have altered the login. Leaving \
-         rather than silently missing messages"
+        "the server did not {asked} (it {got}): someone on the network may have altered the \
+         login. Leaving rather than silently missing messages"
     )]
-    ResumeAltered { asked: u64, got: String },
+    ResumeAltered { asked: String, got: String },
     #[error("the connection to the server was lost: {0}")]
     ConnectionLost(String),
     #[error("the room was closed by its host")]

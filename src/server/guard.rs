@@ -3,20 +3,19 @@
 //! Every wrong password costs the guesser: after [`FREE_FAILURES`] failures an
 //! address must wait before it may try again, and the wait doubles with each
 //! further failure up to [`MAX_LOCKOUT`]. Across all addresses, at most
-//! [`GLOBAL_FAILURES_PER_MINUTE`] failures are allowed per minute; once that
-//! budget is spent, new logins are refused until it refills. Members already
-//! in the room are never affected: the guard only gates new logins.
+//! [`GLOBAL_FAILURES_PER_MINUTE`] failures are allowed per minute (and a
+//! burst of as many); once that budget is spent, new logins are refused until
+//! it refills. Members already in the room are never affected: the guard
+//! only gates new logins.
 //!
-//! Logins made in parallel are bounded too, or a guesser could start many on
-//! one allowance and have the failures counted only later. A login in
-//! progress holds one unit of the room-wide budget until it ends (a correct
-//! password, or a login abandoned before its proof was checked, gives it
-//! back), and an address may have at most
-//! [`PARALLEL_LOGINS_PER_ADDRESS`] logins in progress while it has no failure
-//! on record, and one at a time once it has. So an address gets at most
-//! [`PARALLEL_LOGINS_PER_ADDRESS`] guesses before its first wait, and the room
-//! at most [`GLOBAL_FAILURES_PER_MINUTE`] in flight or failed per minute,
-//! while colleagues behind one NAT can still join a meeting together.
+//! The bound is enforced where a guess is tested: a login's proof is checked
+//! only after the guard, in the same step, has found its address not locked
+//! out and the room's budget not spent ([`GuessGuard::settle`]). Logins
+//! started in parallel therefore buy nothing: however many reach
+//! `srp_verify` together, the ones past the allowance are refused without
+//! their proof being looked at. Separately, an address may have at most
+//! [`PARALLEL_LOGINS_PER_ADDRESS`] logins in progress, a limit on the
+//! server's work (each costs an exponentiation), not on guessing.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -34,31 +33,19 @@ pub const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
 pub const GLOBAL_FAILURES_PER_MINUTE: u32 = 30;
 /// Addresses tracked at once; beyond it the oldest records are dropped first.
 pub const MAX_TRACKED_ADDRESSES: usize = 4096;
-/// Logins one address with a clean record may have in progress at once: a
-/// meeting's worth of people behind one NAT, joining as it starts.
+/// Logins one address may have in progress at once: a meeting's worth of
+/// people behind one NAT, joining as it starts.
 pub const PARALLEL_LOGINS_PER_ADDRESS: u32 = 16;
 
-/// How a login that began ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The password was right.
-    Succeeded,
-    /// A proof was checked and was wrong: one guess.
-    Failed,
-    /// It ended before any proof was checked (a timeout, a dropped
-    /// connection, a refusal): no guess was made.
-    Abandoned,
-}
-
-/// Why a login may not be tried now, and for how long.
+/// Why a login may not go on now, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// This address failed too often.
     Address { retry_after: Duration },
     /// The whole room is under a guessing attack.
     Global { retry_after: Duration },
-    /// Too many logins in progress (from this address, or room-wide while
-    /// they hold the whole budget); one ends within the handshake timeout.
+    /// Too many logins in progress from this address; one ends within the
+    /// handshake deadline.
     Busy,
 }
 
@@ -74,11 +61,8 @@ struct Record {
 pub struct GuessGuard {
     addresses: HashMap<IpAddr, Record>,
     /// Token bucket of allowed failures: `tokens` of [`GLOBAL_FAILURES_PER_MINUTE`].
-    /// A login in progress holds one token.
     tokens: f64,
     refilled_at: Instant,
-    /// Logins in progress room-wide.
-    in_flight: u32,
 }
 
 /// Guessers rotate IPv6 addresses within their /64: count the prefix.
@@ -101,7 +85,6 @@ impl GuessGuard {
             addresses: HashMap::new(),
             tokens: f64::from(GLOBAL_FAILURES_PER_MINUTE),
             refilled_at: now,
-            in_flight: 0,
         }
     }
 
@@ -114,46 +97,43 @@ impl GuessGuard {
         self.refilled_at = now;
     }
 
-    /// Starts a login from `ip`, or says why it may not start now. Every
-    /// login that began must be ended with [`GuessGuard::finish`].
+    /// Starts a login from `ip` (at `srp_init`), or says why it may not
+    /// start: an address or room locked out is told so before the server
+    /// spends an exponentiation on it. Every login that began must be ended
+    /// with [`GuessGuard::end`].
     pub fn begin(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
-        self.check(ip, now)?;
-        self.tokens -= 1.0;
-        self.in_flight += 1;
+        self.may_guess(ip, now)?;
+        if self
+            .addresses
+            .get(&key(ip))
+            .is_some_and(|r| r.in_flight >= PARALLEL_LOGINS_PER_ADDRESS)
+        {
+            return Err(Refusal::Busy);
+        }
         self.forget_old(now);
-        let record = self.addresses.entry(key(ip)).or_insert(Record {
-            failures: 0,
-            in_flight: 0,
-            locked_until: now,
-            last_failure: now,
-        });
-        record.in_flight += 1;
+        self.addresses
+            .entry(key(ip))
+            .or_insert(Record {
+                failures: 0,
+                in_flight: 0,
+                locked_until: now,
+                last_failure: now,
+            })
+            .in_flight += 1;
         Ok(())
     }
 
-    /// May `ip` start a login now?
-    fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
-        if let Some(record) = self.addresses.get(&key(ip)) {
-            if record.locked_until > now {
-                return Err(Refusal::Address {
-                    retry_after: record.locked_until - now,
-                });
-            }
-            let allowed = if record.failures == 0 {
-                PARALLEL_LOGINS_PER_ADDRESS
-            } else {
-                1
-            };
-            if record.in_flight >= allowed {
-                return Err(Refusal::Busy);
-            }
+    /// May `ip` have a proof checked now?
+    fn may_guess(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if let Some(record) = self.addresses.get(&key(ip))
+            && record.locked_until > now
+        {
+            return Err(Refusal::Address {
+                retry_after: record.locked_until - now,
+            });
         }
         self.refill(now);
         if self.tokens < 1.0 {
-            // Logins in progress give their tokens back as they succeed.
-            if f64::from(self.in_flight) >= 1.0 - self.tokens {
-                return Err(Refusal::Busy);
-            }
             let per_sec = f64::from(GLOBAL_FAILURES_PER_MINUTE) / 60.0;
             return Err(Refusal::Global {
                 retry_after: Duration::from_secs_f64((1.0 - self.tokens) / per_sec),
@@ -162,44 +142,59 @@ impl GuessGuard {
         Ok(())
     }
 
-    /// Ends a login [`GuessGuard::begin`] started. A correct password clears
-    /// the address's failures; it and a login abandoned before any proof was
-    /// checked give back the room-wide token. A wrong proof keeps the token
-    /// and counts against the address.
-    pub fn finish(&mut self, ip: IpAddr, outcome: Outcome, now: Instant) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        if outcome != Outcome::Failed {
-            self.tokens = (self.tokens + 1.0).min(f64::from(GLOBAL_FAILURES_PER_MINUTE));
+    /// Checks a login's proof (at `srp_verify`) if, and only if, `ip` may
+    /// make a guess now, and counts the outcome in the same step: `check`
+    /// returns `Ok` for the right password. A refusal means `check` never ran.
+    pub fn settle<T, E>(
+        &mut self,
+        ip: IpAddr,
+        now: Instant,
+        check: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Result<T, E>, Refusal> {
+        self.may_guess(ip, now)?;
+        let outcome = check();
+        match &outcome {
+            Ok(_) => self.succeeded(ip, now),
+            Err(_) => self.failed(ip, now),
         }
+        Ok(outcome)
+    }
+
+    /// Ends a login [`GuessGuard::begin`] started, however it ended.
+    pub fn end(&mut self, ip: IpAddr) {
         let ip = key(ip);
-        let Some(record) = self.addresses.get_mut(&ip) else {
-            // Forgotten to keep tracking bounded; its token was still counted.
-            return;
-        };
-        record.in_flight = record.in_flight.saturating_sub(1);
-        match outcome {
-            Outcome::Failed => {}
-            Outcome::Succeeded => {
-                record.failures = 0;
-                record.locked_until = now;
-                if record.in_flight == 0 {
-                    self.addresses.remove(&ip);
-                }
-                return;
-            }
-            Outcome::Abandoned => {
-                if record.in_flight == 0 && record.failures == 0 {
-                    self.addresses.remove(&ip);
-                }
-                return;
+        if let Some(record) = self.addresses.get_mut(&ip) {
+            record.in_flight = record.in_flight.saturating_sub(1);
+            if record.in_flight == 0 && record.failures == 0 {
+                self.addresses.remove(&ip);
             }
         }
+    }
+
+    /// A wrong proof from `ip`: counts against its allowance and the room's.
+    fn failed(&mut self, ip: IpAddr, now: Instant) {
+        self.tokens = (self.tokens - 1.0).max(0.0);
+        self.forget_old(now);
+        let record = self.addresses.entry(key(ip)).or_insert(Record {
+            failures: 0,
+            in_flight: 0,
+            locked_until: now,
+            last_failure: now,
+        });
         record.failures += 1;
         record.last_failure = now;
         if record.failures > FREE_FAILURES {
             let doublings = (record.failures - FREE_FAILURES - 1).min(16);
             let wait = BASE_LOCKOUT.saturating_mul(1 << doublings).min(MAX_LOCKOUT);
             record.locked_until = now + wait;
+        }
+    }
+
+    /// A correct password from `ip` clears its failures.
+    fn succeeded(&mut self, ip: IpAddr, now: Instant) {
+        if let Some(record) = self.addresses.get_mut(&key(ip)) {
+            record.failures = 0;
+            record.locked_until = now;
         }
     }
 
@@ -213,6 +208,7 @@ impl GuessGuard {
             let oldest = self
                 .addresses
                 .iter()
+                .filter(|(_, r)| r.in_flight == 0)
                 .min_by_key(|(_, r)| r.last_failure)
                 .map(|(ip, _)| *ip);
             if let Some(ip) = oldest {
@@ -233,11 +229,17 @@ mod tests {
         IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i))
     }
 
-    /// One complete login with a wrong password.
-    fn fail(guard: &mut GuessGuard, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+    /// One complete login whose proof is `right`; `Err` if the guard refused.
+    fn login(
+        guard: &mut GuessGuard,
+        ip: IpAddr,
+        right: bool,
+        now: Instant,
+    ) -> Result<bool, Refusal> {
         guard.begin(ip, now)?;
-        guard.finish(ip, Outcome::Failed, now);
-        Ok(())
+        let outcome = guard.settle(ip, now, || if right { Ok(()) } else { Err(()) });
+        guard.end(ip);
+        outcome.map(|checked| checked.is_ok())
     }
 
     #[test]
@@ -245,18 +247,22 @@ mod tests {
         let t0 = Instant::now();
         let mut guard = GuessGuard::new(t0);
         for _ in 0..FREE_FAILURES {
-            assert_eq!(fail(&mut guard, A, t0), Ok(()));
+            assert_eq!(login(&mut guard, A, false, t0), Ok(false));
         }
-        assert_eq!(fail(&mut guard, A, t0), Ok(()), "typos are free");
+        assert_eq!(login(&mut guard, A, false, t0), Ok(false), "typos are free");
         assert_eq!(
-            guard.begin(A, t0),
+            login(&mut guard, A, true, t0),
             Err(Refusal::Address {
                 retry_after: BASE_LOCKOUT
             })
         );
-        assert_eq!(guard.begin(B, t0), Ok(()), "other addresses are unaffected");
+        assert_eq!(
+            login(&mut guard, B, true, t0),
+            Ok(true),
+            "other addresses are unaffected"
+        );
         let t1 = t0 + BASE_LOCKOUT;
-        assert_eq!(fail(&mut guard, A, t1), Ok(()));
+        assert_eq!(login(&mut guard, A, false, t1), Ok(false));
         assert_eq!(
             guard.begin(A, t1),
             Err(Refusal::Address {
@@ -264,86 +270,85 @@ mod tests {
             })
         );
         let t2 = t1 + BASE_LOCKOUT * 2;
-        assert_eq!(guard.begin(A, t2), Ok(()));
-        guard.finish(A, Outcome::Succeeded, t2);
+        assert_eq!(login(&mut guard, A, true, t2), Ok(true));
         assert_eq!(
-            guard.begin(A, t2),
-            Ok(()),
+            login(&mut guard, A, false, t2),
+            Ok(false),
             "a correct password clears the record"
         );
     }
 
     #[test]
-    fn logins_in_parallel_are_bounded_per_address() {
+    fn proofs_checked_in_parallel_are_bounded_like_proofs_checked_in_turn() {
         let t0 = Instant::now();
         let mut guard = GuessGuard::new(t0);
-        // 128 logins started at once from one address, none finished yet.
+        // 128 logins started at once from one address: the work limit.
         let started = (0..128).filter(|_| guard.begin(A, t0).is_ok()).count();
         assert_eq!(started, PARALLEL_LOGINS_PER_ADDRESS as usize);
         assert_eq!(guard.begin(A, t0), Err(Refusal::Busy));
-        // They all fail: the address waits, then may try one at a time.
+        // All reach srp_verify together with wrong proofs: only the free
+        // failures and one more are checked.
+        let mut checked = 0;
         for _ in 0..started {
-            guard.finish(A, Outcome::Failed, t0);
+            if guard.settle(A, t0, || Err::<(), ()>(())).is_ok() {
+                checked += 1;
+            }
+            guard.end(A);
         }
+        assert_eq!(checked, FREE_FAILURES + 1);
         assert!(matches!(guard.begin(A, t0), Err(Refusal::Address { .. })));
-        let later = t0 + MAX_LOCKOUT;
-        assert_eq!(guard.begin(A, later), Ok(()));
-        assert_eq!(guard.begin(A, later), Err(Refusal::Busy));
     }
 
     #[test]
-    fn successful_logins_in_parallel_are_never_refused() {
+    fn a_meeting_joins_at_once() {
         let t0 = Instant::now();
         let mut guard = GuessGuard::new(t0);
-        // A meeting starting: 200 people join, 16 at a time from one address.
-        for round in 0..200 / PARALLEL_LOGINS_PER_ADDRESS {
+        // 200 people join, 16 at a time from one address, all right.
+        for _ in 0..200 / PARALLEL_LOGINS_PER_ADDRESS {
             for _ in 0..PARALLEL_LOGINS_PER_ADDRESS {
-                assert_eq!(guard.begin(A, t0), Ok(()), "round {round}");
+                guard.begin(A, t0).unwrap();
             }
             for _ in 0..PARALLEL_LOGINS_PER_ADDRESS {
-                guard.finish(A, Outcome::Succeeded, t0);
+                assert_eq!(guard.settle(A, t0, || Ok::<(), ()>(())), Ok(Ok(())));
+                guard.end(A);
             }
         }
         assert!(guard.addresses.is_empty());
     }
 
     #[test]
-    fn logins_in_flight_hold_the_room_wide_budget() {
+    fn logins_that_never_show_a_proof_cost_no_budget() {
         let t0 = Instant::now();
         let mut guard = GuessGuard::new(t0);
-        let started = (0..1000)
-            .filter(|&i| guard.begin(nth(i), t0).is_ok())
-            .count();
-        assert_eq!(started, GLOBAL_FAILURES_PER_MINUTE as usize);
-        assert_eq!(guard.begin(B, t0), Err(Refusal::Busy));
-        // A success gives its token back.
-        guard.finish(nth(0), Outcome::Succeeded, t0);
-        assert_eq!(guard.begin(B, t0), Ok(()));
-        // Failures keep theirs: the room is then under attack, not busy.
-        for i in 1..started as u32 {
-            guard.finish(nth(i), Outcome::Failed, t0);
+        for i in 0..1000 {
+            guard.begin(nth(i), t0).unwrap();
         }
-        guard.finish(B, Outcome::Failed, t0);
+        assert_eq!(
+            login(&mut guard, B, true, t0),
+            Ok(true),
+            "stalled logins hold nothing"
+        );
+        for i in 0..1000 {
+            guard.end(nth(i));
+        }
+        assert!(guard.addresses.is_empty());
+    }
+
+    #[test]
+    fn global_budget_bounds_failures_per_minute() {
+        let t0 = Instant::now();
+        let mut guard = GuessGuard::new(t0);
+        // Many addresses, one guess each, all within one instant.
+        let guesses = (0..1000)
+            .filter(|&i| login(&mut guard, nth(i), false, t0).is_ok())
+            .count();
+        assert_eq!(guesses, GLOBAL_FAILURES_PER_MINUTE as usize);
         assert!(matches!(guard.begin(A, t0), Err(Refusal::Global { .. })));
         // A minute later the budget is back.
-        assert_eq!(guard.begin(A, t0 + Duration::from_secs(60)), Ok(()));
-    }
-
-    #[test]
-    fn abandoned_logins_are_no_guesses() {
-        let t0 = Instant::now();
-        let mut guard = GuessGuard::new(t0);
-        for _ in 0..100 {
-            guard.begin(A, t0).unwrap();
-            guard.finish(A, Outcome::Abandoned, t0);
-        }
-        assert!(guard.addresses.is_empty());
-        assert_eq!(guard.tokens, f64::from(GLOBAL_FAILURES_PER_MINUTE));
-        // An abandoned login does not wipe the failures of an address.
-        fail(&mut guard, A, t0).unwrap();
-        guard.begin(A, t0).unwrap();
-        guard.finish(A, Outcome::Abandoned, t0);
-        assert_eq!(guard.addresses[&A].failures, 1);
+        assert_eq!(
+            login(&mut guard, A, true, t0 + Duration::from_secs(60)),
+            Ok(true)
+        );
     }
 
     #[test]
@@ -351,10 +356,9 @@ mod tests {
         let t0 = Instant::now();
         let mut guard = GuessGuard::new(t0);
         for i in 0..40 {
-            fail(&mut guard, A, t0 + MAX_LOCKOUT * i).unwrap();
+            login(&mut guard, A, false, t0 + MAX_LOCKOUT * i).unwrap();
         }
-        let t = t0 + MAX_LOCKOUT * 39;
-        match guard.begin(A, t) {
+        match guard.begin(A, t0 + MAX_LOCKOUT * 39) {
             Err(Refusal::Address { retry_after }) => assert_eq!(retry_after, MAX_LOCKOUT),
             other => panic!("{other:?}"),
         }
@@ -366,7 +370,7 @@ mod tests {
         let mut guard = GuessGuard::new(t0);
         for i in 0..=FREE_FAILURES {
             let ip: IpAddr = format!("2001:db8::{}", i + 1).parse().unwrap();
-            fail(&mut guard, ip, t0).unwrap();
+            login(&mut guard, ip, false, t0).unwrap();
         }
         let fresh: IpAddr = "2001:db8::ffff".parse().unwrap();
         assert!(matches!(
@@ -381,7 +385,13 @@ mod tests {
         let mut guard = GuessGuard::new(t0);
         for i in 0..(MAX_TRACKED_ADDRESSES as u32 + 100) {
             guard.tokens = 100.0;
-            fail(&mut guard, IpAddr::V4(std::net::Ipv4Addr::from(i)), t0).unwrap();
+            login(
+                &mut guard,
+                IpAddr::V4(std::net::Ipv4Addr::from(i)),
+                false,
+                t0,
+            )
+            .unwrap();
         }
         assert!(guard.addresses.len() <= MAX_TRACKED_ADDRESSES);
     }

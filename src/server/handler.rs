@@ -125,6 +125,30 @@ fn write_failed(_: FrameError) -> ErrorReply {
     bad_request("write failed")
 }
 
+/// What a login the guessing guard turned away is told.
+fn login_refused(refusal: Refusal) -> ErrorReply {
+    match refusal {
+        Refusal::Address { retry_after } => ErrorReply::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many failed logins from your address; try again in {} s",
+                retry_after.as_secs().max(1)
+            ),
+        ),
+        Refusal::Global { retry_after } => ErrorReply::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many failed logins to this room; it accepts no logins for {} s",
+                retry_after.as_secs().max(1)
+            ),
+        ),
+        Refusal::Busy => ErrorReply::new(
+            ErrorCode::Busy,
+            "too many logins in progress from your address; try again in a moment",
+        ),
+    }
+}
+
 /// SRP-6a, as in cmd-chat 1.x, then (native clients) sealing.
 async fn authenticate<R, W>(
     reader: &mut FrameReader<R>,
@@ -161,28 +185,7 @@ where
             ));
         }
     };
-    let mut attempt = shared
-        .begin_login(peer.ip())
-        .map_err(|refusal| match refusal {
-            Refusal::Address { retry_after } => ErrorReply::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "too many failed logins from your address; try again in {} s",
-                    retry_after.as_secs().max(1)
-                ),
-            ),
-            Refusal::Global { retry_after } => ErrorReply::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "too many failed logins to this room; it accepts no logins for {} s",
-                    retry_after.as_secs().max(1)
-                ),
-            ),
-            Refusal::Busy => ErrorReply::new(
-                ErrorCode::Busy,
-                "too many logins in progress; try again in a moment",
-            ),
-        })?;
+    let attempt = shared.begin_login(peer.ip()).map_err(login_refused)?;
     username::validate(&username)
         .map_err(|e| ErrorReply::new(ErrorCode::NameInvalid, format!("invalid username: {e}")))?;
     // A resume is about the room it was made in. One from another room (this
@@ -190,6 +193,7 @@ where
     // member id and sequence numbers mean nothing here. 1.x clients never resume.
     let same_room = !legacy && room_id.as_deref() == Some(shared.room.id());
     let resume = resume.filter(|_| same_room);
+    let resumed = resume.is_some();
     let a_bytes = decode_b64("A", &a, N_LEN)?;
     let reservation = shared
         .room
@@ -235,15 +239,17 @@ where
         return Err(bad_request("srp_verify names another login"));
     }
     let m = decode_b64("M", &m, 64)?;
-    let (h_amk, key) = match session.verify(&m) {
+    // The proof is checked only if this address may make a guess now.
+    let checked = attempt
+        .settle(|| session.verify(&m))
+        .map_err(login_refused)?;
+    let (h_amk, key) = match checked {
         Ok(pair) => pair,
         Err(_) => {
-            attempt.checked(false);
             shared.login_failed(peer);
             return Err(ErrorReply::new(ErrorCode::AuthFailed, "wrong password"));
         }
     };
-    attempt.checked(true);
     drop(attempt);
     // Taking over a session that still holds the name needs that session's secret.
     if reservation.is_takeover() {
@@ -274,8 +280,9 @@ where
     Ok(Authenticated {
         reservation,
         legacy,
+        // Only a resume picks up after a point; a fresh join gets it all.
         resume: after_seq
-            .filter(|_| same_room)
+            .filter(|_| same_room && resumed)
             .map(|after_seq| Resume { after_seq }),
     })
 }

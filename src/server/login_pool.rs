@@ -7,17 +7,24 @@
 //! talking. On tokio's blocking pool the exponentiations competed with the
 //! reactor threads as equals: on two cores, logins at full rate raised the
 //! chat p99 of a room from 2 ms to 420 ms (BENCHMARKS.md). Here they queue
-//! for [`LOGIN_THREADS`] threads that run, on Linux, under the `SCHED_IDLE`
-//! policy: a relay thread that wakes up takes the core from them at once,
-//! and they still get a small share of a saturated machine, so logins slow
-//! down under load but do not stop. Elsewhere they run at normal priority,
-//! still off the reactor.
+//! for [`LOGIN_THREADS`] threads that run, on Linux, at nice [`LOGIN_NICE`]:
+//! a relay thread that wakes up takes the core from them, and they keep a
+//! small but certain share of a saturated machine (unlike `SCHED_IDLE`, under
+//! which a login thread preempted while holding a lock the relay needs, the
+//! allocator's say, could hold it up for long), so logins slow down under
+//! load but do not stop. Work for a login that has meanwhile been abandoned
+//! (deadline, dropped connection) is skipped. Elsewhere the threads run at
+//! normal priority, still off the reactor.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 /// Threads computing logins: at most one per core, at most 4.
 pub const LOGIN_THREADS: usize = 4;
+/// Nice value of the login threads: the lowest, about 1.5% of a core each
+/// when the relay wants it all, every idle cycle otherwise.
+pub const LOGIN_NICE: i32 = 19;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -41,7 +48,10 @@ impl LoginPool {
                     loop {
                         let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         match job {
-                            Ok(job) => job(),
+                            // A panic fails that one login, not the thread.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                            }
                             Err(mpsc::RecvError) => return,
                         }
                     }
@@ -59,22 +69,24 @@ impl LoginPool {
     ) -> Option<T> {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = done.send(work());
+            // Nobody waits any more: the login was abandoned in the queue.
+            if !done.is_closed() {
+                let _ = done.send(work());
+            }
         });
         self.jobs.send(job).ok()?;
         result.await.ok()
     }
 }
 
-/// Puts the calling thread under the `SCHED_IDLE` policy.
+/// Lowers the calling thread's priority to nice [`LOGIN_NICE`].
 #[cfg(target_os = "linux")]
 fn lower_priority() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid sched_param for the call's duration. On
-    // Linux the policy is per thread and pid 0 names the calling thread only
-    // (sched_setscheduler(2)). A failure leaves normal priority: harmless.
+    // SAFETY: setpriority has no memory-safety preconditions. On Linux the
+    // nice value is per thread, and `who = 0` names the calling thread only
+    // (setpriority(2), NOTES). A failure leaves normal priority: harmless.
     unsafe {
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+        libc::setpriority(libc::PRIO_PROCESS, 0, LOGIN_NICE);
     }
 }
 
@@ -89,22 +101,56 @@ mod tests {
     #[tokio::test]
     async fn runs_work_off_the_reactor_at_lower_priority() {
         let pool = LoginPool::start().unwrap();
-        let (name, policy) = pool
+        let (name, nice) = pool
             .run(|| {
                 let name = std::thread::current().name().map(str::to_owned);
                 #[cfg(target_os = "linux")]
-                // SAFETY: reads the calling thread's scheduling policy.
-                let policy = unsafe { libc::sched_getscheduler(0) };
+                // SAFETY: getpriority only reads the calling thread's nice value.
+                let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
                 #[cfg(not(target_os = "linux"))]
-                let policy = 0;
-                (name, policy)
+                let nice = LOGIN_NICE;
+                (name, nice)
             })
             .await
             .unwrap();
         assert!(name.unwrap().starts_with("cmd-chat-login-"));
-        #[cfg(target_os = "linux")]
-        assert_eq!(policy, libc::SCHED_IDLE);
-        let _ = policy;
+        assert_eq!(nice, LOGIN_NICE);
         assert_eq!(pool.run(|| 6 * 7).await, Some(42));
+    }
+
+    #[tokio::test]
+    async fn a_panic_fails_one_login_and_abandoned_work_is_skipped() {
+        let pool = LoginPool::start().unwrap();
+        for _ in 0..=LOGIN_THREADS {
+            assert_eq!(pool.run(|| -> u8 { panic!("bad input") }).await, None);
+        }
+        assert_eq!(pool.run(|| 1).await, Some(1), "the threads live on");
+        // A login abandoned while queued: its work never runs. Hold every
+        // thread, queue the login, give up on it, then let the threads go.
+        let pool = Arc::new(pool);
+        let (release, wait) = mpsc::channel::<()>();
+        let wait = Arc::new(Mutex::new(wait));
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let blockers: Vec<_> = (0..threads.min(LOGIN_THREADS))
+            .map(|_| {
+                let (pool, wait) = (Arc::clone(&pool), Arc::clone(&wait));
+                tokio::spawn(async move { pool.run(move || wait.lock().unwrap().recv()).await })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let abandoned = pool.run(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(50), abandoned).await;
+        assert!(gave_up.is_err(), "the threads were all busy");
+        drop(release);
+        for blocker in blockers {
+            blocker.await.unwrap();
+        }
+        for _ in 0..LOGIN_THREADS {
+            pool.run(|| ()).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

@@ -30,7 +30,7 @@ use crate::crypto::kdf::{self, KDF_SALT_LEN, KdfParams};
 use crate::crypto::room_key::ROOM_SALT_LEN;
 use crate::crypto::srp::Verifier;
 use crate::protocol::wire::KdfSpec;
-use guard::{GuessGuard, Outcome, Refusal};
+use guard::{GuessGuard, Refusal};
 use login_pool::LoginPool;
 use room::{Room, RoomConfig};
 
@@ -95,31 +95,24 @@ struct Notices {
     unreported: u32,
 }
 
-/// A login in progress, as the guessing guard counts it. However the
-/// handshake ends (a timeout, a dropped connection, a refusal), it ends as
-/// abandoned unless its proof was checked and found right or wrong.
+/// A login in progress, as the guessing guard counts it; it ends when
+/// dropped, however the handshake ends.
 pub(crate) struct LoginAttempt {
     shared: Arc<Shared>,
     ip: IpAddr,
-    outcome: Outcome,
 }
 
 impl LoginAttempt {
-    /// The proof was checked: the password was right, or it was a guess.
-    fn checked(&mut self, right: bool) {
-        self.outcome = if right {
-            Outcome::Succeeded
-        } else {
-            Outcome::Failed
-        };
+    /// Checks the login's proof with `check` if the guard lets this address
+    /// make a guess now, and counts the outcome (see [`GuessGuard::settle`]).
+    fn settle<T, E>(&self, check: impl FnOnce() -> Result<T, E>) -> Result<Result<T, E>, Refusal> {
+        self.shared.guard().settle(self.ip, Instant::now(), check)
     }
 }
 
 impl Drop for LoginAttempt {
     fn drop(&mut self) {
-        self.shared
-            .guard()
-            .finish(self.ip, self.outcome, Instant::now());
+        self.shared.guard().end(self.ip);
     }
 }
 
@@ -148,13 +141,12 @@ impl Shared {
         Ok(LoginAttempt {
             shared: Arc::clone(self),
             ip,
-            outcome: Outcome::Abandoned,
         })
     }
 
     /// Tells the members about a wrong password, at most once per
-    /// [`limits::NOTICE_INTERVAL`]. (The guard counts the failure when the
-    /// login's [`LoginAttempt`] is dropped.)
+    /// [`limits::NOTICE_INTERVAL`]. (The guard counted the failure when it
+    /// checked the proof.)
     fn login_failed(&self, peer: SocketAddr) {
         let now = Instant::now();
         warn!(%peer, "failed login: wrong password");
