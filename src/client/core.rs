@@ -1514,15 +1514,8 @@ impl Client {
                     let Some(pos) = self.users.iter().position(|u| u.user_id == user_id) else {
                         return Ok(None);
                     };
-                    let user = self.users.remove(pos).username;
-                    // Its keys go now; anything still waiting for it fails.
-                    let failed = self.private.departed(&user_id);
-                    if self.departed.len() == DEPARTED_MEMORY {
-                        self.departed.pop_front();
-                    }
-                    self.departed.push_back((user_id, user.clone()));
-                    self.pending.push_back(Event::Left { user });
-                    self.pending.extend(failed);
+                    let user = self.users.remove(pos);
+                    self.member_left(user);
                     return Ok(None);
                 }
                 ServerEvent::Cleared => Event::Cleared,
@@ -1579,6 +1572,20 @@ impl Client {
             },
         };
         Ok(Some(event))
+    }
+
+    /// A member is gone (the caller has taken it out of `users`): its
+    /// private keys go now, anything still waiting for it fails, and a
+    /// refusal about it that arrives later can still name it.
+    fn member_left(&mut self, user: UserInfo) {
+        let UserInfo { user_id, username } = user;
+        let failed = self.private.departed(&user_id);
+        if self.departed.len() == DEPARTED_MEMORY {
+            self.departed.pop_front();
+        }
+        self.departed.push_back((user_id, username.clone()));
+        self.pending.push_back(Event::Left { user: username });
+        self.pending.extend(failed);
     }
 
     /// Opens a private frame's room encryption and hands the envelope to the
