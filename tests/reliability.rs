@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use cmd_chat::client::{Client, Event};
+use cmd_chat::client::private::PrivateError;
+use cmd_chat::client::{Client, ClientError, Event};
 use cmd_chat::server::ServerConfig;
 use common::*;
 use serde_json::json;
@@ -287,6 +288,73 @@ async fn a_member_takes_over_its_own_session_that_the_server_thinks_alive() {
     assert_eq!(next_message(&mut ann).await.1, "still me");
 }
 
+/// Ann is cut off through `cut` while bob, to whom she has a private
+/// message waiting for its handshake, leaves and dan joins. Back in the
+/// room she must hear of both, lose what she held for bob, and hear
+/// nothing twice.
+async fn members_change_while_away(cut: fn(&Proxy)) {
+    let server = TestServer::native().await;
+    let proxy = Proxy::start(server.addr).await;
+    let bob = server.join("bob").await;
+    let mut cat = server.join("cat").await;
+    let mut ann = join_through(&proxy, "ann").await;
+    assert_eq!(next(&mut cat).await, Event::Joined { user: "ann".into() });
+    // Bob's client is not reading, so the handshake stays open.
+    ann.send_private("bob", "psst").await.unwrap();
+    proxy.refuse(true);
+    cut(&proxy);
+    until(&mut ann, |e| matches!(e, Event::Reconnecting { .. })).await;
+    bob.leave().await.unwrap();
+    until(&mut cat, |e| *e == Event::Left { user: "bob".into() }).await;
+    let _dan = server.join("dan").await;
+    until(&mut cat, |e| *e == Event::Joined { user: "dan".into() }).await;
+    proxy.refuse(false);
+
+    assert_eq!(
+        until(&mut ann, |e| matches!(e, Event::Reconnected { .. })).await,
+        Event::Reconnected {
+            missed: 0,
+            complete: true
+        }
+    );
+    ann.send("back").await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match next(&mut ann).await {
+            Event::Message(m) if m.text == "back" => break,
+            event => seen.push(event),
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0], Event::Left { user: "bob".into() });
+    assert!(
+        matches!(&seen[1], Event::Error { message } if message.contains("private message to bob was not sent")),
+        "{seen:?}"
+    );
+    assert_eq!(seen[2], Event::Joined { user: "dan".into() });
+    let mut users = ann.users();
+    users.sort();
+    assert_eq!(users, ["ann", "cat", "dan"]);
+    let refused = ann.send_private("bob", "still there?").await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Private(PrivateError::NoSuchUser(n)) if n == "bob"),
+        "{refused:?}"
+    );
+    assert!(ann.safety_code("bob").is_none());
+}
+
+#[tokio::test]
+async fn a_takeover_reports_who_left_and_joined_while_away() {
+    // The server still holds ann's old connection: she takes it over.
+    members_change_while_away(Proxy::cut_client_side).await;
+}
+
+#[tokio::test]
+async fn a_rejoin_reports_who_left_and_joined_while_away_but_not_ourselves() {
+    // The server saw ann leave: she comes back as a new member.
+    members_change_while_away(Proxy::cut).await;
+}
+
 #[tokio::test]
 async fn taking_over_a_session_needs_its_secret() {
     let server = TestServer::native().await;
@@ -427,9 +495,14 @@ async fn a_restarted_server_is_a_new_room_and_the_client_says_so() {
             complete: false
         }
     );
+    // RoomRestarted already said everyone is new: no leave or join each.
     for i in 0..3 {
-        assert_eq!(next_message(&mut ann).await.1, format!("new {i}"));
+        match next(&mut ann).await {
+            Event::Message(m) => assert_eq!(m.text, format!("new {i}")),
+            other => panic!("expected message new {i}, got {other:?}"),
+        }
     }
+    assert_eq!(ann.users(), ["carol", "ann"]);
     // A later reconnect resumes in the new room's numbers.
     proxy.refuse(true);
     proxy.cut();

@@ -138,10 +138,14 @@ pub enum Event {
     /// new room: a new room key, new member ids, numbers starting again.
     /// What the old room held is gone, anything said there after we lost
     /// the connection was never seen, and private sessions start afresh.
-    /// [`Event::Reconnected`] follows, with the new room's history.
+    /// [`Event::Reconnected`] follows, with the new room's history; no
+    /// [`Event::Left`] or [`Event::Joined`] come for the members of either
+    /// room ([`Client::users`] lists the new one's).
     RoomRestarted,
-    /// Back in the room. `missed` messages said meanwhile follow; `complete`
-    /// is false if the room's history no longer held all of them.
+    /// Back in the room. Who left and who joined meanwhile follow as
+    /// [`Event::Left`] and [`Event::Joined`], then the `missed` messages
+    /// said meanwhile; `complete` is false if the room's history no longer
+    /// held all of them.
     Reconnected {
         missed: usize,
         complete: bool,
@@ -1425,7 +1429,6 @@ impl Client {
         // Derived from this login's room salt: a restarted server's is new,
         // and so is its room key.
         self.cipher = link.cipher;
-        self.users = link.users;
         self.locked = link.locked;
         self.knocking = link.knocking;
         self.max_file_size = link.max_file_size;
@@ -1444,9 +1447,8 @@ impl Client {
             (Some(old), Some(new)) => old.user_id == new.user_id,
             _ => false,
         };
-        if !same_member || restarted {
-            self.private = PrivateChats::new(&self.config.username);
-        }
+        let mut ours: Vec<String> = self.resume.iter().map(|r| r.user_id.clone()).collect();
+        ours.extend(link.resume.iter().map(|r| r.user_id.clone()));
         if link.resume.is_some() {
             self.resume = link.resume;
         }
@@ -1456,11 +1458,49 @@ impl Client {
             missed: link.messages.len() + usize::try_from(link.history).unwrap_or(0),
             complete: link.complete.unwrap_or(false),
         });
+        if restarted {
+            // Nobody we knew is in the new room: RoomRestarted says so once,
+            // rather than a leave and a join per member.
+            self.users = link.users;
+        } else {
+            // Before any reset below, so what waited for a departed member
+            // is reported as not sent.
+            self.reconcile_members(link.users, &ours);
+        }
+        if !same_member || restarted {
+            self.private = PrivateChats::new(&self.config.username);
+        }
         for data in link.messages {
             let event = self.message_event(data, false);
             self.pending.push_back(event);
         }
         Ok(None)
+    }
+
+    /// Back in the same room after a reconnect: takes the server's member
+    /// list `users` and reports the difference from ours as if it had been
+    /// seen live, [`Event::Left`] for each member gone (as a live
+    /// `user_left`, keys and all), then [`Event::Joined`] for each newcomer
+    /// in the server's order. A member id whose name changed is both. Our
+    /// own entries, under any of the ids in `ours`, are no event.
+    fn reconcile_members(&mut self, users: Vec<UserInfo>, ours: &[String]) {
+        let me = self.config.username.clone();
+        let is_us = |u: &UserInfo| u.username == me || ours.contains(&u.user_id);
+        let same = |a: &UserInfo, b: &UserInfo| a.user_id == b.user_id && a.username == b.username;
+        let old = std::mem::take(&mut self.users);
+        let joined: Vec<String> = users
+            .iter()
+            .filter(|u| !is_us(u) && !old.iter().any(|o| same(o, u)))
+            .map(|u| u.username.clone())
+            .collect();
+        for user in old {
+            if !is_us(&user) && !users.iter().any(|u| same(u, &user)) {
+                self.member_left(user);
+            }
+        }
+        self.pending
+            .extend(joined.into_iter().map(|user| Event::Joined { user }));
+        self.users = users;
     }
 
     fn apply(&mut self, frame: ServerFrame) -> Result<Option<Event>, ClientError> {
@@ -1518,15 +1558,8 @@ impl Client {
                     let Some(pos) = self.users.iter().position(|u| u.user_id == user_id) else {
                         return Ok(None);
                     };
-                    let user = self.users.remove(pos).username;
-                    // Its keys go now; anything still waiting for it fails.
-                    let failed = self.private.departed(&user_id);
-                    if self.departed.len() == DEPARTED_MEMORY {
-                        self.departed.pop_front();
-                    }
-                    self.departed.push_back((user_id, user.clone()));
-                    self.pending.push_back(Event::Left { user });
-                    self.pending.extend(failed);
+                    let user = self.users.remove(pos);
+                    self.member_left(user);
                     return Ok(None);
                 }
                 ServerEvent::Cleared => Event::Cleared,
@@ -1583,6 +1616,20 @@ impl Client {
             },
         };
         Ok(Some(event))
+    }
+
+    /// A member is gone (the caller has taken it out of `users`): its
+    /// private keys go now, anything still waiting for it fails, and a
+    /// refusal about it that arrives later can still name it.
+    fn member_left(&mut self, user: UserInfo) {
+        let UserInfo { user_id, username } = user;
+        let failed = self.private.departed(&user_id);
+        if self.departed.len() == DEPARTED_MEMORY {
+            self.departed.pop_front();
+        }
+        self.departed.push_back((user_id, username.clone()));
+        self.pending.push_back(Event::Left { user: username });
+        self.pending.extend(failed);
     }
 
     /// Opens a private frame's room encryption and hands the envelope to the

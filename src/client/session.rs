@@ -105,9 +105,15 @@ pub(crate) async fn run<S: Screen>(
             }
             event = client.next_event() => {
                 let event = event?;
+                // After a reconnect the member list and the knocks may be
+                // new (a restarted room reports no joins and leaves).
                 if matches!(
                     event,
-                    Event::Joined { .. } | Event::Left { .. } | Event::Knock { .. } | Event::KnockResolved { .. }
+                    Event::Joined { .. }
+                        | Event::Left { .. }
+                        | Event::Knock { .. }
+                        | Event::KnockResolved { .. }
+                        | Event::Reconnected { .. }
                 ) {
                     screen.set_names(completion_names(&client));
                 }
