@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
-use super::limits::SEAL_BATCH;
+use super::limits::{MAX_RECORD_FRAMES, SEAL_BATCH};
 use super::wire::Sealed;
 use crate::crypto::transport::{DirectionKey, SealError};
 
@@ -38,6 +38,8 @@ pub enum FrameError {
     NotSealed,
     #[error("a sealed record held an empty frame")]
     EmptyFrame,
+    #[error("a sealed record held more than {MAX_RECORD_FRAMES} frames")]
+    TooManyFrames,
     #[error(transparent)]
     Seal(#[from] SealError),
     #[error("connection error: {0}")]
@@ -57,6 +59,8 @@ pub struct FrameReader<R> {
     /// returned, none once `next` is past the end.
     record: String,
     next: usize,
+    /// Frames taken from `record` so far.
+    taken: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -71,6 +75,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             opener: None,
             record: String::new(),
             next: 1,
+            taken: 0,
         }
     }
 
@@ -134,6 +139,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         opener.open_in_place(&mut bytes)?;
         self.record = String::from_utf8(bytes).map_err(|_| FrameError::NotUtf8)?;
         self.next = 0;
+        self.taken = 0;
         match self.next_in_record()? {
             Some(frame) => Ok(Some(frame)),
             None => Err(FrameError::EmptyFrame),
@@ -155,6 +161,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let end = rest.find('\n').unwrap_or(rest.len());
         if end == 0 {
             return Err(FrameError::EmptyFrame);
+        }
+        self.taken += 1;
+        if self.taken > MAX_RECORD_FRAMES {
+            return Err(FrameError::TooManyFrames);
         }
         let frame = rest[..end].to_owned();
         self.next += end + 1;
@@ -204,6 +214,8 @@ pub struct FrameWriter<W: AsyncWrite> {
     /// Frames queued for the next sealed record, newline-separated; sealed in
     /// place and encoded into `buf` when the record is full or on a flush.
     record: Vec<u8>,
+    /// Frames in `record`.
+    record_frames: usize,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -214,6 +226,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             sent: 0,
             sealer: None,
             record: Vec::new(),
+            record_frames: 0,
         }
     }
 
@@ -230,13 +243,17 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             self.buf.push(b'\n');
             return Ok(());
         }
-        if !self.record.is_empty() && self.record.len() + 1 + json.len() > SEAL_BATCH {
+        if !self.record.is_empty()
+            && (self.record.len() + 1 + json.len() > SEAL_BATCH
+                || self.record_frames == MAX_RECORD_FRAMES)
+        {
             self.seal_record()?;
         }
         if !self.record.is_empty() {
             self.record.push(b'\n');
         }
         self.record.extend_from_slice(json.as_bytes());
+        self.record_frames += 1;
         Ok(())
     }
 
@@ -261,6 +278,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.buf.extend_from_slice(SEALED_TAIL.as_bytes());
         self.buf.push(b'\n');
         self.record.clear();
+        self.record_frames = 0;
         Ok(())
     }
 
@@ -409,6 +427,40 @@ mod tests {
         for frame in frames {
             assert_eq!(reader.read_text().await.unwrap().unwrap(), frame);
         }
+    }
+
+    #[tokio::test]
+    async fn records_hold_a_bounded_number_of_frames() {
+        let (mut writer, opener) = sealed_pair();
+        for _ in 0..MAX_RECORD_FRAMES + 1 {
+            writer.queue_text("{}").unwrap();
+        }
+        writer.flush().await.unwrap();
+        let wire = writer.into_inner();
+        assert_eq!(
+            wire.iter().filter(|&&b| b == b'\n').count(),
+            2,
+            "two records"
+        );
+        let mut two = reader(wire, opener);
+        for _ in 0..MAX_RECORD_FRAMES + 1 {
+            assert_eq!(two.read_text().await.unwrap().unwrap(), "{}");
+        }
+        // One record holding one frame too many is refused.
+        let (_, opener) = sealed_pair();
+        let (mut sealer, _) = derive_keys(&Key32::new([3; 32]), Side::Client);
+        let plaintext = vec!["{}"; MAX_RECORD_FRAMES + 1].join("\n");
+        let sealed = sealer.seal(plaintext.as_bytes()).unwrap();
+        let line = format!("{SEALED_HEAD}{}{SEALED_TAIL}\n", STANDARD.encode(sealed));
+        let mut reader = reader(line.into_bytes(), opener);
+        let mut outcome = reader.read_text().await;
+        while let Ok(Some(_)) = outcome {
+            outcome = reader.read_text().await;
+        }
+        assert!(
+            matches!(outcome, Err(FrameError::TooManyFrames)),
+            "{outcome:?}"
+        );
     }
 
     #[tokio::test]

@@ -25,6 +25,12 @@ pub const LEGACY_MAX_LINE: usize = 64 * 1024;
 /// larger than this is sealed alone.
 pub const SEAL_BATCH: usize = 32 * 1024;
 
+/// Frames one sealed record may hold. A writer seals its record when it is
+/// full, and a reader refuses a record with more: without it a member could
+/// pack tens of thousands of tiny frames (each answered with an error line)
+/// into one line of [`MEMBER_MAX_LINE`] bytes.
+pub const MAX_RECORD_FRAMES: usize = 1024;
+
 /// Longest line a client accepts from the server: the `init` frame, which
 /// carries the whole history (bounded by `server::limits::HISTORY_MAX_BYTES`),
 /// sealed and base64-encoded.
