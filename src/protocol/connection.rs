@@ -375,6 +375,22 @@ mod tests {
         reader
     }
 
+    /// Seals `plaintext` as one record by hand and reads its frames: the
+    /// first error, or `Ok(None)` at the end.
+    async fn first_error(plaintext: &[u8]) -> Result<Option<String>, FrameError> {
+        let (_, opener) = sealed_pair();
+        let (mut sealer, _) = derive_keys(&Key32::new([3; 32]), Side::Client);
+        let sealed = sealer.seal(plaintext).unwrap();
+        let line = format!("{SEALED_HEAD}{}{SEALED_TAIL}\n", STANDARD.encode(sealed));
+        let mut reader = reader(line.into_bytes(), opener);
+        loop {
+            match reader.read_text().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_burst_is_one_record_and_reads_back_frame_by_frame() {
         let (mut writer, opener) = sealed_pair();
@@ -447,16 +463,8 @@ mod tests {
             assert_eq!(two.read_text().await.unwrap().unwrap(), "{}");
         }
         // One record holding one frame too many is refused.
-        let (_, opener) = sealed_pair();
-        let (mut sealer, _) = derive_keys(&Key32::new([3; 32]), Side::Client);
         let plaintext = vec!["{}"; MAX_RECORD_FRAMES + 1].join("\n");
-        let sealed = sealer.seal(plaintext.as_bytes()).unwrap();
-        let line = format!("{SEALED_HEAD}{}{SEALED_TAIL}\n", STANDARD.encode(sealed));
-        let mut reader = reader(line.into_bytes(), opener);
-        let mut outcome = reader.read_text().await;
-        while let Ok(Some(_)) = outcome {
-            outcome = reader.read_text().await;
-        }
+        let outcome = first_error(plaintext.as_bytes()).await;
         assert!(
             matches!(outcome, Err(FrameError::TooManyFrames)),
             "{outcome:?}"
@@ -466,16 +474,7 @@ mod tests {
     #[tokio::test]
     async fn a_record_with_an_empty_frame_is_refused() {
         for plaintext in [&b""[..], b"{}\n\n{}", b"{}\n"] {
-            let (_, opener) = sealed_pair();
-            let key = Key32::new([3; 32]);
-            let (mut sealer, _) = derive_keys(&key, Side::Client);
-            let sealed = sealer.seal(plaintext).unwrap();
-            let line = format!("{SEALED_HEAD}{}{SEALED_TAIL}\n", STANDARD.encode(sealed));
-            let mut reader = reader(line.into_bytes(), opener);
-            let mut outcome = reader.read_text().await;
-            while let Ok(Some(_)) = outcome {
-                outcome = reader.read_text().await;
-            }
+            let outcome = first_error(plaintext).await;
             assert!(
                 matches!(outcome, Err(FrameError::EmptyFrame)),
                 "{plaintext:?}: {outcome:?}"

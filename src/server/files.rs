@@ -306,19 +306,9 @@ mod tests {
     use crate::crypto::{Password, RoomCipher};
     use crate::protocol::limits::FILE_CHUNK;
     use crate::server::outbox::{self, Inbox, Outbox};
-    use crate::server::room::{Membership, RoomConfig};
+    use crate::server::room::Membership;
 
-    fn room() -> Arc<Room> {
-        Room::new(
-            RoomConfig {
-                history_messages: 10,
-                history_bytes: 1 << 20,
-                max_users: 10,
-                max_file_size: 5 << 20,
-            },
-            "c2FsdA==".into(),
-        )
-    }
+    use crate::server::room::test_room as room;
 
     /// A member whose queue the test holds (and does not read).
     fn member(room: &Arc<Room>, name: &str) -> (Membership, Outbox, Inbox) {

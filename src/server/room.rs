@@ -1156,23 +1156,27 @@ fn remove_member(state: &mut State, user_id: &str) {
     }
 }
 
+/// A small room for unit tests here and in `files`.
+#[cfg(test)]
+pub(crate) fn test_room() -> Arc<Room> {
+    Room::new(
+        RoomConfig {
+            history_messages: 10,
+            history_bytes: 1 << 20,
+            max_users: 10,
+            max_file_size: 5 << 20,
+        },
+        "c2FsdA==".into(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::server::limits::MAX_QUEUED_BYTES;
     use crate::server::outbox::{self, Inbox};
 
-    fn room() -> Arc<Room> {
-        Room::new(
-            RoomConfig {
-                history_messages: 10,
-                history_bytes: 1 << 20,
-                max_users: 10,
-                max_file_size: 5 << 20,
-            },
-            "c2FsdA==".into(),
-        )
-    }
+    use super::test_room as room;
 
     /// A member joined with `reservation`, with its queue and its kick.
     struct Joined {
