@@ -750,6 +750,10 @@ async fn serve_member<R, W>(
             if let Some(mut cursor) = replay.take() {
                 while let Some(part) = shared.room.history_part(&mut cursor) {
                     writer.write_text(&part).await?;
+                    // A replay is bulk work beside live chat: let other
+                    // members' relaying run between its parts, and this
+                    // connection's own reader see a `leave`.
+                    tokio::task::yield_now().await;
                 }
             }
             if inbox.is_empty() {
