@@ -925,7 +925,7 @@ async fn next_text(receiver: &mut Receiver) -> Result<Option<String>, BoxError> 
             Event::Message(m) if !m.history => Ok(Some(m.text.clone())),
             _ => Ok(None),
         },
-        Receiver::Lean { reader, cipher, .. } => match reader.read::<ServerFrame>().await? {
+        Receiver::Lean { reader, cipher, .. } => match reader.read_server_frame().await? {
             Some(ServerFrame::Event(ServerEvent::Message { data })) => {
                 Ok(cipher.decrypt(&data.text).ok())
             }

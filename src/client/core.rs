@@ -1261,7 +1261,7 @@ impl Client {
             .into_iter()
             .flatten()
             .min();
-            let read = self.reader.read::<ServerFrame>();
+            let read = self.reader.read_server_frame();
             let read = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
                     Ok(read) => read,
@@ -1913,7 +1913,7 @@ async fn read_frame(
     reader: &mut FrameReader<OwnedReadHalf>,
     closed: &str,
 ) -> Result<ServerFrame, ClientError> {
-    match reader.read::<ServerFrame>().await? {
+    match reader.read_server_frame().await? {
         Some(frame) => Ok(frame),
         None => Err(ClientError::ConnectionLost(closed.into())),
     }

@@ -12,6 +12,7 @@
 //! frame paid it (BENCHMARKS.md); a busy member's burst now pays it once.
 
 use std::io;
+use std::ops::Range;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -22,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 use super::limits::{MAX_RECORD_FRAMES, SEAL_BATCH};
-use super::wire::Sealed;
+use super::wire::{Sealed, ServerFrame};
 use crate::crypto::transport::{DirectionKey, SealError};
 
 /// Why a frame could not be read.
@@ -105,6 +106,36 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     ///
     /// Cancel-safe: the only await is on the line stream.
     pub async fn read_text(&mut self) -> Result<Option<String>, FrameError> {
+        Ok(self.next_frame().await?.map(|frame| self.record[frame].to_owned()))
+    }
+
+    /// The next frame parsed as `T`. `Ok(None)` is a clean end of stream.
+    pub async fn read<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+        let Some(frame) = self.next_frame().await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&self.record[frame])
+            .map(Some)
+            .map_err(|e| FrameError::Malformed(e.to_string()))
+    }
+
+    /// The next frame from a server, parsed by [`ServerFrame::from_json`]:
+    /// what a member's client reads all the time.
+    pub async fn read_server_frame(&mut self) -> Result<Option<ServerFrame>, FrameError> {
+        let Some(frame) = self.next_frame().await? else {
+            return Ok(None);
+        };
+        ServerFrame::from_json(&self.record[frame])
+            .map(Some)
+            .map_err(|e| FrameError::Malformed(e.to_string()))
+    }
+
+    /// Where the next frame's text lies in `record`, reading and opening the
+    /// next line when the last record is used up. Frames are parsed where they
+    /// lie: a busy member's frames cost no copy each.
+    ///
+    /// Cancel-safe: the only await is on the line stream.
+    async fn next_frame(&mut self) -> Result<Option<Range<usize>>, FrameError> {
         if let Some(frame) = self.next_in_record()? {
             return Ok(Some(frame));
         }
@@ -121,17 +152,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
             Some(Err(LinesCodecError::Io(e))) => return Err(FrameError::Io(e)),
         };
-        let line = line.strip_suffix('\r').map(str::to_owned).unwrap_or(line);
         let Some(opener) = self.opener.as_mut() else {
-            return Ok(Some(line));
+            // A clear line is a record of one frame, taken whole.
+            let frame = 0..line.strip_suffix('\r').unwrap_or(&line).len();
+            self.record = line;
+            self.next = self.record.len() + 1;
+            return Ok(Some(frame));
         };
+        let line = line.strip_suffix('\r').unwrap_or(&line);
         // Our own peers write exactly `{"sealed":"..."}`; anything else goes
         // through the JSON parser.
-        let mut bytes = match sealed_payload(&line) {
+        let mut bytes = match sealed_payload(line) {
             Some(b64) => STANDARD.decode(b64),
             None => {
                 let sealed: Sealed =
-                    serde_json::from_str(&line).map_err(|_| FrameError::NotSealed)?;
+                    serde_json::from_str(line).map_err(|_| FrameError::NotSealed)?;
                 STANDARD.decode(sealed.sealed.as_bytes())
             }
         }
@@ -146,8 +181,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// The next frame of the record opened last, if any is left.
-    fn next_in_record(&mut self) -> Result<Option<String>, FrameError> {
+    /// Where the next frame of the record opened last lies, if any is left.
+    fn next_in_record(&mut self) -> Result<Option<Range<usize>>, FrameError> {
         if self.next > self.record.len() {
             // Each record arrives in a buffer of its own: keep none between
             // records, so an idle member holds no buffer here.
@@ -166,19 +201,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if self.taken > MAX_RECORD_FRAMES {
             return Err(FrameError::TooManyFrames);
         }
-        let frame = rest[..end].to_owned();
+        let frame = self.next..self.next + end;
         self.next += end + 1;
         Ok(Some(frame))
-    }
-
-    /// The next frame parsed as `T`. `Ok(None)` is a clean end of stream.
-    pub async fn read<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
-        match self.read_text().await? {
-            None => Ok(None),
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| FrameError::Malformed(e.to_string())),
-        }
     }
 }
 
