@@ -25,29 +25,40 @@
 //! All of it is `crypto-bigint`'s constant-time Montgomery arithmetic modulo
 //! the fixed 2048-bit `N` (`ConstMontyForm<_, 32 limbs>`): no branch and no
 //! memory access depends on a secret exponent (`a`, `b`, `x`, `a + u·x`) or on
-//! `v`. Two kinds of exponentiation:
+//! `v`. Three kinds of exponentiation:
 //!
-//! - **Fixed base** (`g`, and the room's verifier `v` on the server): a table
-//!   of `base^(j·16^i)` for every 4-bit window `i` of a 256-bit exponent and
-//!   every digit `j`, so `base^e` is the product of one entry per row: 63
-//!   multiplications and no squaring. Each entry is picked by reading the whole
-//!   row with a constant-time select. 64 rows × 16 entries × 256 bytes =
-//!   **256 KiB per table**: one for `g` per process (built on first use), one
-//!   for `v` per [`Verifier`] (the server's room has one).
+//! - **Fixed base, secret exponent** (`g^a`, `g^b`, `g^x`): a table of
+//!   `g^(j·16^i)` for every 4-bit window `i` of a 256-bit exponent and every
+//!   digit `j`, so `g^e` is the product of one entry per row: 63
+//!   multiplications and no squaring. Each entry is picked by reading the
+//!   whole row with a constant-time select. 64 rows × 16 entries × 256 bytes
+//!   = **256 KiB**, one per process, built on first use (about 1.5 ms).
+//! - **Fixed base, public exponent** (the server's `v^u`): `v` is secret, but
+//!   `u = H(PAD(A) | PAD(B))` is not: `A` and `B` cross the wire in the
+//!   clear. So the table of powers of `v` is indexed directly by the digits
+//!   of `u`, with no scan: the memory access pattern and the number of
+//!   multiplications may reveal `u`, which anyone can compute anyway, and
+//!   nothing else, as the entries read do not depend on `v` and every
+//!   product is the crate's constant-time multiplication. Without the scan,
+//!   8-bit windows pay: at most 31 multiplications, for a table of 32 rows ×
+//!   255 entries × 256 bytes ≈ **2 MiB per [`Verifier`]** (the server's room
+//!   has one), built once (about 12 ms). See `PublicExponentTable`.
 //! - **Variable base**: the crate's `pow_bounded_exp`, with the exponent's
 //!   fixed bit length (256 for `b`, 512 for the client's `a + u·x`).
 //!
 //! Per login the server computes `B = k·v + g^b` (table; `k·v` is kept with
-//! the verifier), `v^u` (table) and `S = (A·v^u)^b` (variable base); the
-//! client computes `A = g^a` and `g^x` (table) and `S = (B − k·g^x)^(a + u·x)`
-//! (variable base). That is about 0.7 ms for the server's half of a login and
-//! 1.2 ms for the client's (`examples/srp_cost`, BENCHMARKS.md).
+//! the verifier), `v^u` (public-exponent table) and `S = (A·v^u)^b` (variable
+//! base); the client computes `A = g^a` and `g^x` (table) and
+//! `S = (B − k·g^x)^(a + u·x)` (variable base). That is about 0.6 ms for the
+//! server's half of a login, most of it `(A·v^u)^b`, and 1.2 ms for the
+//! client's (`examples/srp_cost`, BENCHMARKS.md).
 //!
 //! Every secret integer or residue we hold is a [`SecretUint`] or a
 //! `Zeroizing` buffer, wiped on drop, and so is the `v` table. What stays
-//! variable-time: the checks on the public values `A`, `B` and `u`, and the
-//! hashing of `S` as minimal bytes (pysrp's `K = H(S)` requires it), whose
-//! length depends on how many leading zero bytes `S` has.
+//! variable-time: the checks on the public values `A`, `B` and `u`, the
+//! lookups of `v^u` (in `u` only, above), and the hashing of `S` as minimal
+//! bytes (pysrp's `K = H(S)` requires it), whose length depends on how many
+//! leading zero bytes `S` has.
 
 use std::sync::LazyLock;
 
@@ -108,10 +119,12 @@ const ENTRIES: usize = 1 << WINDOW;
 /// Rows of a table: fixed-base exponents are at most 256 bits.
 const ROWS: usize = U256::BITS as usize / WINDOW;
 
-/// Powers of one base for fixed-base exponentiation with 256-bit exponents:
-/// `rows[i][j] = base^(j · 2^(WINDOW·i))`, in Montgomery form.
-/// `ROWS × ENTRIES × 256` bytes = 256 KiB. Wiped on drop (the `v` table is
-/// as sensitive as `v`).
+/// Powers of one base for fixed-base exponentiation with SECRET 256-bit
+/// exponents (used for `g`): `rows[i][j] = base^(j · 2^(WINDOW·i))`, in
+/// Montgomery form. `ROWS × ENTRIES × 256` bytes = 256 KiB. Wiped on drop, so
+/// that it is safe with a secret base too. 4-bit windows: 5- or 6-bit ones
+/// (416 or 688 KiB) measured 5–10 µs faster of about 95 µs, as their wider
+/// constant-time scans eat most of the multiplications they save.
 struct FixedBase {
     rows: Vec<[Residue; ENTRIES]>,
 }
@@ -168,6 +181,97 @@ fn ct_eq_word(a: Word, b: Word) -> crypto_bigint::Choice {
 impl Drop for FixedBase {
     fn drop(&mut self) {
         self.rows.zeroize();
+    }
+}
+
+/// Bits of the exponent one row of a [`PublicExponentTable`] covers.
+const PUBLIC_WINDOW: usize = 8;
+/// Rows of a [`PublicExponentTable`]: exponents are at most 256 bits.
+const PUBLIC_ROWS: usize = (U256::BITS as usize).div_ceil(PUBLIC_WINDOW);
+/// Entries stored per row: every nonzero `PUBLIC_WINDOW`-bit digit (digit 0
+/// contributes nothing and needs no entry).
+const PUBLIC_ENTRIES: usize = (1 << PUBLIC_WINDOW) - 1;
+
+/// Powers of a secret base, for exponents that are PUBLIC: the server's
+/// `v^u`, where `v` is secret (a password verifier) but `u = H(PAD(A) |
+/// PAD(B))` is not (`A` and `B` are both sent in the clear, so anyone who
+/// sees the login can compute `u`).
+///
+/// Like [`FixedBase`], `base^e` is the product of one entry per row, but each
+/// entry is read directly at its index instead of by scanning the whole row
+/// with constant-time selects, and rows whose digit is 0 are skipped. So
+/// which entries are read (cache lines touched) and how many multiplications
+/// are done depend on the exponent, and can tell an observer the exponent,
+/// which they can compute anyway. They do not depend on the base: the entries
+/// read are the same whatever `v` is, every entry has the same size, and
+/// every product is the crate's constant-time Montgomery multiplication,
+/// whose time does not depend on its operands. So nothing about `v` leaks.
+/// Never use it with a secret exponent: that is what [`FixedBase`] is for.
+///
+/// Without the scan, wide windows pay: with 8-bit windows a 256-bit exponent
+/// takes at most 31 multiplications (63 with [`FixedBase`]'s 4-bit windows,
+/// plus their scans), for a table of 32 rows × 255 entries × 256 bytes =
+/// 2,040 KiB, built once per [`Verifier`] in about 12 ms. Measured `v^u`:
+/// about 38 µs, against 106 µs with a [`FixedBase`] table; 6-bit windows (42
+/// multiplications, 672 KiB, 4 ms to build) take about 54 µs, 10-bit ones
+/// (25 multiplications, 6.5 MiB, 39 ms to build) about 34 µs. Wiped on drop:
+/// it is as sensitive as `v`.
+struct PublicExponentTable {
+    /// `entries[i · PUBLIC_ENTRIES + (j − 1)] = base^(j · 2^(PUBLIC_WINDOW·i))`
+    /// for row `i` and digit `j ≥ 1`, in Montgomery form.
+    entries: Vec<Residue>,
+}
+
+impl PublicExponentTable {
+    /// `PUBLIC_ROWS × PUBLIC_ENTRIES` multiplications: about 12 ms.
+    fn new(base: &Residue) -> Self {
+        // Allocated once at its final size: a reallocation would leave an
+        // unwiped copy of the entries behind.
+        let mut entries = Vec::with_capacity(PUBLIC_ROWS * PUBLIC_ENTRIES);
+        // base^(2^(PUBLIC_WINDOW·i)) for the current row i.
+        let mut row_base = Zeroizing::new(*base);
+        for _ in 0..PUBLIC_ROWS {
+            let mut power = Zeroizing::new(*row_base);
+            entries.push(*power);
+            for _ in 1..PUBLIC_ENTRIES {
+                *power = power.mul(&row_base);
+                entries.push(*power);
+            }
+            // The last entry is row_base^(2^PUBLIC_WINDOW − 1).
+            *row_base = power.mul(&row_base);
+        }
+        Self { entries }
+    }
+
+    /// `base`, the table's entry for exponent 1.
+    #[cfg(test)]
+    fn base(&self) -> &Residue {
+        &self.entries[0]
+    }
+
+    /// `base^exponent` for a PUBLIC exponent: which entries are read and
+    /// how many multiplications are done depend on `exponent` (see the
+    /// type's doc); at most `PUBLIC_ROWS − 1` multiplications.
+    fn pow_public(&self, exponent: &U256) -> Residue {
+        let mut acc: Option<Residue> = None;
+        for (i, row) in self.entries.chunks_exact(PUBLIC_ENTRIES).enumerate() {
+            // Digit i of the exponent, the branch on it and the index into
+            // the row: all variable-time in the exponent, which is public.
+            let shifted = exponent.shr_vartime((i * PUBLIC_WINDOW) as u32);
+            let digit = shifted.as_words()[0] as usize & ((1 << PUBLIC_WINDOW) - 1);
+            if digit == 0 {
+                continue;
+            }
+            let entry = &row[digit - 1];
+            acc = Some(acc.map_or(*entry, |acc| acc.mul(entry)));
+        }
+        acc.unwrap_or(Residue::ONE)
+    }
+}
+
+impl Drop for PublicExponentTable {
+    fn drop(&mut self) {
+        self.entries.zeroize();
     }
 }
 
@@ -302,15 +406,15 @@ pub struct Verifier {
     salt: [u8; SALT_LEN],
     /// `k·v`, the first term of `B`.
     kv: SecretUint<Residue>,
-    /// Powers of `v` (`v` itself is its entry `[0][1]`).
-    v_table: FixedBase,
+    /// Powers of `v` for `v^u` (`u` is public).
+    v_table: PublicExponentTable,
 }
 
 impl Verifier {
     /// Derives the verifier with a fresh random salt. The caller drops the
     /// password afterwards; the server never needs it again.
     ///
-    /// Builds a 256 KiB table of powers of `v` (about 1.5 ms).
+    /// Builds a 2 MiB table of powers of `v` (about 12 ms).
     pub fn new(password: &Password) -> Self {
         let mut salt: [u8; SALT_LEN] = random_bytes();
         // A leading zero byte would make pysrp's two backends disagree on `x`.
@@ -324,7 +428,7 @@ impl Verifier {
         let x = private_key(&salt, password);
         let v = SecretUint::new(GROUP.g_table.pow(x.expose()));
         let kv = SecretUint::new(GROUP.k.mul(v.expose()));
-        let v_table = FixedBase::new(v.expose());
+        let v_table = PublicExponentTable::new(v.expose());
         Self { salt, kv, v_table }
     }
 
@@ -355,7 +459,7 @@ impl ServerSession {
     /// Starts a login from the client's `A` (minimal big-endian bytes).
     ///
     /// Two table exponentiations and one 256-bit exponentiation (about
-    /// 0.7 ms): run it off the async reactor.
+    /// 0.6 ms): run it off the async reactor.
     pub fn start(verifier: &Verifier, a_bytes: &[u8]) -> Result<Self, SrpError> {
         Self::start_with_secret(verifier, a_bytes, random_secret())
     }
@@ -371,7 +475,8 @@ impl ServerSession {
         let b_pub = verifier.kv.expose().add(g_b.expose()).retrieve();
         let u = scrambler(&a_pub, &b_pub);
         // S = (A · v^u)^b mod N
-        let v_u = SecretUint::new(verifier.v_table.pow(&u));
+        // u is public, so its table may be indexed by it (PublicExponentTable).
+        let v_u = SecretUint::new(verifier.v_table.pow_public(&u));
         let base = SecretUint::new(a_residue.mul(v_u.expose()));
         let s = SecretUint::new(base.expose().pow(b.expose()).retrieve());
         let (key, expected_m, h_amk) = proofs(&verifier.salt, &a_pub, &b_pub, &s);
@@ -560,7 +665,7 @@ mod tests {
             );
             let verifier = Verifier::with_salt(salt, &password);
             assert_eq!(
-                minimal(&verifier.v_table.rows[0][1].retrieve()),
+                minimal(&verifier.v_table.base().retrieve()),
                 int(field("v")),
                 "v ({note})"
             );
@@ -590,8 +695,8 @@ mod tests {
         }
     }
 
-    /// The tables give what the crate's own constant-time `pow` gives, for
-    /// `g`, for a random base (as `v`), and for edge and random exponents.
+    /// The constant-time tables give what the crate's own constant-time `pow`
+    /// gives, for `g` and a random base, and for edge and random exponents.
     #[test]
     fn table_pow_matches_crate_pow() {
         let random_base = Residue::new(&U2048::from_be_slice(&random_bytes::<N_LEN>()));
@@ -614,6 +719,40 @@ mod tests {
         }
         assert_eq!(GROUP.g_table.pow(&U256::ZERO), Residue::ONE);
         assert_eq!(random_table.pow(&U256::ONE), random_base);
+    }
+
+    /// The public-exponent table gives what the crate's `pow` gives, for edge
+    /// exponents (digits 0 and all-ones, in every row, the first and the
+    /// last) and random ones.
+    #[test]
+    fn public_exponent_table_matches_crate_pow() {
+        let base = Residue::new(&U2048::from_be_slice(&random_bytes::<N_LEN>()));
+        let table = PublicExponentTable::new(&base);
+        let digit_max = U256::from_u64((1 << PUBLIC_WINDOW) - 1);
+        let top_row = ((PUBLIC_ROWS - 1) * PUBLIC_WINDOW) as u32;
+        let mut exponents = vec![
+            U256::ZERO,
+            U256::ONE,
+            U256::from_u64(2),
+            digit_max,
+            digit_max.wrapping_add(&U256::ONE),
+            U256::MAX,
+            U256::MAX.shr_vartime(1),
+            U256::ONE.shl_vartime(255),
+            U256::ONE.shl_vartime(top_row),
+            digit_max.shl_vartime(top_row),
+            U256::ONE.shl_vartime(255).wrapping_add(&U256::ONE),
+            // Alternating zero and all-ones digits.
+            U256::from_be_hex("ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00"),
+            U256::from_be_hex("00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff"),
+        ];
+        exponents.extend((0..32).map(|_| random_u256()));
+        for e in &exponents {
+            assert_eq!(table.pow_public(e), base.pow(e), "base^{e}");
+        }
+        assert_eq!(table.pow_public(&U256::ZERO), Residue::ONE);
+        assert_eq!(table.pow_public(&U256::ONE), base);
+        assert_eq!(*table.base(), base);
     }
 
     /// Public values up to 2^2048 − 1 (above `N`) are reduced correctly.
