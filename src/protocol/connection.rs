@@ -108,7 +108,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     ///
     /// Cancel-safe: the only await is on the line stream.
     pub async fn read_text(&mut self) -> Result<Option<String>, FrameError> {
-        Ok(self.next_frame().await?.map(|frame| self.record[frame].to_owned()))
+        Ok(self
+            .next_frame()
+            .await?
+            .map(|frame| self.record[frame].to_owned()))
     }
 
     /// The next frame parsed as `T`. `Ok(None)` is a clean end of stream.
@@ -130,6 +133,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         ServerFrame::from_json(&self.record[frame])
             .map(Some)
             .map_err(|e| FrameError::Malformed(e.to_string()))
+    }
+
+    /// Whether the next read is answered from the record opened last,
+    /// without waiting for the socket (with a frame, or with the record's
+    /// error).
+    pub fn has_buffered_frame(&self) -> bool {
+        self.next <= self.record.len()
     }
 
     /// Where the next frame's text lies in `record`, reading and opening the
@@ -379,10 +389,10 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
     use crate::crypto::secret::Key32;
     use crate::crypto::transport::{Side, derive_keys};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
 
     fn sealed_pair() -> (FrameWriter<Vec<u8>>, DirectionKey) {
         let key = Key32::new([3; 32]);
@@ -429,9 +439,11 @@ mod tests {
             "one record"
         );
         let mut reader = reader(wire, opener);
+        assert!(!reader.has_buffered_frame());
         for i in 0..100 {
             let text = reader.read_text().await.unwrap().unwrap();
             assert_eq!(text, format!("{{\"n\":{i}}}"));
+            assert_eq!(reader.has_buffered_frame(), i < 99, "after frame {i}");
         }
         assert!(reader.read_text().await.unwrap().is_none());
     }
