@@ -766,7 +766,7 @@ mod tests {
         assert_eq!(random_table.pow(&U256::ONE, U256::BITS), random_base);
         // Fresh ephemeral secrets: bounded to their bits, as is the crate's pow.
         let top = U256::MAX.shr_vartime(U256::BITS - EPHEMERAL_BITS);
-        for e in [top, U256::ONE, Ephemeral::random().value.expose().clone()] {
+        for e in [top, U256::ONE, *Ephemeral::random().value.expose()] {
             assert_eq!(
                 GROUP.g_table.pow(&e, EPHEMERAL_BITS),
                 g.pow_bounded_exp(&e, EPHEMERAL_BITS),
@@ -776,7 +776,7 @@ mod tests {
         }
         // The secrets are that size, and not all of them are shorter.
         let secrets: Vec<U256> = (0..64)
-            .map(|_| Ephemeral::random().value.expose().clone())
+            .map(|_| *Ephemeral::random().value.expose())
             .collect();
         assert!(secrets.iter().all(|e| e.bits() <= EPHEMERAL_BITS));
         assert!(secrets.iter().any(|e| e.bits() == EPHEMERAL_BITS));

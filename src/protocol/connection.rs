@@ -108,10 +108,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     ///
     /// Cancel-safe: the only await is on the line stream.
     pub async fn read_text(&mut self) -> Result<Option<String>, FrameError> {
-        Ok(self
-            .next_frame()
-            .await?
-            .map(|frame| self.record[frame].to_owned()))
+        let Some(frame) = self.next_frame().await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.take(frame, str::to_owned)))
     }
 
     /// The next frame parsed as `T`. `Ok(None)` is a clean end of stream.
@@ -119,7 +119,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let Some(frame) = self.next_frame().await? else {
             return Ok(None);
         };
-        serde_json::from_str(&self.record[frame])
+        self.take(frame, |text| serde_json::from_str(text))
             .map(Some)
             .map_err(|e| FrameError::Malformed(e.to_string()))
     }
@@ -130,9 +130,28 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let Some(frame) = self.next_frame().await? else {
             return Ok(None);
         };
-        ServerFrame::from_json(&self.record[frame])
+        self.take(frame, ServerFrame::from_json)
             .map(Some)
             .map_err(|e| FrameError::Malformed(e.to_string()))
+    }
+
+    /// Reads the frame at `frame` with `parse`, then lets the record go if
+    /// that was its last frame, so a member that goes quiet holds no buffer
+    /// here (a legacy member's last line could be 64 KiB).
+    fn take<T>(&mut self, frame: Range<usize>, parse: impl FnOnce(&str) -> T) -> T {
+        let value = parse(&self.record[frame]);
+        if !self.has_buffered_frame() {
+            self.release_record();
+        }
+        value
+    }
+
+    /// Drops the buffer of a record whose frames are all taken.
+    fn release_record(&mut self) {
+        if self.record.capacity() > 0 {
+            self.record = String::new();
+            self.next = 1;
+        }
     }
 
     /// Whether the next read is answered from the record opened last,
@@ -195,13 +214,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Where the next frame of the record opened last lies, if any is left.
     fn next_in_record(&mut self) -> Result<Option<Range<usize>>, FrameError> {
-        if self.next > self.record.len() {
+        if !self.has_buffered_frame() {
             // Each record arrives in a buffer of its own: keep none between
             // records, so an idle member holds no buffer here.
-            if self.record.capacity() > 0 {
-                self.record = String::new();
-                self.next = 1;
-            }
+            self.release_record();
             return Ok(None);
         }
         let rest = &self.record[self.next..];
@@ -445,6 +461,21 @@ mod tests {
             assert_eq!(text, format!("{{\"n\":{i}}}"));
             assert_eq!(reader.has_buffered_frame(), i < 99, "after frame {i}");
         }
+        assert_eq!(reader.record.capacity(), 0, "the used record is let go");
+        assert!(reader.read_text().await.unwrap().is_none());
+    }
+
+    /// A clear line (before sealing, or a legacy member's) is not kept once
+    /// parsed: a member that goes quiet after a long line holds no buffer.
+    #[tokio::test]
+    async fn clear_lines_are_not_kept_once_read() {
+        let long = format!("{{\"text\":\"{}\"}}\r\n{{\"n\":1}}\n", "x".repeat(60_000));
+        let mut reader = FrameReader::new(long.as_bytes(), 64 * 1024);
+        let first: serde_json::Value = reader.read().await.unwrap().unwrap();
+        assert_eq!(first["text"].as_str().unwrap().len(), 60_000);
+        assert_eq!(reader.record.capacity(), 0);
+        assert!(!reader.has_buffered_frame());
+        assert_eq!(reader.read_text().await.unwrap().unwrap(), "{\"n\":1}");
         assert!(reader.read_text().await.unwrap().is_none());
     }
 
