@@ -30,7 +30,7 @@
 //! - **Fixed base, secret exponent** (`g^a`, `g^b`, `g^x`): a table of
 //!   `g^(j·16^i)` for every 4-bit window `i` of a 256-bit exponent and every
 //!   digit `j`, so `g^e` is the product of one entry per row: 63
-//!   multiplications for `x`, 55 for the 224-bit `a` and `b`, and no squaring. Each entry is picked by reading the
+//!   multiplications and no squaring. Each entry is picked by reading the
 //!   whole row with a constant-time select. 64 rows × 16 entries × 256 bytes
 //!   = **256 KiB**, one per process, built on first use (about 1.5 ms).
 //! - **Fixed base, public exponent** (the server's `v^u`): `v` is secret, but
@@ -44,11 +44,7 @@
 //!   255 entries × 256 bytes ≈ **2 MiB per [`Verifier`]** (the server's room
 //!   has one), built once (about 12 ms). See `PublicExponentTable`.
 //! - **Variable base**: the crate's `pow_bounded_exp`, with the exponent's
-//!   fixed bit length (224 for `b`, 512 for the client's `a + u·x`).
-//!
-//! The ephemeral secrets `a` and `b` are [`EPHEMERAL_BITS`] = 224 bits:
-//! twice the group's 112-bit strength, which is what a discrete-log exponent
-//! needs, and 32 squarings fewer than 256 bits in the server's `(A·v^u)^b`.
+//!   fixed bit length (256 for `b`, 512 for the client's `a + u·x`).
 //!
 //! Per login the server computes `B = k·v + g^b` (table; `k·v` is kept with
 //! the verifier), `v^u` (public-exponent table) and `S = (A·v^u)^b` (variable
@@ -78,14 +74,8 @@ use super::secret::{Key32, Password, SecretUint};
 pub const IDENTITY: &[u8] = b"chat";
 /// Salt length: 128 bits, so verifiers of two rooms with one password differ.
 pub const SALT_LEN: usize = 16;
-/// Bits of the ephemeral secrets `a` and `b`: twice the 2048-bit group's
-/// strength of 112 bits (NIST SP 800-57), the size NIST SP 800-56A asks of a
-/// private exponent in such a group, as finding an exponent of `n` bits takes
-/// about `2^(n/2)` work. Longer exponents buy no security the group has not
-/// already capped, and cost the server a squaring per bit in every login.
-pub const EPHEMERAL_BITS: u32 = 224;
-/// Bytes of randomness in a fresh ephemeral secret.
-const EPHEMERAL_LEN: usize = EPHEMERAL_BITS as usize / 8;
+/// Ephemeral secrets `a` and `b`: 256 bits, the strength of the 2048-bit group and of SHA-256.
+pub const EPHEMERAL_LEN: usize = 32;
 /// Byte length of `N`; public values longer than this are malformed.
 pub const N_LEN: usize = 256;
 
@@ -157,19 +147,15 @@ impl FixedBase {
         Self { rows }
     }
 
-    /// `base^exponent` in constant time, for an exponent below `2^bits`: the
-    /// product of one entry per row of the `bits` the exponent can have
-    /// (`⌈bits / WINDOW⌉ − 1` multiplications), each entry selected by
-    /// reading all of its row. `bits` is public (a constant per use); the
-    /// exponent's value picks nothing but entries, by constant-time selects.
-    fn pow(&self, exponent: &U256, bits: u32) -> Residue {
+    /// `base^exponent` in constant time: the product of one entry per row
+    /// (`ROWS − 1` multiplications), each selected by reading all of its row.
+    fn pow(&self, exponent: &U256) -> Residue {
         // A window never straddles two words.
         const { assert!((Word::BITS as usize).is_multiple_of(WINDOW)) };
         let words = exponent.as_words();
-        let rows = (bits as usize).div_ceil(WINDOW).min(ROWS);
         let mut acc = Residue::ONE;
         let mut entry = Zeroizing::new(Residue::ONE);
-        for (i, row) in self.rows.iter().take(rows).enumerate() {
+        for (i, row) in self.rows.iter().enumerate() {
             let bit = i * WINDOW;
             let mut digit = Zeroizing::new(
                 (words[bit / Word::BITS as usize] >> (bit % Word::BITS as usize))
@@ -346,33 +332,10 @@ fn random_bytes<const L: usize>() -> [u8; L] {
     buf
 }
 
-/// An ephemeral secret exponent (`a` or `b`), with the number of bits it is
-/// known to fit in. The bit count is public (it is a constant for fresh
-/// secrets) and bounds the exponentiations, which cost a step per bit.
-struct Ephemeral {
-    value: SecretUint<U256>,
-    bits: u32,
-}
-
-impl Ephemeral {
-    /// A fresh secret of [`EPHEMERAL_BITS`] random bits.
-    fn random() -> Self {
-        let mut bytes = Zeroizing::new([0u8; U256::BYTES]);
-        bytes[U256::BYTES - EPHEMERAL_LEN..].copy_from_slice(&random_bytes::<EPHEMERAL_LEN>());
-        Self {
-            value: SecretUint::new(U256::from_be_slice(&*bytes)),
-            bits: EPHEMERAL_BITS,
-        }
-    }
-
-    /// A given secret of up to 256 bits (the test vectors' `a` and `b`).
-    #[cfg(test)]
-    fn given(value: U256) -> Self {
-        Self {
-            value: SecretUint::new(value),
-            bits: U256::BITS,
-        }
-    }
+/// A fresh ephemeral secret (`a` or `b`).
+fn random_secret() -> SecretUint<U256> {
+    let bytes = Zeroizing::new(random_bytes::<EPHEMERAL_LEN>());
+    SecretUint::new(U256::from_be_slice(&*bytes))
 }
 
 /// `x = H(s | H(I ":" P))`: the salt without leading zeros, the inner hash whole.
@@ -463,7 +426,7 @@ impl Verifier {
 
     fn with_salt(salt: [u8; SALT_LEN], password: &Password) -> Self {
         let x = private_key(&salt, password);
-        let v = SecretUint::new(GROUP.g_table.pow(x.expose(), U256::BITS));
+        let v = SecretUint::new(GROUP.g_table.pow(x.expose()));
         let kv = SecretUint::new(GROUP.k.mul(v.expose()));
         let v_table = PublicExponentTable::new(v.expose());
         Self { salt, kv, v_table }
@@ -498,28 +461,24 @@ impl ServerSession {
     /// Two table exponentiations and one 256-bit exponentiation (about
     /// 0.6 ms): run it off the async reactor.
     pub fn start(verifier: &Verifier, a_bytes: &[u8]) -> Result<Self, SrpError> {
-        Self::start_with_secret(verifier, a_bytes, Ephemeral::random())
+        Self::start_with_secret(verifier, a_bytes, random_secret())
     }
 
     fn start_with_secret(
         verifier: &Verifier,
         a_bytes: &[u8],
-        b: Ephemeral,
+        b: SecretUint<U256>,
     ) -> Result<Self, SrpError> {
         let (a_pub, a_residue) = parse_public(a_bytes).ok_or(SrpError::BadClientPublic)?;
         // B = (k·v + g^b) mod N
-        let g_b = SecretUint::new(GROUP.g_table.pow(b.value.expose(), b.bits));
+        let g_b = SecretUint::new(GROUP.g_table.pow(b.expose()));
         let b_pub = verifier.kv.expose().add(g_b.expose()).retrieve();
         let u = scrambler(&a_pub, &b_pub);
         // S = (A · v^u)^b mod N
         // u is public, so its table may be indexed by it (PublicExponentTable).
         let v_u = SecretUint::new(verifier.v_table.pow_public(&u));
         let base = SecretUint::new(a_residue.mul(v_u.expose()));
-        let s = SecretUint::new(
-            base.expose()
-                .pow_bounded_exp(b.value.expose(), b.bits)
-                .retrieve(),
-        );
+        let s = SecretUint::new(base.expose().pow(b.expose()).retrieve());
         let (key, expected_m, h_amk) = proofs(&verifier.salt, &a_pub, &b_pub, &s);
         Ok(Self {
             b_pub,
@@ -554,17 +513,17 @@ impl Drop for ServerSession {
 
 /// The client's half of one login.
 pub struct ClientSession {
-    a: Ephemeral,
+    a: SecretUint<U256>,
     a_pub: U2048,
 }
 
 impl ClientSession {
     pub fn new() -> Self {
-        Self::with_secret(Ephemeral::random())
+        Self::with_secret(random_secret())
     }
 
-    fn with_secret(a: Ephemeral) -> Self {
-        let a_pub = GROUP.g_table.pow(a.value.expose(), a.bits).retrieve();
+    fn with_secret(a: SecretUint<U256>) -> Self {
+        let a_pub = GROUP.g_table.pow(a.expose()).retrieve();
         Self { a, a_pub }
     }
 
@@ -588,13 +547,13 @@ impl ClientSession {
             return Err(SrpError::BadServerPublic);
         }
         let x = private_key(salt, password);
-        let v = SecretUint::new(group.g_table.pow(x.expose(), U256::BITS));
+        let v = SecretUint::new(group.g_table.pow(x.expose()));
         // S = (B - k·v)^(a + u·x) mod N. a + u·x < 2^256 + (2^256 - 1)^2 < 2^512,
         // so the 512-bit sum cannot wrap.
         let kv = SecretUint::new(group.k.mul(v.expose()));
         let base = SecretUint::new(b_residue.sub(kv.expose()));
         let ux: SecretUint<U512> = SecretUint::new(x.expose().concatenating_mul(&u));
-        let a: SecretUint<U512> = SecretUint::new(self.a.value.expose().resize());
+        let a: SecretUint<U512> = SecretUint::new(self.a.expose().resize());
         let exponent = SecretUint::new(ux.expose().wrapping_add(a.expose()));
         let s = SecretUint::new(
             base.expose()
@@ -711,12 +670,12 @@ mod tests {
                 "v ({note})"
             );
 
-            let client = ClientSession::with_secret(Ephemeral::given(u256(field("a"))));
+            let client = ClientSession::with_secret(SecretUint::new(u256(field("a"))));
             assert_eq!(client.public(), int(field("A")), "A ({note})");
             let server = ServerSession::start_with_secret(
                 &verifier,
                 &client.public(),
-                Ephemeral::given(u256(field("b"))),
+                SecretUint::new(u256(field("b"))),
             )
             .unwrap();
             assert_eq!(server.public(), int(field("B")), "B ({note})");
@@ -755,31 +714,11 @@ mod tests {
         ];
         exponents.extend((0..16).map(|_| random_u256()));
         for e in &exponents {
-            assert_eq!(GROUP.g_table.pow(e, U256::BITS), g.pow(e), "g^{e}");
-            assert_eq!(
-                random_table.pow(e, U256::BITS),
-                random_base.pow(e),
-                "base^{e}"
-            );
+            assert_eq!(GROUP.g_table.pow(e), g.pow(e), "g^{e}");
+            assert_eq!(random_table.pow(e), random_base.pow(e), "base^{e}");
         }
-        assert_eq!(GROUP.g_table.pow(&U256::ZERO, U256::BITS), Residue::ONE);
-        assert_eq!(random_table.pow(&U256::ONE, U256::BITS), random_base);
-        // Fresh ephemeral secrets: bounded to their bits, as is the crate's pow.
-        let top = U256::MAX.shr_vartime(U256::BITS - EPHEMERAL_BITS);
-        for e in [top, U256::ONE, *Ephemeral::random().value.expose()] {
-            assert_eq!(
-                GROUP.g_table.pow(&e, EPHEMERAL_BITS),
-                g.pow_bounded_exp(&e, EPHEMERAL_BITS),
-                "g^{e}"
-            );
-            assert_eq!(g.pow_bounded_exp(&e, EPHEMERAL_BITS), g.pow(&e));
-        }
-        // The secrets are that size, and not all of them are shorter.
-        let secrets: Vec<U256> = (0..64)
-            .map(|_| *Ephemeral::random().value.expose())
-            .collect();
-        assert!(secrets.iter().all(|e| e.bits() <= EPHEMERAL_BITS));
-        assert!(secrets.iter().any(|e| e.bits() == EPHEMERAL_BITS));
+        assert_eq!(GROUP.g_table.pow(&U256::ZERO), Residue::ONE);
+        assert_eq!(random_table.pow(&U256::ONE), random_base);
     }
 
     /// The public-exponent table gives what the crate's `pow` gives, for edge
