@@ -450,23 +450,53 @@ impl ServerFrame {
     /// it can choose a variant: a tenth of a busy client's CPU went there
     /// (BENCHMARKS.md). A message or history frame as a cmd-chat server writes
     /// it has exactly two keys, `type` first, so its second value parses
-    /// straight into its one field. Anything else, or anything that does not
-    /// parse that way, takes the derived route, so the result is the same.
+    /// straight into its one field, each message with exactly the fields a
+    /// cmd-chat server writes ([`ExactMessageData`]). Anything else, or
+    /// anything that does not parse that way, takes the derived route, so
+    /// the result is the same.
     pub fn from_json(text: &str) -> serde_json::Result<Self> {
         fn inner<'a>(text: &'a str, head: &str) -> Option<&'a str> {
             text.strip_prefix(head)?.strip_suffix('}')
         }
         if let Some(data) = inner(text, MESSAGE_HEAD)
-            && let Ok(data) = serde_json::from_str(data)
+            && let Ok(data) = serde_json::from_str::<ExactMessageData>(data)
         {
-            return Ok(Self::Event(ServerEvent::Message { data }));
+            return Ok(Self::Event(ServerEvent::Message { data: data.into() }));
         }
         if let Some(messages) = inner(text, HISTORY_HEAD)
-            && let Ok(messages) = serde_json::from_str(messages)
+            && let Ok(messages) = serde_json::from_str::<Vec<ExactMessageData>>(messages)
         {
+            let messages = messages.into_iter().map(MessageData::from).collect();
             return Ok(Self::Event(ServerEvent::History { messages }));
         }
         serde_json::from_str(text)
+    }
+}
+
+/// [`MessageData`] with no field but its own, for the direct route of
+/// [`ServerFrame::from_json`]. An unknown field's value is skipped more
+/// loosely than the derived route, which buffers and checks every value,
+/// so a frame with one (a 1.x server's `user_ip`) takes the derived route.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExactMessageData {
+    id: String,
+    #[serde(default)]
+    seq: Option<u64>,
+    text: String,
+    timestamp: String,
+    username: String,
+}
+
+impl From<ExactMessageData> for MessageData {
+    fn from(m: ExactMessageData) -> Self {
+        Self {
+            id: m.id,
+            seq: m.seq,
+            text: m.text,
+            timestamp: m.timestamp,
+            username: m.username,
+        }
     }
 }
 
@@ -902,6 +932,16 @@ mod tests {
             r#"{"error":"Name taken"}"#.into(),
             r#"{"type":"ping"}"#.into(),
             r#"{"data":{},"type":"message"}"#.into(),
+            // Values the derived route refuses in a field it does not know.
+            message.replace(r#""username""#, r#""x":1e400,"username""#),
+            message.replace(r#""username""#, r#""x":"\ud800","username""#),
+            message.replace(
+                r#""username""#,
+                &format!(r#""x":{}{},"username""#, "[".repeat(200), "]".repeat(200)),
+            ),
+            history.replace(r#""username""#, r#""x":1e400,"username""#),
+            // A 1.x server's message: known to both routes' outcome.
+            message.replace(r#""username""#, r#""user_ip":"10.0.0.1","username""#),
         ];
         for frame in frames {
             let derived = serde_json::from_str::<ServerFrame>(&frame).map_err(|e| e.to_string());
