@@ -1242,6 +1242,9 @@ impl Client {
                 }
                 continue;
             }
+            // A frame left in the record read last is there at once: no
+            // deadline to arm (a busy member's records hold dozens).
+            let buffered = self.reader.has_buffered_frame();
             let silence_deadline = match self.transport {
                 // Native servers ping; silence means the connection is dead.
                 Transport::Sealed => Some(self.last_heard + self.silence_limit),
@@ -1254,20 +1257,19 @@ impl Client {
                 .map(|o| o.last_ack + FILE_STALL_TIMEOUT);
             // Whichever comes first: silence, a receipt overdue, a private
             // handshake's deadline, a stalled file.
-            let deadline = [
-                silence_deadline,
-                self.unacked.front().map(|u| u.sent_at + self.ack_timeout),
-                self.private.next_deadline(),
-                stall_deadline,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            // A frame left in the record read last is there at once: no
-            // deadline to arm (a busy member's records hold dozens).
-            let buffered = self.reader.has_buffered_frame();
+            let deadline = (!buffered).then(|| {
+                [
+                    silence_deadline,
+                    self.unacked.front().map(|u| u.sent_at + self.ack_timeout),
+                    self.private.next_deadline(),
+                    stall_deadline,
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+            });
             let read = self.reader.read_server_frame();
-            let read = match deadline.filter(|_| !buffered) {
+            let read = match deadline.flatten() {
                 Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
                     Ok(read) => read,
                     Err(_) => {
@@ -1295,7 +1297,10 @@ impl Client {
                 }
                 Err(e) => return Err(e.into()),
             };
-            if !buffered {
+            // Heard from as of the end of the record just used up: measured
+            // from when its frames were consumed, a slow consumer of a long
+            // record is not mistaken for a silent server.
+            if !self.reader.has_buffered_frame() {
                 self.last_heard = tokio::time::Instant::now();
             }
             if let ServerFrame::Event(ServerEvent::Ping) = frame {
