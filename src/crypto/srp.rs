@@ -153,7 +153,8 @@ impl FixedBase {
         // A window never straddles two words.
         const { assert!((Word::BITS as usize).is_multiple_of(WINDOW)) };
         let words = exponent.as_words();
-        let mut acc = Residue::ONE;
+        // Partial products are as secret as the result: wiped when done.
+        let mut acc = Zeroizing::new(Residue::ONE);
         let mut entry = Zeroizing::new(Residue::ONE);
         for (i, row) in self.rows.iter().enumerate() {
             let bit = i * WINDOW;
@@ -163,9 +164,9 @@ impl FixedBase {
             );
             *entry = select(row, *digit);
             digit.zeroize();
-            acc = if i == 0 { *entry } else { acc.mul(&entry) };
+            *acc = if i == 0 { *entry } else { acc.mul(&entry) };
         }
-        acc
+        *acc
     }
 }
 
@@ -266,7 +267,9 @@ impl PublicExponentTable {
     /// how many multiplications are done depend on `exponent` (see the
     /// type's doc); at most `PUBLIC_ROWS − 1` multiplications.
     fn pow_public(&self, exponent: &U256) -> Residue {
-        let mut acc: Option<Residue> = None;
+        // Partial products of powers of `v` are secret: wiped when done.
+        let mut acc = Zeroizing::new(Residue::ONE);
+        let mut first = true;
         for (i, row) in self.entries.chunks_exact(PUBLIC_ENTRIES).enumerate() {
             // Digit i of the exponent, the branch on it and the index into
             // the row: all variable-time in the exponent, which is public.
@@ -276,9 +279,10 @@ impl PublicExponentTable {
                 continue;
             }
             let entry = &row[digit - 1];
-            acc = Some(acc.map_or(*entry, |acc| acc.mul(entry)));
+            *acc = if first { *entry } else { acc.mul(entry) };
+            first = false;
         }
-        acc.unwrap_or(Residue::ONE)
+        *acc
     }
 }
 
