@@ -116,28 +116,32 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The next frame parsed as `T`. `Ok(None)` is a clean end of stream.
     pub async fn read<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
-        let Some(frame) = self.next_frame().await? else {
-            return Ok(None);
-        };
-        self.take(frame, |text| serde_json::from_str(text))
-            .map(Some)
-            .map_err(|e| FrameError::Malformed(e.to_string()))
+        self.read_parsed(|text| serde_json::from_str(text)).await
     }
 
     /// The next frame from a server, parsed by [`ServerFrame::from_json`]:
     /// what a member's client reads all the time.
     pub async fn read_server_frame(&mut self) -> Result<Option<ServerFrame>, FrameError> {
+        self.read_parsed(ServerFrame::from_json).await
+    }
+
+    /// The next frame parsed by `parse`; its JSON errors are `Malformed`.
+    async fn read_parsed<T>(
+        &mut self,
+        parse: impl FnOnce(&str) -> serde_json::Result<T>,
+    ) -> Result<Option<T>, FrameError> {
         let Some(frame) = self.next_frame().await? else {
             return Ok(None);
         };
-        self.take(frame, ServerFrame::from_json)
+        self.take(frame, parse)
             .map(Some)
             .map_err(|e| FrameError::Malformed(e.to_string()))
     }
 
     /// Reads the frame at `frame` with `parse`, then lets the record go if
-    /// that was its last frame, so a member that goes quiet holds no buffer
-    /// here (a legacy member's last line could be 64 KiB).
+    /// that was its last frame: each record arrives in a buffer of its own,
+    /// and a member that goes quiet holds none here (a legacy member's last
+    /// line could be 64 KiB).
     fn take<T>(&mut self, frame: Range<usize>, parse: impl FnOnce(&str) -> T) -> T {
         let value = parse(&self.record[frame]);
         if !self.has_buffered_frame() {
@@ -215,9 +219,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Where the next frame of the record opened last lies, if any is left.
     fn next_in_record(&mut self) -> Result<Option<Range<usize>>, FrameError> {
         if !self.has_buffered_frame() {
-            // Each record arrives in a buffer of its own: keep none between
-            // records, so an idle member holds no buffer here.
-            self.release_record();
             return Ok(None);
         }
         let rest = &self.record[self.next..];
@@ -419,6 +420,11 @@ mod tests {
         (writer, opener)
     }
 
+    /// Sealed records on the wire: one line each.
+    fn records(wire: &[u8]) -> usize {
+        wire.iter().filter(|&&b| b == b'\n').count()
+    }
+
     fn reader(bytes: Vec<u8>, opener: DirectionKey) -> FrameReader<std::io::Cursor<Vec<u8>>> {
         let mut reader = FrameReader::new(std::io::Cursor::new(bytes), 1 << 20);
         reader.seal(opener);
@@ -449,11 +455,7 @@ mod tests {
         }
         writer.flush().await.unwrap();
         let wire = writer.into_inner();
-        assert_eq!(
-            wire.iter().filter(|&&b| b == b'\n').count(),
-            1,
-            "one record"
-        );
+        assert_eq!(records(&wire), 1);
         let mut reader = reader(wire, opener);
         assert!(!reader.has_buffered_frame());
         for i in 0..100 {
@@ -520,11 +522,7 @@ mod tests {
         }
         writer.flush().await.unwrap();
         let wire = writer.into_inner();
-        assert_eq!(
-            wire.iter().filter(|&&b| b == b'\n').count(),
-            2,
-            "two records"
-        );
+        assert_eq!(records(&wire), 2);
         let mut two = reader(wire, opener);
         for _ in 0..MAX_RECORD_FRAMES + 1 {
             assert_eq!(two.read_text().await.unwrap().unwrap(), "{}");
