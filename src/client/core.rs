@@ -1257,7 +1257,9 @@ impl Client {
                 .map(|o| o.last_ack + FILE_STALL_TIMEOUT);
             // Whichever comes first: silence, a receipt overdue, a private
             // handshake's deadline, a stalled file.
-            let deadline = (!buffered).then(|| {
+            let deadline = if buffered {
+                None
+            } else {
                 [
                     silence_deadline,
                     self.unacked.front().map(|u| u.sent_at + self.ack_timeout),
@@ -1267,9 +1269,9 @@ impl Client {
                 .into_iter()
                 .flatten()
                 .min()
-            });
+            };
             let read = self.reader.read_server_frame();
-            let read = match deadline.flatten() {
+            let read = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
                     Ok(read) => read,
                     Err(_) => {
