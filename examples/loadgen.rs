@@ -418,7 +418,7 @@ async fn lean_login_once(
         writer.seal(sealer);
         reader.seal(opener);
     }
-    let room_salt = match reader.read::<ServerFrame>().await? {
+    let room_salt = match reader.read_server_frame().await? {
         Some(ServerFrame::Event(ServerEvent::Init { room_salt, .. })) => {
             if legacy {
                 challenge.room_salt
