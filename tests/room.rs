@@ -209,6 +209,23 @@ async fn taken_and_invalid_names_are_refused() {
     assert_eq!(server.room.member_names(), ["ann"]);
 }
 
+/// Whether a name is in use is for members only: without the password, a
+/// login as a member's name is refused exactly as one as any other name.
+#[tokio::test]
+async fn without_the_password_names_in_use_are_not_told() {
+    let server = TestServer::native().await;
+    let _ann = server.join("ann").await;
+    for name in ["ann", "zed"] {
+        let err = server.try_join(name, "not the password").await.unwrap_err();
+        assert!(matches!(err, ClientError::WrongPassword), "{name}: {err:?}");
+    }
+    // With it, the name is taken, and the refused logins held nothing.
+    let err = server.try_join("ann", PASSWORD).await.unwrap_err();
+    assert!(matches!(err, ClientError::NameTaken(_)), "{err:?}");
+    server.join("zed").await;
+    assert_eq!(server.room.member_names(), ["ann", "zed"]);
+}
+
 #[tokio::test]
 async fn a_cut_connection_counts_as_leaving() {
     let server = TestServer::native().await;

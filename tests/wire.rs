@@ -246,42 +246,39 @@ async fn plaintext_is_refused_and_the_member_stays() {
     assert_eq!(server.room.history_len(), 1);
 }
 
+/// Two logins for one name, both with the password, proving it at once:
+/// exactly one becomes the member, the other is told the name is taken.
 #[tokio::test]
 async fn simultaneous_logins_cannot_share_a_name() {
     let server = TestServer::native().await;
     let mut first = Raw::connect(server.addr).await;
     let mut second = Raw::connect(server.addr).await;
-    let a = STANDARD.encode(cmd_chat::crypto::srp::ClientSession::new().public());
-    let init = json!({"cmd": "srp_init", "username": "twin", "A": a, "native": NATIVE_PROTOCOL});
-    first.send(init.clone()).await;
-    second.send(init).await;
-    let replies = [first.recv().await.unwrap(), second.recv().await.unwrap()];
-    let taken = replies.iter().filter(|r| code(r) == "name_taken").count();
-    let challenged = replies.iter().filter(|r| r.get("B").is_some()).count();
-    assert_eq!((taken, challenged), (1, 1), "{replies:?}");
+    let first_login = first.begin_login("twin", PASSWORD, true, json!({})).await;
+    let second_login = second.begin_login("twin", PASSWORD, true, json!({})).await;
+    let (first_login, second_login) = (first_login.unwrap(), second_login.unwrap());
+    let (a, b) = tokio::join!(first.end_login(first_login), second.end_login(second_login));
+    let results = [a, b];
+    let joined = results.iter().filter(|r| r.is_ok()).count();
+    let taken = results
+        .iter()
+        .filter(|r| r.as_ref().is_err_and(|e| code(e) == "name_taken"))
+        .count();
+    assert_eq!((joined, taken), (1, 1), "{results:?}");
+    assert_eq!(server.room.member_names(), ["twin"]);
 }
 
+/// A login that never proves the password holds no name, even while it waits.
 #[tokio::test]
-async fn abandoned_logins_free_their_name() {
+async fn unproved_logins_hold_no_name() {
     let server = TestServer::native().await;
     let mut raw = Raw::connect(server.addr).await;
     let a = STANDARD.encode(cmd_chat::crypto::srp::ClientSession::new().public());
     raw.send(json!({"cmd": "srp_init", "username": "ann", "A": a, "native": NATIVE_PROTOCOL}))
         .await;
     assert!(raw.recv().await.unwrap().get("B").is_some());
+    server.join("ann").await;
     drop(raw);
-    // The reservation goes with the connection.
-    let mut tries = 0;
-    loop {
-        match server.try_join("ann", PASSWORD).await {
-            Ok(_) => break,
-            Err(cmd_chat::client::ClientError::NameTaken(_)) if tries < 50 => {
-                tries += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    assert_eq!(server.room.member_names(), ["ann"]);
 }
 
 #[tokio::test]

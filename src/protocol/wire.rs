@@ -100,7 +100,7 @@ pub enum ErrorCode {
     BadRequest,
     /// The SRP proof was wrong: wrong password.
     AuthFailed,
-    /// Another member (or a login in progress) has the name.
+    /// Another member has the name (told only to a login that proved the password).
     NameTaken,
     /// The name breaks the username rules.
     NameInvalid,

@@ -312,7 +312,9 @@ mod tests {
 
     /// A member whose queue the test holds (and does not read).
     fn member(room: &Arc<Room>, name: &str) -> (Membership, Outbox, Inbox) {
-        let reservation = room.reserve(name, None).unwrap();
+        let reservation = room
+            .reserve(name, uuid::Uuid::new_v4().to_string(), None)
+            .unwrap();
         let (outbox, inbox) = outbox::channel();
         let (kick, _) = oneshot::channel();
         let membership = room

@@ -195,15 +195,15 @@ where
     let resume = resume.filter(|_| same_room);
     let resumed = resume.is_some();
     let a_bytes = decode_b64("A", &a, N_LEN)?;
-    let reservation = shared
-        .room
-        .reserve(&username, resume.as_deref())
-        .map_err(|e| {
-            ErrorReply::new(
-                e.code(),
-                format!("the name {username:?} is taken; pick another"),
-            )
-        })?;
+    // The member id this login will have, sent in the challenge and echoed
+    // in `srp_verify`. The name is reserved only once the password is
+    // proved: someone without it learns nothing about who is in the room
+    // (every name gets a challenge, and a wrong proof the same refusal), and
+    // cannot hold a member's name while a login of theirs is pending. A
+    // reconnecting member's login notes now, telling nobody, which
+    // connection it may take over: never one that replaced it meanwhile.
+    let user_id = uuid::Uuid::new_v4().to_string();
+    let takeover = shared.room.takeover_target(&username, resume.as_deref());
 
     // Three 2048-bit exponentiations: on the login threads, below the relay.
     let session = {
@@ -216,7 +216,7 @@ where
             .map_err(|e| bad_request(e.to_string()))?
     };
     let challenge = Challenge {
-        user_id: reservation.user_id().to_owned(),
+        user_id: user_id.clone(),
         b: STANDARD.encode(session.public()),
         salt: STANDARD.encode(shared.secrets.verifier.salt()),
         room_salt: legacy.then(|| shared.secrets.room_salt_b64.clone()),
@@ -227,7 +227,7 @@ where
     writer.flush().await.map_err(write_failed)?;
 
     let HandshakeRequest::SrpVerify {
-        user_id,
+        user_id: echoed_id,
         m,
         resume_proof,
         after_seq,
@@ -235,7 +235,7 @@ where
     else {
         return Err(bad_request("expected srp_verify"));
     };
-    if user_id != reservation.user_id() {
+    if echoed_id != user_id {
         return Err(bad_request("srp_verify names another login"));
     }
     let m = decode_b64("M", &m, 64)?;
@@ -251,6 +251,15 @@ where
         }
     };
     drop(attempt);
+    let reservation = shared
+        .room
+        .reserve(&username, user_id, takeover)
+        .map_err(|e| {
+            ErrorReply::new(
+                e.code(),
+                format!("the name {username:?} is taken; pick another"),
+            )
+        })?;
     // Taking over a session that still holds the name needs that session's secret.
     if reservation.is_takeover() {
         let proof = match resume_proof {

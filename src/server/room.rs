@@ -229,6 +229,9 @@ pub struct NameReservation {
 
 /// The connection a takeover login set out to replace: the one holding the
 /// member's session when the login began, and no later one.
+pub struct Takeover(Replacing);
+
+/// See [`Takeover`].
 struct Replacing {
     user_id: String,
     generation: u64,
@@ -465,10 +468,32 @@ impl Room {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reserves `name` atomically, so two simultaneous logins cannot both
-    /// take it. A reconnecting member names its previous session
-    /// (`resume_of`): if that session still holds the name, the reservation
-    /// is a takeover, to be confirmed by [`Room::resume_proof_valid`].
+    /// The session a reconnecting login may take over: the connection that
+    /// holds `name` now, if it is the session `resume_of` names. Asked when
+    /// the login begins, answered to nobody: the login learns whether the
+    /// name is in use only from [`Room::reserve`], once it has proved the
+    /// password.
+    pub fn takeover_target(&self, name: &str, resume_of: Option<&str>) -> Option<Takeover> {
+        let resume_of = resume_of?;
+        let state = self.lock();
+        if state.names.get(name).map(String::as_str) != Some(resume_of) {
+            return None;
+        }
+        // A name held for a login still in progress is not a session.
+        let member = state.members.iter().find(|m| m.user_id == resume_of)?;
+        Some(Takeover(Replacing {
+            user_id: member.user_id.clone(),
+            generation: member.generation,
+        }))
+    }
+
+    /// Reserves `name` for the login that will be member `user_id`,
+    /// atomically, so two simultaneous logins cannot both take it. Called
+    /// once the login has proved the password, so that only members learn
+    /// which names are in use. A reconnecting member's login brings the
+    /// session it set out to take over ([`Room::takeover_target`]): if that
+    /// connection still holds the name, the reservation is a takeover, to be
+    /// confirmed by [`Room::resume_proof_valid`].
     ///
     /// # Takeovers
     ///
@@ -488,26 +513,19 @@ impl Room {
     pub fn reserve(
         self: &Arc<Self>,
         name: &str,
-        resume_of: Option<&str>,
+        user_id: String,
+        takeover: Option<Takeover>,
     ) -> Result<NameReservation, RoomError> {
         let mut state = self.lock();
-        let user_id = uuid::Uuid::new_v4().to_string();
-        let takeover_of = match state.names.get(name) {
-            None => {
+        let takeover_of = match (state.names.get(name), takeover) {
+            (None, None) => {
                 state.names.insert(name.to_owned(), user_id.clone());
                 None
             }
-            Some(holder) if resume_of == Some(holder.as_str()) => {
-                let Some(member) = state.members.iter().find(|m| &m.user_id == holder) else {
-                    // Held for a login still in progress, not a session.
-                    return Err(RoomError::NameTaken);
-                };
-                Some(Replacing {
-                    user_id: member.user_id.clone(),
-                    generation: member.generation,
-                })
-            }
-            Some(_) => return Err(RoomError::NameTaken),
+            (Some(_), Some(Takeover(old))) if old.position(&state).is_some() => Some(old),
+            // The name is someone else's, or the session this login set out
+            // to take over has ended or been taken over since.
+            _ => return Err(RoomError::NameTaken),
         };
         Ok(NameReservation {
             room: Arc::clone(self),
@@ -1200,8 +1218,13 @@ mod tests {
         }
     }
 
+    /// A fresh member id, as the handler draws for each login.
+    fn new_id() -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
     fn member(room: &Arc<Room>, name: &str) -> Joined {
-        join(room, &room.reserve(name, None).unwrap())
+        join(room, &room.reserve(name, new_id(), None).unwrap())
     }
 
     /// Every action a member can take, as `old` tries them.
@@ -1229,7 +1252,13 @@ mod tests {
     fn a_replaced_connection_can_no_longer_act() {
         let room = room();
         let mut old = member(&room, "ann");
-        let takeover = room.reserve("ann", Some(old.membership.user_id())).unwrap();
+        let takeover = room
+            .reserve(
+                "ann",
+                new_id(),
+                room.takeover_target("ann", Some(old.membership.user_id())),
+            )
+            .unwrap();
         assert!(takeover.is_takeover());
         let new = join(&room, &takeover);
         assert_eq!(old.kick.try_recv(), Ok(Kick::Replaced));
@@ -1247,8 +1276,12 @@ mod tests {
         let room = room();
         let mut old = member(&room, "ann");
         let id = old.membership.user_id().to_owned();
-        let slow = room.reserve("ann", Some(&id)).unwrap();
-        let fast = room.reserve("ann", Some(&id)).unwrap();
+        let slow = room
+            .reserve("ann", new_id(), room.takeover_target("ann", Some(&id)))
+            .unwrap();
+        let fast = room
+            .reserve("ann", new_id(), room.takeover_target("ann", Some(&id)))
+            .unwrap();
         let mut first = join(&room, &fast);
         assert_eq!(old.kick.try_recv(), Ok(Kick::Replaced));
         // The connection the slow login meant to replace is gone.
@@ -1262,7 +1295,9 @@ mod tests {
         assert!(first.kick.try_recv().is_err(), "the first takeover stays");
         assert_eq!(first.membership.post("gAAAA".into()), Ok(1));
         // A login begun now takes over the current connection.
-        let later = room.reserve("ann", Some(&id)).unwrap();
+        let later = room
+            .reserve("ann", new_id(), room.takeover_target("ann", Some(&id)))
+            .unwrap();
         let _second = join(&room, &later);
         assert_eq!(first.kick.try_recv(), Ok(Kick::Replaced));
         assert_eq!(room.member_names(), ["ann"]);
