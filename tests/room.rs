@@ -209,6 +209,34 @@ async fn taken_and_invalid_names_are_refused() {
     assert_eq!(server.room.member_names(), ["ann"]);
 }
 
+/// A name that could pass for a member's on screen is refused like the
+/// member's own: other case, another script's letters, `1` for `l`.
+#[tokio::test]
+async fn names_that_look_like_a_members_are_refused() {
+    let server = TestServer::native().await;
+    let ann = server.join("ann").await;
+    let _bill = server.join("bill").await;
+    for lookalike in ["Ann", "ANN", "\u{430}nn", "bi1l", "biII"] {
+        let err = server.try_join(lookalike, PASSWORD).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::NameTaken(ref n) if n == lookalike),
+            "{lookalike:?}: {err:?}"
+        );
+    }
+    server.join("anna").await;
+    // Once ann has left, a name like hers is free again.
+    drop(ann);
+    let mut tries = 0;
+    while let Err(err) = server.try_join("Ann", PASSWORD).await {
+        assert!(
+            matches!(err, ClientError::NameTaken(_)) && tries < 100,
+            "{err:?}"
+        );
+        tries += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Whether a name is in use is for members only: without the password, a
 /// login as a member's name is refused exactly as one as any other name.
 #[tokio::test]

@@ -50,7 +50,7 @@ pub enum ClientError {
     LockedOut(String),
     #[error("the server is busy: {0}")]
     Busy(String),
-    #[error("the name {0:?} is already taken in this room; pick another")]
+    #[error("the name {0:?} is taken in this room, or looks like one that is; pick another")]
     NameTaken(String),
     #[error("invalid username: {0}")]
     InvalidUsername(#[from] UsernameError),

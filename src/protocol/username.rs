@@ -32,6 +32,18 @@ pub fn validate(name: &str) -> Result<(), UsernameError> {
     Ok(())
 }
 
+/// What a name looks like on a screen, twice over: its Unicode TS #39
+/// confusable skeleton, and that of its lowercase. Two names that share
+/// either could pass for each other (`ann`, `Ann` and `аnn` with a Cyrillic
+/// `а`; `bob1`, `bobl` and `bobI`; `mike` and `rnike`), so a room lets in at
+/// most one of them: a member cannot be impersonated by a lookalike name.
+pub fn likenesses(name: &str) -> [String; 2] {
+    [
+        unicode_security::skeleton(name).collect(),
+        unicode_security::skeleton(&name.to_lowercase()).collect(),
+    ]
+}
+
 /// Unicode "format" characters (category Cf) that matter for spoofing:
 /// bidirectional controls, zero-width characters and the byte order mark.
 pub fn is_format_char(c: char) -> bool {
@@ -65,6 +77,37 @@ mod tests {
             "nl\n",
         ] {
             assert_eq!(validate(bad), Err(UsernameError::BadCharacter), "{bad:?}");
+        }
+    }
+
+    /// Whether two names could pass for each other: they share a likeness.
+    fn look_alike(a: &str, b: &str) -> bool {
+        let (a, b) = (likenesses(a), likenesses(b));
+        a.iter().any(|key| b.contains(key))
+    }
+
+    #[test]
+    fn lookalikes() {
+        for (a, b) in [
+            ("ann", "Ann"),
+            ("ann", "ANN"),
+            ("ann", "\u{430}nn"), // Cyrillic а
+            ("bob1", "bobl"),
+            ("bobl", "bobI"),
+            ("bobi", "BOBI"),
+            ("mike", "rnike"),
+            ("zoë", "zoe\u{308}"), // composed and decomposed
+            ("paypal", "p\u{430}yp\u{430}l"),
+        ] {
+            assert!(look_alike(a, b), "{a:?} {b:?}");
+        }
+        for (a, b) in [
+            ("ann", "anna"),
+            ("bob", "rob"),
+            ("bobi", "bobl"),
+            ("名前", "名"),
+        ] {
+            assert!(!look_alike(a, b), "{a:?} {b:?}");
         }
     }
 }

@@ -257,7 +257,7 @@ where
         .map_err(|e| {
             ErrorReply::new(
                 e.code(),
-                format!("the name {username:?} is taken; pick another"),
+                format!("the name {username:?} is taken, or looks like one that is; pick another"),
             )
         })?;
     // Taking over a session that still holds the name needs that session's secret.

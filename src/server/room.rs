@@ -26,6 +26,7 @@ use super::limits::{FILE_RECEIVER_QUEUE_MAX, HISTORY_MAX_BYTES, HISTORY_PART, MA
 pub use super::outbox::Outbound;
 use super::outbox::Outbox;
 use crate::protocol::limits::LEGACY_MAX_LINE;
+use crate::protocol::username::likenesses;
 use crate::protocol::wire::{ErrorCode, KnockOutcome, MessageData, ServerEvent, UserInfo};
 
 /// Why a member was removed by the room rather than leaving.
@@ -51,7 +52,7 @@ pub struct Superseded;
 pub enum RoomError {
     #[error(transparent)]
     Superseded(#[from] Superseded),
-    #[error("the name is taken by someone in the room")]
+    #[error("the name is taken by someone in the room, or looks like one that is")]
     NameTaken,
     #[error("the room is full ({0} members)")]
     Full(usize),
@@ -187,8 +188,12 @@ impl History {
 }
 
 struct State {
-    /// Every name in use: by a member, or reserved by a login in progress.
+    /// Every name in use, by a member or reserved by a login about to join,
+    /// to whose `user_id`. Changed only through `hold_name` and `free_name`.
     names: HashMap<String, String>,
+    /// The [`likenesses`] of every name in `names`, to that name: a name
+    /// that looks like one in use is refused.
+    looks: HashMap<String, String>,
     /// Members in join order.
     members: Vec<Member>,
     history: History,
@@ -201,6 +206,35 @@ struct State {
     /// Newcomers knocking at the locked room, in arrival order (at most
     /// [`MAX_WAITING_KNOCKS`]).
     knocks: Vec<Knock>,
+}
+
+impl State {
+    /// Whether `name` looks like a name in use other than itself.
+    fn looks_like_another(&self, name: &str) -> bool {
+        likenesses(name)
+            .iter()
+            .any(|key| self.looks.get(key).is_some_and(|held| held != name))
+    }
+
+    fn hold_name(&mut self, name: &str, user_id: String) {
+        self.names.insert(name.to_owned(), user_id);
+        for key in likenesses(name) {
+            self.looks.insert(key, name.to_owned());
+        }
+    }
+
+    /// Frees `name` if `user_id` holds it.
+    fn free_name(&mut self, name: &str, user_id: &str) {
+        if self.names.get(name).map(String::as_str) != Some(user_id) {
+            return;
+        }
+        self.names.remove(name);
+        for key in likenesses(name) {
+            if self.looks.get(&key).is_some_and(|held| held == name) {
+                self.looks.remove(&key);
+            }
+        }
+    }
 }
 
 /// The shared room. Cheap to reach from every connection through an `Arc`.
@@ -265,10 +299,8 @@ impl NameReservation {
 impl Drop for NameReservation {
     fn drop(&mut self) {
         let mut state = self.room.lock();
-        if state.names.get(&self.name) == Some(&self.user_id)
-            && !state.members.iter().any(|m| m.user_id == self.user_id)
-        {
-            state.names.remove(&self.name);
+        if !state.members.iter().any(|m| m.user_id == self.user_id) {
+            state.free_name(&self.name, &self.user_id);
         }
     }
 }
@@ -444,6 +476,7 @@ impl Room {
             id: uuid::Uuid::new_v4().to_string(),
             state: Mutex::new(State {
                 names: HashMap::new(),
+                looks: HashMap::new(),
                 members: Vec::new(),
                 history: History {
                     entries: VecDeque::new(),
@@ -517,9 +550,12 @@ impl Room {
         takeover: Option<Takeover>,
     ) -> Result<NameReservation, RoomError> {
         let mut state = self.lock();
+        if state.looks_like_another(name) {
+            return Err(RoomError::NameTaken);
+        }
         let takeover_of = match (state.names.get(name), takeover) {
             (None, None) => {
-                state.names.insert(name.to_owned(), user_id.clone());
+                state.hold_name(name, user_id.clone());
                 None
             }
             (Some(_), Some(Takeover(old))) if old.position(&state).is_some() => Some(old),
@@ -1078,6 +1114,7 @@ impl Room {
         state.history.bytes = 0;
         state.members.clear();
         state.names.clear();
+        state.looks.clear();
         state.knocks.clear();
         state.locked = None;
     }
@@ -1157,9 +1194,7 @@ fn remove_member(state: &mut State, user_id: &str) {
         return;
     };
     let member = state.members.remove(pos);
-    if state.names.get(&member.username) == Some(&member.user_id) {
-        state.names.remove(&member.username);
-    }
+    state.free_name(&member.username, &member.user_id);
     if state.members.is_empty() {
         state.empty_since = Some(Instant::now());
     }
