@@ -178,14 +178,18 @@ impl FixedBase {
 /// windows over every bit of `Uint<L>`, a square-and-multiply whose sequence
 /// of operations is the same for every exponent, and each window's power
 /// picked by [`select`] reading all 16 of them. The crate's own
-/// `pow_bounded_exp` does the same multiplications but picks the power a word
-/// at a time through `cmov` (about 25 µs of a 256-bit exponentiation here);
-/// this one gives the same results (tested) and shares the tables' select.
+/// `pow_bounded_exp` uses the same windows (one multiplication more, for
+/// the first) but picks the power a word at a time through `cmov`, copying
+/// every candidate (about 25 µs of a 256-bit exponentiation here); this one
+/// gives the same results (tested) and shares the tables' select. Left
+/// unwiped, as by the crate: the stack slots that `mul`, `square` and
+/// `select` return their values through.
 fn pow_secret<const L: usize>(base: &Residue, exponent: &Uint<L>) -> Residue {
     const { assert!((Word::BITS as usize).is_multiple_of(WINDOW)) };
     // powers[j] = base^j; as secret as the base.
     let mut powers = Zeroizing::new([Residue::ONE; ENTRIES]);
-    for j in 1..ENTRIES {
+    powers[1] = *base;
+    for j in 2..ENTRIES {
         powers[j] = powers[j - 1].mul(base);
     }
     let words = exponent.as_words();
@@ -536,7 +540,8 @@ impl ServerSession {
         // u is public, so its table may be indexed by it (PublicExponentTable).
         let v_u = SecretUint::new(verifier.v_table.pow_public(&u));
         let base = SecretUint::new(a_residue.mul(v_u.expose()));
-        let s = SecretUint::new(pow_secret(base.expose(), b.expose()).retrieve());
+        let s_montgomery = SecretUint::new(pow_secret(base.expose(), b.expose()));
+        let s = SecretUint::new(s_montgomery.expose().retrieve());
         let (key, expected_m, h_amk) = proofs(&verifier.salt, &a_pub, &b_pub, &s);
         Ok(Self {
             b_pub,
@@ -613,7 +618,8 @@ impl ClientSession {
         let ux: SecretUint<U512> = SecretUint::new(x.expose().concatenating_mul(&u));
         let a: SecretUint<U512> = SecretUint::new(self.a.expose().resize());
         let exponent = SecretUint::new(ux.expose().wrapping_add(a.expose()));
-        let s = SecretUint::new(pow_secret(base.expose(), exponent.expose()).retrieve());
+        let s_montgomery = SecretUint::new(pow_secret(base.expose(), exponent.expose()));
+        let s = SecretUint::new(s_montgomery.expose().retrieve());
         let (key, m, h_amk) = proofs(salt, &self.a_pub, &b_pub, &s);
         Ok(ClientProof {
             m,
@@ -789,12 +795,21 @@ mod tests {
             U256::ONE.shl_vartime(255),
         ];
         exponents.extend((0..8).map(|_| random_u256()));
+        // The digit 15 alone in each window.
+        exponents.extend((0..ROWS).map(|i| U256::from_u64(15).shl_vartime((i * WINDOW) as u32)));
+        let base_hex = base.retrieve();
         for e in &exponents {
-            assert_eq!(pow_secret(&base, e), base.pow(e), "base^{e}");
+            assert_eq!(pow_secret(&base, e), base.pow(e), "{base_hex}^{e}");
             let wide: U512 = e.concatenating_mul(&random_u256());
-            assert_eq!(pow_secret(&base, &wide), base.pow(&wide), "base^{wide}");
+            assert_eq!(
+                pow_secret(&base, &wide),
+                base.pow(&wide),
+                "{base_hex}^{wide}"
+            );
         }
-        assert_eq!(pow_secret(&base, &U512::MAX), base.pow(&U512::MAX));
+        for e in [U512::MAX, U512::ONE.shl_vartime(511)] {
+            assert_eq!(pow_secret(&base, &e), base.pow(&e), "{base_hex}^{e}");
+        }
     }
 
     /// The public-exponent table gives what the crate's `pow` gives, for edge
