@@ -7,11 +7,12 @@
 # alone, then again while loadgen B logs in and out at full rate (16 in
 # flight) from 127.0.0.2 at nice 19. Prints A's and B's JSON lines.
 # Build first: cargo build --release --examples --bins
+# SERVER=path runs another build of cmd-chat as the server (A/B runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release
 port=$((10000 + RANDOM % 20000))
-"$bin/cmd-chat" serve 127.0.0.1 "$port" --password pw --allow-legacy \
+"${SERVER:-$bin/cmd-chat}" serve 127.0.0.1 "$port" --password pw --allow-legacy \
     --max-users 12000 --max-pending 1000 --rate 1000000 >/dev/null 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true' EXIT

@@ -209,6 +209,44 @@ async fn taken_and_invalid_names_are_refused() {
     assert_eq!(server.room.member_names(), ["ann"]);
 }
 
+/// Join and leave notices may wait a moment for a message to travel with
+/// (the server's `PRESENCE_DELAY`), but never change places with one.
+#[tokio::test]
+async fn joins_and_leaves_keep_their_place_among_messages() {
+    let server = TestServer::native().await;
+    let mut ann = server.join("ann").await;
+    let mut cat = server.join("cat").await;
+    cat.send("first words").await.unwrap();
+    assert_eq!(next(&mut ann).await, Event::Joined { user: "cat".into() });
+    assert_eq!(
+        next_message(&mut ann).await,
+        ("cat".into(), "first words".into(), false)
+    );
+    cat.leave().await.unwrap();
+    // Once the room has let cat go (and queued ann's notice of it), bob
+    // joins and speaks: ann hears it all in that order.
+    for _ in 0..200 {
+        if server.room.member_names() == ["ann"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.room.member_names(), ["ann"]);
+    let mut bob = server.join("bob").await;
+    bob.send("hi all").await.unwrap();
+    let seen = [
+        next(&mut ann).await,
+        next(&mut ann).await,
+        next(&mut ann).await,
+    ];
+    assert_eq!(seen[0], Event::Left { user: "cat".into() }, "{seen:?}");
+    assert_eq!(seen[1], Event::Joined { user: "bob".into() }, "{seen:?}");
+    assert!(
+        matches!(&seen[2], Event::Message(m) if m.text == "hi all"),
+        "{seen:?}"
+    );
+}
+
 /// A name that could pass for a member's on screen is refused like the
 /// member's own: other case, another script's letters, `1` for `l`.
 #[tokio::test]

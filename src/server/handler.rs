@@ -18,9 +18,10 @@ use super::Shared;
 use super::files::{FileRefusal, Transfers};
 use super::guard::Refusal;
 use super::limits::{
-    FAREWELL_DEADLINE, FILE_ACK_POLL, HANDSHAKE_DEADLINE, KNOCK_MAX_LINE, PING_INTERVAL, RATE_BURST,
+    FAREWELL_DEADLINE, FILE_ACK_POLL, HANDSHAKE_DEADLINE, KNOCK_MAX_LINE, PING_INTERVAL,
+    PRESENCE_DELAY, RATE_BURST,
 };
-use super::outbox::{self, Outbound, Outbox};
+use super::outbox::{self, Outbound, Outbox, Urgency};
 use super::room::{
     Decision, Kick, Membership, NameReservation, PrivateRefusal, Resume, RoomError, Superseded,
 };
@@ -752,8 +753,27 @@ async fn serve_member<R, W>(
         }
     };
     let write_loop = async {
-        while let Some(frame) = inbox.recv().await {
+        // Whether a frame that must go now (`Urgency::Now`) awaits a flush.
+        let mut urgent_unflushed = false;
+        // Set while everything written since the last flush may wait
+        // (`Urgency::Soon`): when to flush it anyway.
+        let mut flush_by: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match flush_by {
+                None => inbox.recv().await,
+                Some(deadline) => match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                    Ok(next) => next,
+                    Err(_elapsed) => {
+                        writer.flush().await?;
+                        flush_by = None;
+                        urgent_unflushed = false;
+                        continue;
+                    }
+                },
+            };
+            let Some((frame, urgency)) = next else { break };
             writer.write_text(&frame).await?;
+            urgent_unflushed |= urgency == Urgency::Now;
             // The first frame is `init`; a native joiner's history follows
             // it, built a part at a time as the socket takes it.
             if let Some(mut cursor) = replay.take() {
@@ -766,7 +786,13 @@ async fn serve_member<R, W>(
                 }
             }
             if inbox.is_empty() {
-                writer.flush().await?;
+                if urgent_unflushed {
+                    writer.flush().await?;
+                    urgent_unflushed = false;
+                    flush_by = None;
+                } else {
+                    flush_by.get_or_insert_with(|| tokio::time::Instant::now() + PRESENCE_DELAY);
+                }
             }
         }
         Ok::<(), FrameError>(())

@@ -45,6 +45,13 @@ pub const RATE_BURST: u32 = 50;
 /// Frames queued toward one member.
 pub const OUTBOUND_QUEUE_FRAMES: usize = 4096;
 
+/// Longest a join or leave notice waits in a member's queue for other frames
+/// to go out with it, in one sealed record and one write. A flood of logins
+/// sends every member two notices per login; beside a chat they ride along
+/// with its messages, and in a quiet room they go out this much later, which
+/// nobody reading a screen can tell.
+pub const PRESENCE_DELAY: Duration = Duration::from_millis(50);
+
 /// Bytes queued toward one member. A member whose queue would exceed it is not
 /// reading: it is disconnected rather than slowing the room or growing memory.
 pub const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;

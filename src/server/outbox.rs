@@ -16,6 +16,16 @@ use super::limits::{MAX_QUEUED_BYTES, OUTBOUND_QUEUE_FRAMES};
 /// all recipients so each broadcast is serialized once.
 pub type Outbound = Arc<str>;
 
+/// How soon a queued frame must reach the member's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// As soon as the queue is drained: messages, replies, everything else.
+    Now,
+    /// Within [`PRESENCE_DELAY`](super::limits::PRESENCE_DELAY), with
+    /// whatever else arrives meanwhile: joins and leaves.
+    Soon,
+}
+
 /// The queue is full: the member is not reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -23,13 +33,13 @@ pub struct Full;
 /// The sending side, held by the room (and by the connection for its own replies).
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Outbound>,
+    tx: mpsc::Sender<(Outbound, Urgency)>,
     queued: Arc<AtomicUsize>,
 }
 
 /// The receiving side, held by the connection's writer.
 pub struct Inbox {
-    rx: mpsc::Receiver<Outbound>,
+    rx: mpsc::Receiver<(Outbound, Urgency)>,
     queued: Arc<AtomicUsize>,
 }
 
@@ -49,13 +59,18 @@ pub fn channel() -> (Outbox, Inbox) {
 impl Outbox {
     /// Queues `frame` unless that would exceed the frame or byte bound.
     pub fn push(&self, frame: &Outbound) -> Result<(), Full> {
+        self.push_with(frame, Urgency::Now)
+    }
+
+    /// [`Outbox::push`], saying how soon the frame must go out.
+    pub fn push_with(&self, frame: &Outbound, urgency: Urgency) -> Result<(), Full> {
         let len = frame.len();
         let before = self.queued.fetch_add(len, Ordering::Relaxed);
         if before + len > MAX_QUEUED_BYTES && before > 0 {
             self.queued.fetch_sub(len, Ordering::Relaxed);
             return Err(Full);
         }
-        match self.tx.try_send(Arc::clone(frame)) {
+        match self.tx.try_send((Arc::clone(frame), urgency)) {
             Ok(()) => Ok(()),
             Err(_) => {
                 self.queued.fetch_sub(len, Ordering::Relaxed);
@@ -71,11 +86,12 @@ impl Outbox {
 }
 
 impl Inbox {
-    /// The next frame; `None` once every [`Outbox`] is gone.
-    pub async fn recv(&mut self) -> Option<Outbound> {
-        let frame = self.rx.recv().await?;
+    /// The next frame and how soon it must go out; `None` once every
+    /// [`Outbox`] is gone. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<(Outbound, Urgency)> {
+        let (frame, urgency) = self.rx.recv().await?;
         self.queued.fetch_sub(frame.len(), Ordering::Relaxed);
-        Some(frame)
+        Some((frame, urgency))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -106,7 +122,7 @@ mod tests {
         let frame: Outbound = "y".repeat(MAX_QUEUED_BYTES).into();
         outbox.push(&frame).unwrap();
         assert_eq!(outbox.push(&frame), Err(Full));
-        assert_eq!(inbox.recv().await.unwrap().len(), frame.len());
+        assert_eq!(inbox.recv().await.unwrap().0.len(), frame.len());
         assert_eq!(outbox.push(&frame), Ok(()));
     }
 }

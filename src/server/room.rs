@@ -24,7 +24,7 @@ use crate::crypto::resume::resume_proof;
 
 use super::limits::{FILE_RECEIVER_QUEUE_MAX, HISTORY_MAX_BYTES, HISTORY_PART, MAX_WAITING_KNOCKS};
 pub use super::outbox::Outbound;
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Urgency};
 use crate::protocol::limits::LEGACY_MAX_LINE;
 use crate::protocol::username::likenesses;
 use crate::protocol::wire::{ErrorCode, KnockOutcome, MessageData, ServerEvent, UserInfo};
@@ -666,7 +666,7 @@ impl Room {
             let user_id = member.user_id.clone();
             state.members.push(member);
             state.empty_since = None;
-            broadcast(&mut state, &joined, Some(&user_id));
+            broadcast_presence(&mut state, &joined, Some(&user_id));
         }
         let user_id = state
             .members
@@ -888,7 +888,7 @@ impl Room {
             from_name: who.username.clone(),
             body,
         });
-        broadcast_filtered(&mut state, &frame, |m| m.user_id == to);
+        broadcast_filtered(&mut state, &frame, Urgency::Now, |m| m.user_id == to);
         Ok(())
     }
 
@@ -898,7 +898,7 @@ impl Room {
             text: text.to_owned(),
         });
         let mut state = self.lock();
-        broadcast_filtered(&mut state, &frame, |m| !m.legacy);
+        broadcast_filtered(&mut state, &frame, Urgency::Now, |m| !m.legacy);
     }
 
     /// Who locked the room, if it is locked.
@@ -925,7 +925,7 @@ impl Room {
         let frame = to_json(&ServerEvent::Locked {
             by: who.username.clone(),
         });
-        broadcast_filtered(&mut state, &frame, |m| !m.legacy);
+        broadcast_filtered(&mut state, &frame, Urgency::Now, |m| !m.legacy);
         Ok(())
     }
 
@@ -957,7 +957,7 @@ impl Room {
         let frame = to_json(&ServerEvent::Knock {
             user: reservation.name.clone(),
         });
-        broadcast_filtered(&mut state, &frame, |m| !m.legacy);
+        broadcast_filtered(&mut state, &frame, Urgency::Now, |m| !m.legacy);
         Ok(Some(KnockTicket {
             room: Arc::clone(self),
             user_id: reservation.user_id.clone(),
@@ -988,7 +988,7 @@ impl Room {
             outcome,
             by: None,
         });
-        broadcast_filtered(&mut state, &frame, |m| !m.legacy);
+        broadcast_filtered(&mut state, &frame, Urgency::Now, |m| !m.legacy);
         true
     }
 
@@ -1005,7 +1005,9 @@ impl Room {
             .filter(|m| !m.legacy && m.user_id != who.user_id)
             .map(|m| m.user_id.clone())
             .collect();
-        broadcast_filtered(&mut state, frame, |m| receivers.contains(&m.user_id));
+        broadcast_filtered(&mut state, frame, Urgency::Now, |m| {
+            receivers.contains(&m.user_id)
+        });
         Ok(receivers)
     }
 
@@ -1027,15 +1029,21 @@ impl Room {
             .map(|m| m.user_id.clone())
             .collect();
         receivers.retain(|id| !behind.contains(id));
-        broadcast_filtered(&mut state, aborted, |m| behind.contains(&m.user_id));
-        broadcast_filtered(&mut state, frame, |m| receivers.contains(&m.user_id));
+        broadcast_filtered(&mut state, aborted, Urgency::Now, |m| {
+            behind.contains(&m.user_id)
+        });
+        broadcast_filtered(&mut state, frame, Urgency::Now, |m| {
+            receivers.contains(&m.user_id)
+        });
         Ok(())
     }
 
     /// Tells the receivers of a transfer that it ended early.
     pub fn abort_file(&self, receivers: &HashSet<String>, frame: &Outbound) {
         let mut state = self.lock();
-        broadcast_filtered(&mut state, frame, |m| receivers.contains(&m.user_id));
+        broadcast_filtered(&mut state, frame, Urgency::Now, |m| {
+            receivers.contains(&m.user_id)
+        });
     }
 
     /// The most bytes queued toward any of `receivers` still in the room.
@@ -1128,7 +1136,7 @@ fn unlock(state: &mut State, by: Option<&str>) -> Result<(), RoomError> {
     }
     if let Some(by) = by {
         let frame = to_json(&ServerEvent::Unlocked { by: by.to_owned() });
-        broadcast_filtered(state, &frame, |m| !m.legacy);
+        broadcast_filtered(state, &frame, Urgency::Now, |m| !m.legacy);
     }
     for knock in std::mem::take(&mut state.knocks) {
         let decision = Decision::Admitted {
@@ -1154,7 +1162,7 @@ fn resolve(state: &mut State, mut knock: Knock, decision: Decision) {
         outcome,
         by,
     });
-    broadcast_filtered(state, &frame, |m| !m.legacy);
+    broadcast_filtered(state, &frame, Urgency::Now, |m| !m.legacy);
 }
 
 fn to_json(event: &ServerEvent) -> Outbound {
@@ -1166,13 +1174,28 @@ fn to_json(event: &ServerEvent) -> Outbound {
 /// Queues `frame` to every member but `except`; members whose queue is full
 /// are removed (and told why), which may cascade into more `user_left` frames.
 fn broadcast(state: &mut State, frame: &Outbound, except: Option<&str>) {
-    broadcast_filtered(state, frame, |m| Some(m.user_id.as_str()) != except);
+    broadcast_filtered(state, frame, Urgency::Now, |m| {
+        Some(m.user_id.as_str()) != except
+    });
 }
 
-fn broadcast_filtered(state: &mut State, frame: &Outbound, include: impl Fn(&Member) -> bool) {
+/// Tells everyone (but `except`) that someone joined or left: see
+/// [`Urgency::Soon`].
+fn broadcast_presence(state: &mut State, frame: &Outbound, except: Option<&str>) {
+    broadcast_filtered(state, frame, Urgency::Soon, |m| {
+        Some(m.user_id.as_str()) != except
+    });
+}
+
+fn broadcast_filtered(
+    state: &mut State,
+    frame: &Outbound,
+    urgency: Urgency,
+    include: impl Fn(&Member) -> bool,
+) {
     let mut too_slow = Vec::new();
     for member in state.members.iter().filter(|m| include(m)) {
-        if member.outbox.push(frame).is_err() {
+        if member.outbox.push_with(frame, urgency).is_err() {
             too_slow.push(member.user_id.clone());
         }
     }
@@ -1201,7 +1224,7 @@ fn remove_member(state: &mut State, user_id: &str) {
     let left = to_json(&ServerEvent::UserLeft {
         user_id: member.user_id,
     });
-    broadcast(state, &left, None);
+    broadcast_presence(state, &left, None);
     // Only native members can answer knocks: with none left, a locked room
     // would turn everyone away until the server stops. It opens instead.
     if state.locked.is_some() && !state.members.iter().any(|m| !m.legacy) {
