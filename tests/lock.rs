@@ -249,6 +249,13 @@ async fn a_newcomer_who_gives_up_withdraws_its_knock() {
     );
     assert!(ann.knocking().is_empty());
     assert!(server.room.knocking().is_empty());
+    // The name the knock held (its login had proved the password) went with
+    // it: once the room opens, a new "cat" gets it.
+    ann.unlock().await.unwrap();
+    next(&mut ann).await;
+    let cat = server.join("cat").await;
+    assert_eq!(cat.locked_by(), None);
+    assert_eq!(server.room.member_names(), ["ann", "cat"]);
 }
 
 #[tokio::test]

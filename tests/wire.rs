@@ -271,13 +271,17 @@ async fn simultaneous_logins_cannot_share_a_name() {
 #[tokio::test]
 async fn unproved_logins_hold_no_name() {
     let server = TestServer::native().await;
+    // A login for "ann" has its challenge but has not proved the password.
     let mut raw = Raw::connect(server.addr).await;
-    let a = STANDARD.encode(cmd_chat::crypto::srp::ClientSession::new().public());
-    raw.send(json!({"cmd": "srp_init", "username": "ann", "A": a, "native": NATIVE_PROTOCOL}))
-        .await;
-    assert!(raw.recv().await.unwrap().get("B").is_some());
-    server.join("ann").await;
-    drop(raw);
+    let pending = raw
+        .begin_login("ann", PASSWORD, true, json!({}))
+        .await
+        .unwrap();
+    // Meanwhile another login for "ann" proves it first, and gets the name.
+    let _ann = server.join("ann").await;
+    // The first proof comes too late: the name was never held for it.
+    let refusal = raw.end_login(pending).await.unwrap_err();
+    assert_eq!(code(&refusal), "name_taken", "{refusal}");
     assert_eq!(server.room.member_names(), ["ann"]);
 }
 

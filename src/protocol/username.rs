@@ -14,8 +14,9 @@ pub enum UsernameError {
 }
 
 /// Checks a username: 1–32 printable characters, no whitespace, no control
-/// characters and no invisible formatting characters (bidi overrides, zero
-/// width joiners), which could make one name look like another.
+/// characters, no formatting characters (bidi overrides, zero width joiners,
+/// tags) and nothing else a screen does not show (Hangul fillers, variation
+/// selectors), any of which could make one name look like another.
 pub fn validate(name: &str) -> Result<(), UsernameError> {
     if name.is_empty() {
         return Err(UsernameError::Empty);
@@ -25,36 +26,59 @@ pub fn validate(name: &str) -> Result<(), UsernameError> {
     }
     if name
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || is_format_char(c))
+        .any(|c| c.is_whitespace() || c.is_control() || is_format_char(c) || is_invisible(c))
     {
         return Err(UsernameError::BadCharacter);
     }
     Ok(())
 }
 
-/// What a name looks like on a screen, twice over: its Unicode TS #39
-/// confusable skeleton, and that of its lowercase. Two names that share
-/// either could pass for each other (`ann`, `Ann` and `аnn` with a Cyrillic
-/// `а`; `bob1`, `bobl` and `bobI`; `mike` and `rnike`), so a room lets in at
-/// most one of them: a member cannot be impersonated by a lookalike name.
-pub fn likenesses(name: &str) -> [String; 2] {
+/// What a name looks like on a screen, three ways: its Unicode TS #39
+/// confusable skeleton, that of its lowercase, and the lowercase of its
+/// skeleton skeletonized again. Two names that share any of them could pass
+/// for each other (`ann`, `Ann` and `аnn` with a Cyrillic `а`; `bob1`, `bobl`
+/// and `bobI`; `mike` and `rnike`; `Bob` and `Вob` with a Cyrillic `В`, whose
+/// skeleton is `B` but whose lowercase `в` is no Latin letter's), so a room
+/// lets in at most one of them: a member cannot be impersonated by a
+/// lookalike name.
+pub fn likenesses(name: &str) -> [String; 3] {
+    let skeleton: String = unicode_security::skeleton(name).collect();
+    let folded = unicode_security::skeleton(&skeleton.to_lowercase()).collect();
     [
-        unicode_security::skeleton(name).collect(),
+        skeleton,
         unicode_security::skeleton(&name.to_lowercase()).collect(),
+        folded,
     ]
 }
 
-/// Unicode "format" characters (category Cf) that matter for spoofing:
-/// bidirectional controls, zero-width characters and the byte order mark.
+/// Unicode "format" characters (general category Cf, Unicode 15.1):
+/// bidirectional controls, zero-width characters, the byte order mark,
+/// tags and the like, which change how text reads without being seen.
 pub fn is_format_char(c: char) -> bool {
     matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}'
+        '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}'
+        | '\u{0890}'..='\u{0891}' | '\u{08E2}' | '\u{180E}'
         | '\u{200B}'..='\u{200F}'
         | '\u{202A}'..='\u{202E}'
         | '\u{2060}'..='\u{2064}'
         | '\u{2066}'..='\u{206F}'
         | '\u{FEFF}'
-        | '\u{FFF9}'..='\u{FFFB}')
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}' | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+}
+
+/// Characters a renderer shows as nothing at all (Unicode's
+/// Default_Ignorable_Code_Point, as TS #39 tables it): Hangul fillers,
+/// variation selectors, the combining grapheme joiner. In a message they
+/// can be harmless (an emoji's presentation); in a name they only hide.
+fn is_invisible(c: char) -> bool {
+    use unicode_security::GeneralSecurityProfile;
+    use unicode_security::general_security_profile::IdentifierType;
+    c.identifier_type() == Some(IdentifierType::Default_Ignorable)
 }
 
 #[cfg(test)]
@@ -75,6 +99,11 @@ mod tests {
             "evil\u{202E}",
             "zero\u{200B}width",
             "nl\n",
+            "tag\u{E0041}",
+            "hangul\u{3164}filler",
+            "\u{3164}",
+            "vs\u{FE0F}",
+            "cgj\u{34F}",
         ] {
             assert_eq!(validate(bad), Err(UsernameError::BadCharacter), "{bad:?}");
         }
@@ -98,6 +127,13 @@ mod tests {
             ("mike", "rnike"),
             ("zoë", "zoe\u{308}"), // composed and decomposed
             ("paypal", "p\u{430}yp\u{430}l"),
+            ("Bob", "\u{412}ob"),   // Cyrillic В
+            ("Hank", "\u{41D}ank"), // Cyrillic Н
+            ("Tom", "\u{422}om"),   // Cyrillic Т
+            ("Kim", "\u{41A}im"),   // Cyrillic К
+            ("Max", "\u{41C}ax"),   // Cyrillic М
+            ("Xena", "\u{3A7}ena"), // Greek Χ
+            ("oleg", "0leg"),
         ] {
             assert!(look_alike(a, b), "{a:?} {b:?}");
         }

@@ -209,16 +209,17 @@ struct State {
 }
 
 impl State {
-    /// Whether `name` looks like a name in use other than itself.
-    fn looks_like_another(&self, name: &str) -> bool {
-        likenesses(name)
+    /// Whether `name`, which looks like `looks` ([`likenesses`]), looks like
+    /// a name in use other than itself.
+    fn looks_like_another(&self, name: &str, looks: &[String]) -> bool {
+        looks
             .iter()
             .any(|key| self.looks.get(key).is_some_and(|held| held != name))
     }
 
-    fn hold_name(&mut self, name: &str, user_id: String) {
+    fn hold_name(&mut self, name: &str, looks: [String; 3], user_id: String) {
         self.names.insert(name.to_owned(), user_id);
-        for key in likenesses(name) {
+        for key in looks {
             self.looks.insert(key, name.to_owned());
         }
     }
@@ -533,34 +534,42 @@ impl Room {
     /// A takeover replaces exactly the connection that held the session
     /// when the login began (its `user_id` and generation), never a later
     /// one. If that connection is gone by the time the login proves itself
-    /// or joins (it left, and the others saw it leave; the room removed it;
-    /// or another takeover replaced it first), the login is refused as
-    /// [`RoomError::NameTaken`], and the client, which takes that as
-    /// transient while reconnecting, tries again: it then takes over the
-    /// newer connection, or joins afresh if the name is free. So of two
-    /// takeovers in flight (say, an attempt the client gave up on and the
-    /// one after it) the first to finish wins, and the older one can never
-    /// evict a newer connection of the same member. The replaced connection
-    /// is kicked ([`Kick::Replaced`]) and can do nothing in the room from
-    /// then on (see [`Membership`]).
+    /// and the name is free (it left, and the others saw it leave; or the
+    /// room removed it), the login joins afresh as a new member. If another
+    /// takeover replaced it first, or the connection goes between the proof
+    /// and the join, the login is refused as [`RoomError::NameTaken`], and
+    /// the client, which takes that as transient while reconnecting, tries
+    /// again: it then takes over the newer connection, or joins afresh if
+    /// the name is free. So of two takeovers in flight (say, an attempt the
+    /// client gave up on and the one after it) the first to finish wins,
+    /// and the older one can never evict a newer connection of the same
+    /// member. The replaced connection is kicked ([`Kick::Replaced`]) and
+    /// can do nothing in the room from then on (see [`Membership`]).
     pub fn reserve(
         self: &Arc<Self>,
         name: &str,
         user_id: String,
         takeover: Option<Takeover>,
     ) -> Result<NameReservation, RoomError> {
+        let looks = likenesses(name);
         let mut state = self.lock();
-        if state.looks_like_another(name) {
+        if state.looks_like_another(name, &looks) {
             return Err(RoomError::NameTaken);
         }
         let takeover_of = match (state.names.get(name), takeover) {
-            (None, None) => {
-                state.hold_name(name, user_id.clone());
+            // Free: whatever session this login set out to take over has
+            // ended, and the password is proved.
+            (None, _) => {
+                state.hold_name(name, looks, user_id.clone());
                 None
             }
-            (Some(_), Some(Takeover(old))) if old.position(&state).is_some() => Some(old),
+            (Some(holder), Some(Takeover(old)))
+                if *holder == old.user_id && old.position(&state).is_some() =>
+            {
+                Some(old)
+            }
             // The name is someone else's, or the session this login set out
-            // to take over has ended or been taken over since.
+            // to take over has been taken over since.
             _ => return Err(RoomError::NameTaken),
         };
         Ok(NameReservation {
