@@ -51,6 +51,19 @@ mod tests {
     }
 
     #[test]
+    fn emoji_sequences_and_visible_marks_pass() {
+        // A subdivision flag is built from tag characters; U+06DD is a
+        // visible Arabic mark. Neither hides anything.
+        for text in [
+            "\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}",
+            "\u{06DD}١",
+            "\u{2764}\u{FE0F}",
+        ] {
+            assert_eq!(sanitize(text), text);
+        }
+    }
+
+    #[test]
     fn multi_line_text_splits() {
         assert_eq!(sanitize_lines("one\r\ntwo\n"), vec!["one", "two"]);
         assert_eq!(sanitize_lines("plain"), vec!["plain"]);

@@ -15,8 +15,10 @@ pub enum UsernameError {
 
 /// Checks a username: 1–32 printable characters, no whitespace, no control
 /// characters, no formatting characters (bidi overrides, zero width joiners,
-/// tags) and nothing else a screen does not show (Hangul fillers, variation
-/// selectors), any of which could make one name look like another.
+/// tags) and nothing else a screen shows as nothing (Hangul fillers, the
+/// braille blank), any of which could make a name look empty or like
+/// another. Emoji presentation selectors are allowed: phones add them to
+/// `❤️` and the like, and a name's likenesses ignore them.
 pub fn validate(name: &str) -> Result<(), UsernameError> {
     if name.is_empty() {
         return Err(UsernameError::Empty);
@@ -26,7 +28,7 @@ pub fn validate(name: &str) -> Result<(), UsernameError> {
     }
     if name
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || is_format_char(c) || is_invisible(c))
+        .any(|c| c.is_whitespace() || c.is_control() || is_hidden_in_name(c))
     {
         return Err(UsernameError::BadCharacter);
     }
@@ -51,34 +53,42 @@ pub fn likenesses(name: &str) -> [String; 3] {
     ]
 }
 
-/// Unicode "format" characters (general category Cf, Unicode 15.1):
-/// bidirectional controls, zero-width characters, the byte order mark,
-/// tags and the like, which change how text reads without being seen.
+/// Unicode "format" characters that change how text reads without being
+/// seen: bidirectional controls, zero-width characters, the byte order mark
+/// and interlinear annotation marks. Messages and file names show them as
+/// escapes; visible format marks and emoji flag tags are left alone there.
 pub fn is_format_char(c: char) -> bool {
     matches!(c,
-        '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}'
-        | '\u{0890}'..='\u{0891}' | '\u{08E2}' | '\u{180E}'
+        '\u{00AD}' | '\u{061C}' | '\u{180E}'
         | '\u{200B}'..='\u{200F}'
         | '\u{202A}'..='\u{202E}'
         | '\u{2060}'..='\u{2064}'
         | '\u{2066}'..='\u{206F}'
         | '\u{FEFF}'
-        | '\u{FFF9}'..='\u{FFFB}'
-        | '\u{110BD}' | '\u{110CD}'
-        | '\u{13430}'..='\u{1343F}'
-        | '\u{1BCA0}'..='\u{1BCA3}'
-        | '\u{1D173}'..='\u{1D17A}'
-        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+        | '\u{FFF9}'..='\u{FFFB}')
 }
 
-/// Characters a renderer shows as nothing at all (Unicode's
-/// Default_Ignorable_Code_Point, as TS #39 tables it): Hangul fillers,
-/// variation selectors, the combining grapheme joiner. In a message they
-/// can be harmless (an emoji's presentation); in a name they only hide.
-fn is_invisible(c: char) -> bool {
-    use unicode_security::GeneralSecurityProfile;
-    use unicode_security::general_security_profile::IdentifierType;
-    c.identifier_type() == Some(IdentifierType::Default_Ignorable)
+/// What a name may not contain beyond controls and spaces: every format
+/// character (general category Cf, Unicode 15.1), every default-ignorable
+/// code point (Unicode's DerivedCoreProperties, assigned or not) but the
+/// emoji presentation selectors, and the braille blank U+2800, which shows
+/// as a space.
+fn is_hidden_in_name(c: char) -> bool {
+    let format = matches!(c,
+        '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}'
+        | '\u{0890}'..='\u{0891}' | '\u{08E2}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}'
+        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}');
+    let ignorable = matches!(c,
+        '\u{034F}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{2065}' | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0D}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
+        | '\u{E0000}'..='\u{E0FFF}');
+    format || ignorable || c == '\u{2800}'
 }
 
 #[cfg(test)]
@@ -87,7 +97,16 @@ mod tests {
 
     #[test]
     fn accepts_and_refuses() {
-        for ok in ["alice", "Zoë", "a", "x_y-z.1", "名前", &"a".repeat(32)] {
+        for ok in [
+            "alice",
+            "Zoë",
+            "a",
+            "x_y-z.1",
+            "名前",
+            "Ann\u{2764}\u{FE0F}",
+            "محمد",
+            &"a".repeat(32),
+        ] {
             assert_eq!(validate(ok), Ok(()), "{ok}");
         }
         assert_eq!(validate(""), Err(UsernameError::Empty));
@@ -102,7 +121,10 @@ mod tests {
             "tag\u{E0041}",
             "hangul\u{3164}filler",
             "\u{3164}",
-            "vs\u{FE0F}",
+            "vs\u{FE00}",
+            "unassigned\u{E0080}",
+            "braille\u{2800}blank",
+            "\u{0600}mark",
             "cgj\u{34F}",
         ] {
             assert_eq!(validate(bad), Err(UsernameError::BadCharacter), "{bad:?}");
