@@ -69,18 +69,15 @@ pub fn is_format_char(c: char) -> bool {
 }
 
 /// What a name may not contain beyond controls and spaces: every format
-/// character (general category Cf, Unicode 15.1), every default-ignorable
+/// character (general category Cf, Unicode 15.1: [`is_format_char`] and the
+/// visible marks and tags it leaves to messages), every default-ignorable
 /// code point (Unicode's DerivedCoreProperties, assigned or not) but the
 /// emoji presentation selectors, and the braille blank U+2800, which shows
 /// as a space.
 fn is_hidden_in_name(c: char) -> bool {
-    let format = matches!(c,
-        '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}'
-        | '\u{0890}'..='\u{0891}' | '\u{08E2}' | '\u{180E}'
-        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}'
-        | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
-        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}'
+    let other_format = matches!(c,
+        '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{0890}'..='\u{0891}'
+        | '\u{08E2}' | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}'
         | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
         | '\u{E0001}' | '\u{E0020}'..='\u{E007F}');
     let ignorable = matches!(c,
@@ -88,7 +85,7 @@ fn is_hidden_in_name(c: char) -> bool {
         | '\u{180B}'..='\u{180F}' | '\u{2065}' | '\u{3164}'
         | '\u{FE00}'..='\u{FE0D}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
         | '\u{E0000}'..='\u{E0FFF}');
-    format || ignorable || c == '\u{2800}'
+    is_format_char(c) || other_format || ignorable || c == '\u{2800}'
 }
 
 #[cfg(test)]

@@ -864,7 +864,7 @@ impl Room {
                 None => break,
             }
         }
-        broadcast(&mut state, &frame, None);
+        broadcast(&mut state, &frame);
         Ok(seq)
     }
 
@@ -873,7 +873,7 @@ impl Room {
         who.holds(&state)?;
         state.history.entries.clear();
         state.history.bytes = 0;
-        broadcast(&mut state, &to_json(&ServerEvent::Cleared), None);
+        broadcast(&mut state, &to_json(&ServerEvent::Cleared));
         Ok(())
     }
 
@@ -1180,12 +1180,10 @@ fn to_json(event: &ServerEvent) -> Outbound {
         .into()
 }
 
-/// Queues `frame` to every member but `except`; members whose queue is full
-/// are removed (and told why), which may cascade into more `user_left` frames.
-fn broadcast(state: &mut State, frame: &Outbound, except: Option<&str>) {
-    broadcast_filtered(state, frame, Urgency::Now, |m| {
-        Some(m.user_id.as_str()) != except
-    });
+/// Queues `frame` to every member; members whose queue is full are removed
+/// (and told why), which may cascade into more `user_left` frames.
+fn broadcast(state: &mut State, frame: &Outbound) {
+    broadcast_filtered(state, frame, Urgency::Now, |_| true);
 }
 
 /// Tells everyone (but `except`) that someone joined or left: see
