@@ -217,6 +217,31 @@ async fn two_scripted_members_chat_and_leave_cleanly() {
     assert_eq!(ann.finish().await, 0);
 }
 
+/// A script that pipes in its lines and closes its input at once still hears
+/// the server confirm its last message before the member leaves.
+#[tokio::test]
+async fn end_of_input_waits_for_the_last_receipt() {
+    let server = serve(&[]).await;
+    let mut ann = Member::join(server.port, "ann", "hunter2").await;
+    ann.say("first\nlast words").await;
+    drop(ann.child.stdin.take());
+    let mut events = Vec::new();
+    while let Some(line) = tokio::time::timeout(PATIENCE, ann.events.next_line())
+        .await
+        .expect("an event or the exit in time")
+        .unwrap()
+    {
+        events.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    let receipts: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "sent")
+        .map(|e| e["ref"].as_u64())
+        .collect();
+    assert_eq!(receipts, [Some(1), Some(2)], "events: {events:?}");
+    assert_eq!(ann.finish().await, 0);
+}
+
 #[tokio::test]
 async fn scripted_private_messages_and_safety_codes() {
     let server = serve(&[]).await;

@@ -1117,6 +1117,13 @@ impl Client {
         self.outgoing.is_some()
     }
 
+    /// Whether a message of ours awaits the server's receipt. Each one ends
+    /// as [`Event::Sent`] or, at the latest after the ack timeout,
+    /// [`Event::SendFailed`], so waiting for this to clear is bounded.
+    pub fn awaiting_receipts(&self) -> bool {
+        !self.unacked.is_empty()
+    }
+
     /// Files received whole, oldest first, numbered for [`Client::save_file`].
     pub fn received_files(&self) -> impl Iterator<Item = &ReceivedFile> {
         self.received.iter()

@@ -6,7 +6,8 @@
 //! `/resend <ref>`, `/lock`, `/unlock`, `/admit <name>`, `/deny <name>`,
 //! `/send <path>`, `/files`, `/save <n> [path]`). Each event is one JSON
 //! object on stdout. End of input leaves the room, once a file being sent
-//! has gone out.
+//! has gone out and the server has confirmed (or the ack timeout has failed)
+//! every message; `/quit` leaves at once.
 
 use std::path::Path;
 
@@ -255,10 +256,12 @@ where
     )
     .await?;
     let mut lines = input.lines();
-    // Input ended while a file was going out: leave once it is sent (or failed).
+    // Input ended while a file or a message was going out: leave once the
+    // server has confirmed it (or it is reported failed), so that a script
+    // piping in its lines learns the fate of each.
     let mut input_done = false;
     loop {
-        if input_done && !client.sending() {
+        if input_done && !client.sending() && !client.awaiting_receipts() {
             break;
         }
         tokio::select! {
