@@ -1,5 +1,7 @@
 //! Usernames: what a member is called on every screen in the room.
 
+use unicode_normalization::UnicodeNormalization;
+
 use super::limits::MAX_USERNAME_CHARS;
 
 /// Why a username was refused.
@@ -35,8 +37,8 @@ pub fn validate(name: &str) -> Result<(), UsernameError> {
     Ok(())
 }
 
-/// What a name looks like on a screen, three ways: its Unicode TS #39
-/// confusable skeleton, that of its lowercase, and the lowercase of its
+/// What a name looks like on a screen, three ways, once compatibility forms
+/// are folded (NFKC): its Unicode TS #39 confusable skeleton, that of its lowercase, and the lowercase of its
 /// skeleton skeletonized again. Two names that share any of them could pass
 /// for each other (`ann`, `Ann` and `аnn` with a Cyrillic `а`; `bob1`, `bobl`
 /// and `bobI`; `mike` and `rnike`; `Bob` and `Вob` with a Cyrillic `В`, whose
@@ -44,7 +46,10 @@ pub fn validate(name: &str) -> Result<(), UsernameError> {
 /// lets in at most one of them: a member cannot be impersonated by a
 /// lookalike name.
 pub fn likenesses(name: &str) -> [String; 3] {
-    let skeleton: String = unicode_security::skeleton(name).collect();
+    // Compatibility forms first (`ⓐ`, `ᵃ`, `ᴬ`, `ⁿ` are `a`, `a`, `A`, `n`
+    // in another dress), which the skeleton alone leaves as they are.
+    let name: String = name.nfkc().collect();
+    let skeleton: String = unicode_security::skeleton(&name).collect();
     let folded = unicode_security::skeleton(&skeleton.to_lowercase()).collect();
     [
         skeleton,
@@ -153,6 +158,11 @@ mod tests {
             ("Max", "\u{41C}ax"),   // Cyrillic М
             ("Xena", "\u{3A7}ena"), // Greek Χ
             ("oleg", "0leg"),
+            ("ann", "\u{24D0}nn"),               // circled ⓐ
+            ("ann", "\u{1D43}nn"),               // modifier ᵃ
+            ("Ann", "\u{1D2C}nn"),               // modifier ᴬ
+            ("ann", "a\u{207F}n"),               // superscript ⁿ
+            ("ann", "\u{FF41}\u{FF4E}\u{FF4E}"), // fullwidth
         ] {
             assert!(look_alike(a, b), "{a:?} {b:?}");
         }
@@ -161,6 +171,7 @@ mod tests {
             ("bob", "rob"),
             ("bobi", "bobl"),
             ("名前", "名"),
+            ("ann", "a\u{323}nn"), // ạ, a letter of its own in Vietnamese
         ] {
             assert!(!look_alike(a, b), "{a:?} {b:?}");
         }
