@@ -89,7 +89,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_PENDING,
           value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize))]
     pub max_pending: usize,
-    /// Messages per second one member may send on average (bursts of 50 are fine).
+    /// Messages per second one member may send on average (bursts of 50 are
+    /// fine); a file offer counts as one.
     #[arg(long, value_name = "MSGS", default_value_t = limits::DEFAULT_RATE_PER_SEC,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate: u32,

@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use cmd_chat::client::files::FileError;
 use cmd_chat::client::{Client, ClientError, Event};
@@ -543,4 +544,102 @@ async fn hostile_file_frames_are_refused_and_the_member_stays() {
         "{heard:?}"
     );
     assert_eq!(server.room.member_names(), ["bob", "eve"]);
+}
+
+/// Cancelling a transfer and offering another does not start a fresh,
+/// unpaced window: a member who has stopped reading is held to the file
+/// limits (chunks dropped for it past its share of the queue) and is not
+/// disconnected by a sender that loops offer, chunks, cancel.
+#[tokio::test]
+async fn cancel_and_offer_again_stays_paced() {
+    let server = TestServer::native().await;
+    // bob logs in and then stops reading: the slowest possible receiver.
+    let mut bob = Raw::connect(server.addr).await;
+    bob.login("bob", PASSWORD, true).await.unwrap();
+    let mut eve = Raw::connect(server.addr).await;
+    eve.login("eve", PASSWORD, true).await.unwrap();
+    let meta = eve.encrypt(&"m".repeat(1400));
+    let chunk = eve
+        .cipher
+        .as_ref()
+        .unwrap()
+        .encrypt_bytes(&vec![0u8; FILE_CHUNK]);
+    // Unpaced, about a thousand rounds got bob disconnected.
+    const ROUNDS: usize = 2000;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    for round in 0..ROUNDS {
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+        let id = format!("f{round}");
+        eve.send(json!({"type": "file_offer", "id": id, "chunks": 160, "meta": meta}))
+            .await;
+        if round < 200 {
+            for index in 0..8 {
+                eve.send(json!({"type": "file_chunk", "id": id, "index": index, "data": chunk}))
+                    .await;
+            }
+        }
+        eve.send(json!({"type": "file_cancel", "id": id})).await;
+        // Eve reads her refusals now and then, as a client would.
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), eve.recv()).await {}
+    }
+    // Everything eve sent has been handled once her next frame is answered.
+    eve.send(json!({"type": "file_chunk", "id": "marker", "index": 0, "data": chunk}))
+        .await;
+    loop {
+        if eve.recv_type("file_aborted").await["id"] == "marker" {
+            break;
+        }
+    }
+    assert!(
+        server.room.member_names().iter().any(|n| n == "bob"),
+        "bob was disconnected by file traffic alone"
+    );
+    drop(bob);
+}
+
+/// A file offer reaches every member, so offers count against the chat rate
+/// like messages do; the cancels that follow them are bounded by them.
+#[tokio::test]
+async fn file_offers_count_against_the_rate() {
+    let server = TestServer::start(ServerConfig {
+        rate_per_sec: 1,
+        ..TestServer::config_for_tests()
+    })
+    .await;
+    let mut ann = Raw::connect(server.addr).await;
+    ann.login("ann", PASSWORD, true).await.unwrap();
+    let mut eve = Raw::connect(server.addr).await;
+    eve.login("eve", PASSWORD, true).await.unwrap();
+    let meta = eve.encrypt("m");
+    const PAIRS: usize = 500;
+    let started = std::time::Instant::now();
+    for i in 0..PAIRS {
+        let id = format!("f{i}");
+        eve.send(json!({"type": "file_offer", "id": id, "chunks": 1, "meta": meta}))
+            .await;
+        eve.send(json!({"type": "file_cancel", "id": id})).await;
+    }
+    // Eve hears why the offers past her allowance were refused.
+    let refused = eve.recv_type("file_aborted").await;
+    assert!(
+        refused["reason"].as_str().unwrap().contains("slow down"),
+        "{refused}"
+    );
+    // Ann gets an offer and an abort for each offer let through, then quiet.
+    let mut from_eve = 0;
+    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(1), ann.recv()).await {
+        if frame["from"] == "eve" {
+            from_eve += 1;
+        }
+    }
+    let allowed = 2
+        * (cmd_chat::server::limits::RATE_BURST as usize
+            + started.elapsed().as_secs() as usize
+            + 1);
+    assert!(
+        (2..=allowed).contains(&from_eve),
+        "ann got {from_eve} frames from eve's {PAIRS} offers and cancels; at most {allowed} allowed"
+    );
 }

@@ -9,13 +9,19 @@
 //! - a file has at most as many chunks as `--max-file-size` allows, each at
 //!   most one encrypted [`FILE_CHUNK`](crate::protocol::limits::FILE_CHUNK),
 //!   in order, so every transfer is bounded by (sender, id);
-//! - a member has at most [`MAX_TRANSFERS_PER_MEMBER`] transfers open;
+//! - a member has at most [`MAX_TRANSFERS_PER_MEMBER`] transfers open, and
+//!   each offer counts against the chat rate (`--rate`), as it reaches every
+//!   member;
 //! - each relayed chunk is acknowledged to the sender, and a sender may run
 //!   at most [`FILE_WINDOW`] chunks ahead of its acknowledgements. The server
 //!   holds acknowledgements back while a receiver's queue is long
 //!   ([`FILE_BACKLOG_PAUSE`]) or while the sender is over its byte budget
-//!   ([`FILE_BYTES_PER_SEC`]). That is what paces a sender: files never count
-//!   against the chat message rate, and never flood anyone's queue.
+//!   ([`FILE_BYTES_PER_SEC`]). That is what paces a sender: chunks never
+//!   count against the chat message rate, and never flood anyone's queue.
+//! - a transfer cancelled or refused with chunks still unacknowledged keeps
+//!   its place among the sender's open transfers until those chunks would
+//!   have been acknowledged: otherwise cancelling and offering again would
+//!   start a fresh window each time, unpaced.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -40,6 +46,8 @@ pub enum FileRefusal {
     BadId,
     #[error("file refused: a transfer with this id is already open")]
     DuplicateId,
+    #[error("file refused: slow down (offers count against the room's message rate)")]
+    TooFast,
     #[error(
         "file refused: at most {MAX_TRANSFERS_PER_MEMBER} files at once; wait for one to finish"
     )]
@@ -116,6 +124,10 @@ impl ByteBudget {
 pub(crate) struct Transfers {
     /// By transfer id.
     active: HashMap<String, Transfer>,
+    /// The receivers of transfers that ended with chunks unacknowledged: each
+    /// holds a place among the open transfers until it would have been
+    /// acknowledged (budget in credit, receivers caught up).
+    draining: Vec<HashSet<String>>,
     /// File bytes this member may send before its acknowledgements slow down.
     budget: ByteBudget,
     /// The most chunks a file may have in this room.
@@ -142,6 +154,7 @@ impl Transfers {
         let max_file_size = max_file_size.min(MAX_FILE_SIZE_CAP);
         Self {
             active: HashMap::new(),
+            draining: Vec::new(),
             budget: ByteBudget::new(),
             max_chunks: file_chunks(max_file_size),
             max_file_size,
@@ -162,7 +175,7 @@ impl Transfers {
         if self.active.contains_key(&id) {
             return Err(FileRefusal::DuplicateId);
         }
-        if self.active.len() >= MAX_TRANSFERS_PER_MEMBER {
+        if self.active.len() + self.draining.len() >= MAX_TRANSFERS_PER_MEMBER {
             return Err(FileRefusal::TooMany);
         }
         if chunks == 0 || u64::from(chunks) > self.max_chunks {
@@ -247,6 +260,9 @@ impl Transfers {
                 reason: reason.to_owned(),
             });
             room.abort_file(&transfer.receivers, &frame);
+            if transfer.acked < transfer.relayed {
+                self.draining.push(transfer.receivers);
+            }
         }
     }
 
@@ -258,9 +274,10 @@ impl Transfers {
         }
     }
 
-    /// Whether acknowledgements are being held back.
+    /// Whether acknowledgements (or the end of a cancelled transfer's
+    /// unacknowledged chunks) are being held back.
     pub fn holding(&self) -> bool {
-        self.active.values().any(|t| t.acked < t.relayed)
+        !self.draining.is_empty() || self.active.values().any(|t| t.acked < t.relayed)
     }
 
     /// The acknowledgements that may go to the sender now: one per transfer
@@ -271,6 +288,8 @@ impl Transfers {
         if !self.holding() || !self.budget.in_credit(Instant::now()) {
             return Vec::new();
         }
+        self.draining
+            .retain(|receivers| room.file_backlog(receivers) > FILE_BACKLOG_PAUSE);
         let mut acks = Vec::new();
         let mut finished = Vec::new();
         for (id, transfer) in &mut self.active {
@@ -331,11 +350,11 @@ mod tests {
         cipher().encrypt_bytes(&[0; FILE_CHUNK])
     }
 
-    #[test]
-    fn acks_wait_for_a_slow_receiver_and_the_window_is_enforced() {
+    #[tokio::test]
+    async fn acks_wait_for_a_slow_receiver_and_the_window_is_enforced() {
         let room = room();
         let (ann, _, _ann_inbox) = member(&room, "ann");
-        let (_bob, bob_queue, _bob_inbox) = member(&room, "bob");
+        let (_bob, bob_queue, mut bob_inbox) = member(&room, "bob");
         let mut transfers = Transfers::new(5 << 20);
         let token = chunk_token();
         transfers
@@ -365,13 +384,38 @@ mod tests {
         );
         // The transfer is over; bob is told, and was never pushed past the
         // bound that would disconnect him.
-        assert!(!transfers.holding());
         assert!(
             bob_queue.queued_bytes() > before,
             "an aborted frame for bob"
         );
         assert!(bob_queue.queued_bytes() < crate::server::limits::MAX_QUEUED_BYTES);
         assert_eq!(room.member_names(), ["ann", "bob"]);
+
+        // Its unacknowledged chunks still hold a place among ann's
+        // transfers, so offering again does not open a fresh window each time.
+        assert!(transfers.holding());
+        transfers
+            .offer(&ann, "g".into(), 20, cipher().encrypt("meta"))
+            .unwrap();
+        transfers.abort(&room, "ann", "g", "cancelled");
+        transfers
+            .offer(&ann, "h".into(), 20, cipher().encrypt("meta"))
+            .unwrap();
+        transfers.chunk(&ann, "h".into(), 0, token.clone()).unwrap();
+        transfers.abort(&room, "ann", "h", "cancelled");
+        assert_eq!(
+            transfers.offer(&ann, "i".into(), 20, cipher().encrypt("meta")),
+            Err(FileRefusal::TooMany)
+        );
+        // Once bob has caught up, those places are free again.
+        while !bob_inbox.is_empty() {
+            bob_inbox.recv().await.unwrap();
+        }
+        assert!(transfers.release_acks(&room).is_empty());
+        assert!(!transfers.holding());
+        transfers
+            .offer(&ann, "i".into(), 20, cipher().encrypt("meta"))
+            .unwrap();
     }
 
     #[test]

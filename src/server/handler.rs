@@ -711,6 +711,12 @@ async fn serve_member<R, W>(
                     reply(bad_request(FileRefusal::Legacy.to_string()));
                     Ok(())
                 }
+                // An offer reaches every member, so it counts like a message;
+                // a cancel needs an offer, so it is bounded by them.
+                ClientFrame::FileOffer { id, .. } if !rate.allow(Instant::now()) => {
+                    let _ = own.push(&file_refused(id, me, &FileRefusal::TooFast));
+                    Ok(())
+                }
                 ClientFrame::FileOffer { id, chunks, meta } => {
                     match transfers.offer(&membership, id.clone(), chunks, meta) {
                         Ok(()) => Ok(()),
