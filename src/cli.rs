@@ -85,7 +85,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_USERS,
           value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize))]
     pub max_users: usize,
-    /// Most connections allowed to be logging in at once; more are turned away.
+    /// Most connections allowed to be logging in at once (at most 32 of them
+    /// from one address); more are turned away.
     #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_PENDING,
           value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize))]
     pub max_pending: usize,

@@ -282,6 +282,43 @@ async fn members_that_stop_answering_pings_are_dropped() {
     ann_task.abort();
 }
 
+/// One address opening sockets and saying nothing holds at most its share of
+/// the places for connections logging in; everyone else still gets in.
+#[tokio::test]
+async fn one_address_cannot_hold_every_pending_place() {
+    use cmd_chat::server::limits::PENDING_PER_ADDRESS as share;
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start(ServerConfig {
+        max_pending: 2 * share,
+        ..config()
+    })
+    .await;
+    // Another loopback address, so the members' own 127.0.0.1 is not it.
+    let mut idle = Vec::new();
+    for _ in 0..2 * share {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        idle.push(socket.connect(server.addr).await.unwrap());
+    }
+    // The server keeps the first share open and closes the rest at once.
+    let mut closed = 0;
+    for socket in &mut idle {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(300), socket.read(&mut byte)).await {
+            Ok(Ok(0) | Err(_)) => closed += 1,
+            Ok(Ok(_)) => panic!("a stranger was spoken to before it said anything"),
+            Err(_still_open) => {}
+        }
+    }
+    assert_eq!(closed, share, "all but one address's share turned away");
+    let mut ann = server
+        .try_join("ann", PASSWORD)
+        .await
+        .expect("others get in");
+    ann.send("in").await.unwrap();
+    assert_eq!(next_message(&mut ann).await.1, "in");
+}
+
 #[tokio::test]
 async fn too_many_strangers_are_turned_away_at_once() {
     let server = TestServer::start(ServerConfig {

@@ -66,7 +66,7 @@ pub struct GuessGuard {
 }
 
 /// Guessers rotate IPv6 addresses within their /64: count the prefix.
-fn key(ip: IpAddr) -> IpAddr {
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -105,14 +105,14 @@ impl GuessGuard {
         self.may_guess(ip, now)?;
         if self
             .addresses
-            .get(&key(ip))
+            .get(&address_key(ip))
             .is_some_and(|r| r.in_flight >= PARALLEL_LOGINS_PER_ADDRESS)
         {
             return Err(Refusal::Busy);
         }
         self.forget_old(now);
         self.addresses
-            .entry(key(ip))
+            .entry(address_key(ip))
             .or_insert(Record {
                 failures: 0,
                 in_flight: 0,
@@ -125,7 +125,7 @@ impl GuessGuard {
 
     /// May `ip` have a proof checked now?
     fn may_guess(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
-        if let Some(record) = self.addresses.get(&key(ip))
+        if let Some(record) = self.addresses.get(&address_key(ip))
             && record.locked_until > now
         {
             return Err(Refusal::Address {
@@ -162,7 +162,7 @@ impl GuessGuard {
 
     /// Ends a login [`GuessGuard::begin`] started, however it ended.
     pub fn end(&mut self, ip: IpAddr) {
-        let ip = key(ip);
+        let ip = address_key(ip);
         if let Some(record) = self.addresses.get_mut(&ip) {
             record.in_flight = record.in_flight.saturating_sub(1);
             if record.in_flight == 0 && record.failures == 0 {
@@ -175,7 +175,7 @@ impl GuessGuard {
     fn failed(&mut self, ip: IpAddr, now: Instant) {
         self.tokens = (self.tokens - 1.0).max(0.0);
         self.forget_old(now);
-        let record = self.addresses.entry(key(ip)).or_insert(Record {
+        let record = self.addresses.entry(address_key(ip)).or_insert(Record {
             failures: 0,
             in_flight: 0,
             locked_until: now,
@@ -192,7 +192,7 @@ impl GuessGuard {
 
     /// A correct password from `ip` clears its failures.
     fn succeeded(&mut self, ip: IpAddr, now: Instant) {
-        if let Some(record) = self.addresses.get_mut(&key(ip)) {
+        if let Some(record) = self.addresses.get_mut(&address_key(ip)) {
             record.failures = 0;
             record.locked_until = now;
         }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::Shared;
@@ -22,6 +22,7 @@ use super::limits::{
     PRESENCE_DELAY, RATE_BURST,
 };
 use super::outbox::{self, Outbound, Outbox, Urgency};
+use super::pending::PendingSlot;
 use super::room::{
     Decision, Kick, Membership, NameReservation, PrivateRefusal, Resume, RoomError, Superseded,
 };
@@ -50,7 +51,7 @@ pub async fn handle<S>(
     socket: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    pending: Option<OwnedSemaphorePermit>,
+    pending: Option<PendingSlot>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {

@@ -21,6 +21,14 @@ pub const DEFAULT_MAX_USERS: usize = 256;
 /// away at once, and members are unaffected.
 pub const DEFAULT_MAX_PENDING: usize = 128;
 
+/// Places among those `--max-pending` connections one address (an IPv6 /64)
+/// may hold, from the moment it is accepted; more are closed at once. Twice
+/// the logins it may have in progress
+/// ([`PARALLEL_LOGINS_PER_ADDRESS`](super::guard::PARALLEL_LOGINS_PER_ADDRESS)):
+/// a meeting behind one NAT that joins all at once gets `busy`, which its
+/// clients retry, before anyone is closed without a word.
+pub const PENDING_PER_ADDRESS: usize = 2 * super::guard::PARALLEL_LOGINS_PER_ADDRESS as usize;
+
 /// Time a connection has to complete SRP, from accept to `H_AMK`.
 pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 

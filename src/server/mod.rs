@@ -10,6 +10,7 @@ mod handler;
 pub mod limits;
 mod login_pool;
 pub mod outbox;
+mod pending;
 pub mod room;
 
 use std::future::Future;
@@ -21,9 +22,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::crypto::Password;
 use crate::crypto::kdf::{self, KDF_SALT_LEN, KdfParams};
@@ -32,6 +33,7 @@ use crate::crypto::srp::Verifier;
 use crate::protocol::wire::KdfSpec;
 use guard::{GuessGuard, Refusal};
 use login_pool::LoginPool;
+use pending::{Crowded, Pending};
 use room::{Room, RoomConfig};
 
 /// How the room is run; the CLI's `serve` flags.
@@ -276,7 +278,7 @@ impl Server {
     /// been empty that long; with `expire`, old history is dropped as it ages.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let tracker = TaskTracker::new();
-        let strangers = Arc::new(Semaphore::new(self.shared.config.max_pending));
+        let strangers = Pending::new(self.shared.config.max_pending);
         let housekeeping = housekeeping(&self.shared.room, &self.shared.config);
         let shutdown = async {
             tokio::select! {
@@ -298,10 +300,17 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
-            let Ok(pending) = Arc::clone(&strangers).try_acquire_owned() else {
-                warn!(%peer, "too many connections still authenticating; refused");
-                drop(socket);
-                continue;
+            let pending = match strangers.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(Crowded::Room) => {
+                    warn!(%peer, "too many connections still authenticating; refused");
+                    continue;
+                }
+                // One address holding its share: not worth a line per socket.
+                Err(Crowded::Address) => {
+                    debug!(%peer, "too many connections from this address still authenticating; refused");
+                    continue;
+                }
             };
             let _ = socket.set_nodelay(true);
             let keepalive = socket2::TcpKeepalive::new()
