@@ -12,7 +12,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use cmd_chat::client::private::PrivateError;
 use cmd_chat::client::{Client, ClientConfig, ClientError, Event, PrivateMessage};
 use cmd_chat::crypto::{Password, RoomCipher, derive_room_key};
-use cmd_chat::protocol::wire::PrivateEnvelope;
+use cmd_chat::protocol::wire::{PrivateEnvelope, ServerEvent};
 use common::*;
 use relay::{Mode, Relay};
 use serde_json::json;
@@ -275,6 +275,51 @@ async fn safety_codes_match_directly_and_differ_under_a_key_substituting_host() 
     let bob_code = verify(&mut bob, "ann").await;
     assert_ne!(ann_code, bob_code, "a man in the middle changes the codes");
     assert_ne!(ann.safety_code("bob"), bob.safety_code("ann"));
+}
+
+/// A server that gives a member's id a new name, without saying the member
+/// left, cannot make that member's keys speak for the new name: the client
+/// takes it as a leave and a join, and the old keys are gone.
+#[tokio::test]
+async fn a_renamed_member_id_does_not_carry_its_keys_to_the_new_name() {
+    let relay = Relay::start(Mode::Honest, PASSWORD).await;
+    let mut ann = join_relay(&relay, "ann").await;
+    let mut bob = join_relay(&relay, "bob").await;
+    joined(&mut ann, "bob").await;
+    ann.send_private("bob", "hi bob").await.unwrap();
+    tokio::join!(privates(&mut bob, 1), privates(&mut ann, 1));
+    assert!(ann.safety_code("bob").is_some());
+
+    let (ann_id, bob_id) = (relay.id_of("ann"), relay.id_of("bob"));
+    relay.inject(
+        &ann_id,
+        &ServerEvent::UserJoined {
+            user_id: bob_id.clone(),
+            username: "carol".into(),
+        },
+    );
+    relay.rename(&bob_id, "carol");
+    let left = until(&mut ann, |e| matches!(e, Event::Left { .. })).await;
+    assert_eq!(left, Event::Left { user: "bob".into() });
+    joined(&mut ann, "carol").await;
+    assert!(
+        ann.safety_code("carol").is_none(),
+        "bob's keys speak for carol"
+    );
+    assert!(ann.safety_code("bob").is_none());
+
+    // What bob sends under his old keys is not shown as carol's.
+    bob.send_private("ann", "wire the money to account 42")
+        .await
+        .unwrap();
+    let error = next_error(&mut ann).await;
+    assert!(!error.contains("wire the money"), "{error}");
+    ann.send("still here").await.unwrap();
+    let shown = until(&mut ann, |e| {
+        matches!(e, Event::Private(_)) || matches!(e, Event::Message(m) if m.text == "still here")
+    })
+    .await;
+    assert!(matches!(shown, Event::Message(_)), "{shown:?}");
 }
 
 #[tokio::test]

@@ -1568,7 +1568,16 @@ impl Client {
                     return Ok(None);
                 }
                 ServerEvent::UserJoined { user_id, username } => {
-                    self.users.retain(|u| u.user_id != user_id);
+                    // An id we know under another name is someone else now
+                    // (as on a reconnect): the member it was has left, and
+                    // the keys agreed with them go too, so they can never
+                    // speak for the new name.
+                    if let Some(pos) = self.users.iter().position(|u| u.user_id == user_id) {
+                        let known = self.users.remove(pos);
+                        if known.username != username {
+                            self.member_left(known);
+                        }
+                    }
                     self.users.push(UserInfo {
                         user_id,
                         username: username.clone(),

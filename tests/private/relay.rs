@@ -81,6 +81,7 @@ pub struct Relay {
     pub read: Arc<Mutex<Vec<String>>>,
     /// The room salt it gave its members; with the password, the room key.
     pub room_salt: [u8; 16],
+    shared: Arc<Shared>,
     task: JoinHandle<()>,
 }
 
@@ -98,6 +99,9 @@ struct Shared {
     state: Mutex<State>,
     captured: Arc<Mutex<Vec<Captured>>>,
     read: Arc<Mutex<Vec<String>>>,
+    /// Names the relay gives a member id in the private frames it relays,
+    /// in place of the member's own.
+    renamed: Mutex<HashMap<String, String>>,
 }
 
 impl Relay {
@@ -122,10 +126,12 @@ impl Relay {
             }),
             captured: Arc::clone(&captured),
             read: Arc::clone(&read),
+            renamed: Mutex::new(HashMap::new()),
         });
+        let accepting = Arc::clone(&shared);
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, Arc::clone(&shared)));
+                tokio::spawn(serve(socket, Arc::clone(&accepting)));
             }
         });
         Relay {
@@ -133,8 +139,34 @@ impl Relay {
             captured,
             read,
             room_salt,
+            shared,
             task,
         }
+    }
+
+    /// The member id of `name`.
+    pub fn id_of(&self, name: &str) -> String {
+        let state = self.shared.state.lock().unwrap();
+        let (id, _) = state
+            .members
+            .iter()
+            .find(|(_, m)| m.name == name)
+            .expect("a member of that name");
+        id.clone()
+    }
+
+    /// Sends `event` to the member `to_id` alone, as a lying server may.
+    pub fn inject(&self, to_id: &str, event: &ServerEvent) {
+        send(&self.shared.state.lock().unwrap(), to_id, event);
+    }
+
+    /// From now on, private frames from `id` say they come from `name`.
+    pub fn rename(&self, id: &str, name: &str) {
+        self.shared
+            .renamed
+            .lock()
+            .unwrap()
+            .insert(id.into(), name.into());
     }
 }
 
@@ -279,7 +311,13 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) {
                     &to,
                     &ServerEvent::Private {
                         from: user_id.clone(),
-                        from_name: username.clone(),
+                        from_name: shared
+                            .renamed
+                            .lock()
+                            .unwrap()
+                            .get(&user_id)
+                            .cloned()
+                            .unwrap_or_else(|| username.clone()),
                         body,
                     },
                 );
