@@ -214,8 +214,11 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Prints an error and gives the exit code. The message may quote the
+/// server (a refusal's reason), which is anyone's until SRP has proved it,
+/// so it is shown as the chat shows peers' text: no escape gets through.
 fn fail(code: u8, message: &str) -> ExitCode {
-    eprintln!("cmd-chat: error: {message}");
+    eprintln!("cmd-chat: error: {}", client::sanitize::sanitize(message));
     ExitCode::from(code)
 }
 

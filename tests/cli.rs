@@ -369,6 +369,50 @@ async fn exit_codes_tell_failures_apart() {
     assert_eq!(ann.event_of("joined").await["user"], "zed");
 }
 
+/// Whoever answers at the server's address (before SRP has proved anything)
+/// cannot write escape sequences to the terminal through an error reason.
+#[tokio::test]
+async fn a_refusal_cannot_write_escapes_to_the_terminal() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let impostor = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (read, mut write) = socket.into_split();
+        let _srp_init = BufReader::new(read).lines().next_line().await;
+        let reply = serde_json::json!({
+            "error": "\u{1b}]52;c;ZWNobyBwd25lZA==\u{7}\u{1b}[2J\u{1b}[Hwrong password, type it again:"
+        });
+        write
+            .write_all(format!("{reply}\n").as_bytes())
+            .await
+            .unwrap();
+        write.flush().await.unwrap();
+        // Keep the connection until the client has read the reply.
+        tokio::time::sleep(PATIENCE).await;
+    });
+    let mut cmd = cmd_chat(&["connect", "127.0.0.1", &port, "ann"]);
+    cmd.env("CMD_CHAT_PASSWORD", "pw");
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = String::new();
+    tokio::time::timeout(
+        PATIENCE,
+        child.stderr.take().unwrap().read_to_string(&mut stderr),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    impostor.abort();
+    assert!(
+        stderr.contains("wrong password, type it again"),
+        "{stderr:?}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "raw escapes on stderr: {stderr:?}"
+    );
+}
+
 #[tokio::test]
 async fn losing_the_server_is_reported() {
     let mut server = serve(&[]).await;
