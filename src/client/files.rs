@@ -105,7 +105,6 @@ pub fn percent(done: u64, size: u64) -> u64 {
 pub fn safe_file_name(name: &str, n: usize) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last
-        .trim_start_matches('.')
         .chars()
         .map(|c| {
             if c.is_control() || is_format_char(c) {
@@ -115,7 +114,11 @@ pub fn safe_file_name(name: &str, n: usize) -> String {
             }
         })
         .collect();
-    let mut cleaned = cleaned.trim().to_owned();
+    // Dots and spaces together: `" .bashrc"` must not become `.bashrc`.
+    let mut cleaned = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end()
+        .to_owned();
     while cleaned.len() > FILE_NAME_MAX {
         cleaned.pop();
     }
@@ -352,6 +355,9 @@ mod tests {
         assert_eq!(safe_file_name("..\\..\\boot.ini", 1), "boot.ini");
         assert_eq!(safe_file_name("/abs/path/x.txt", 1), "x.txt");
         assert_eq!(safe_file_name(".bashrc", 1), "bashrc");
+        assert_eq!(safe_file_name(" .bashrc", 1), "bashrc");
+        assert_eq!(safe_file_name(". .\u{3000}.profile ", 1), "profile");
+        assert_eq!(safe_file_name("\u{200B}.envrc", 1), "_.envrc");
         assert_eq!(safe_file_name("...", 2), "file-2");
         assert_eq!(safe_file_name("", 3), "file-3");
         assert_eq!(safe_file_name("dir/", 4), "file-4");
