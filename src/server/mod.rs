@@ -178,6 +178,17 @@ pub struct Server {
     shutdown_tx: watch::Sender<bool>,
 }
 
+/// How often a server turning newcomers away (`--max-pending` reached) says
+/// so: a flood of sockets must not become a flood of log lines.
+const REFUSALS_REPORTED_EVERY: Duration = Duration::from_secs(10);
+
+/// Newcomers turned away since the last report of it.
+#[derive(Default)]
+struct Refusals {
+    count: u64,
+    last: Option<Instant>,
+}
+
 impl Server {
     /// Binds `addr` and prepares the room. The password is consumed: once the
     /// verifier is derived it is wiped, and the server never holds it again.
@@ -287,6 +298,7 @@ impl Server {
             }
         };
         tokio::pin!(shutdown);
+        let refused = &mut Refusals::default();
         loop {
             let (socket, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -303,7 +315,17 @@ impl Server {
             let pending = match strangers.admit(peer.ip()) {
                 Ok(slot) => slot,
                 Err(Crowded::Room) => {
-                    warn!(%peer, "too many connections still authenticating; refused");
+                    refused.count += 1;
+                    if refused
+                        .last
+                        .is_none_or(|at| at.elapsed() >= REFUSALS_REPORTED_EVERY)
+                    {
+                        warn!(%peer, refused = refused.count, "too many connections still authenticating; newcomers turned away");
+                        *refused = Refusals {
+                            count: 0,
+                            last: Some(Instant::now()),
+                        };
+                    }
                     continue;
                 }
                 // One address holding its share: not worth a line per socket.
