@@ -494,7 +494,10 @@ impl Client {
             config,
             users: link.users,
             pending: VecDeque::new(),
-            history_count: link.messages.len() + usize::try_from(link.history).unwrap_or(0),
+            history_count: link
+                .messages
+                .len()
+                .saturating_add(usize::try_from(link.history).unwrap_or(usize::MAX)),
             replay_is_history: true,
             local_seq: 0,
             last_seq: 0,
@@ -520,7 +523,7 @@ impl Client {
         };
         for data in link.messages {
             let event = client.message_event(data, true);
-            client.pending.push_back(event);
+            client.pending.extend(event);
         }
         Ok(client)
     }
@@ -1476,7 +1479,10 @@ impl Client {
         self.last_heard = tokio::time::Instant::now();
         self.replay_is_history = false;
         self.pending.push_back(Event::Reconnected {
-            missed: link.messages.len() + usize::try_from(link.history).unwrap_or(0),
+            missed: link
+                .messages
+                .len()
+                .saturating_add(usize::try_from(link.history).unwrap_or(usize::MAX)),
             complete: link.complete.unwrap_or(false),
         });
         if restarted {
@@ -1493,7 +1499,7 @@ impl Client {
         }
         for data in link.messages {
             let event = self.message_event(data, false);
-            self.pending.push_back(event);
+            self.pending.extend(event);
         }
         Ok(None)
     }
@@ -1558,12 +1564,15 @@ impl Client {
                 },
             },
             ServerFrame::Event(event) => match event {
-                ServerEvent::Message { data } => self.message_event(data, false),
+                ServerEvent::Message { data } => match self.message_event(data, false) {
+                    Some(event) => event,
+                    None => return Ok(None),
+                },
                 ServerEvent::History { messages } => {
                     let history = self.replay_is_history;
                     for data in messages {
                         let event = self.message_event(data, history);
-                        self.pending.push_back(event);
+                        self.pending.extend(event);
                     }
                     return Ok(None);
                 }
@@ -1904,14 +1913,23 @@ impl Client {
         })
     }
 
-    fn message_event(&mut self, mut data: MessageData, history: bool) -> Event {
-        let seq = data.seq.unwrap_or_else(|| {
-            self.local_seq += 1;
-            self.local_seq
-        });
+    /// `None` for a message already shown: the server numbers a room's
+    /// messages in increasing order, so one at or below the last number
+    /// seen is a replay (a server cannot forge a message, but it could
+    /// repeat one), not shown twice.
+    fn message_event(&mut self, mut data: MessageData, history: bool) -> Option<Event> {
+        let seq = match data.seq {
+            Some(seq) if seq <= self.last_seq => return None,
+            Some(seq) => seq,
+            // 1.x servers number nothing: count here.
+            None => {
+                self.local_seq += 1;
+                self.local_seq
+            }
+        };
         self.last_seq = self.last_seq.max(seq);
         let from = std::mem::take(&mut data.username);
-        match self.cipher.decrypt(&data.text) {
+        Some(match self.cipher.decrypt(&data.text) {
             Ok(text) => Event::Message(ChatMessage {
                 seq,
                 from,
@@ -1922,7 +1940,7 @@ impl Client {
             Err(e) => Event::Error {
                 message: format!("message {seq} from {from}: {e}"),
             },
-        }
+        })
     }
 
     /// Leaves the room cleanly. Dropping the client also leaves and wipes the

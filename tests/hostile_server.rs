@@ -1,0 +1,238 @@
+//! A hostile server against the client: an impostor that knows the password
+//! (so SRP succeeds) and then sends what no honest cmd-chat server would.
+//! The client must show nothing twice, never hang, never loop for ever, and
+//! never panic.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use cmd_chat::client::{Client, ClientConfig, Event};
+use cmd_chat::crypto::srp::{ServerSession, Verifier};
+use cmd_chat::crypto::transport::{Side, derive_keys};
+use cmd_chat::crypto::{Password, RoomCipher};
+use cmd_chat::protocol::limits::{MEMBER_MAX_LINE, PRE_AUTH_MAX_LINE};
+use cmd_chat::protocol::wire::{
+    Challenge, HandshakeRequest, MessageData, NATIVE_PROTOCOL, ServerEvent, UserInfo, Welcome,
+};
+use cmd_chat::protocol::{FrameReader, FrameWriter};
+use common::{PASSWORD, PATIENCE};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+const ROOM_SALT: [u8; 16] = [7; 16];
+
+fn config(addr: std::net::SocketAddr) -> ClientConfig {
+    ClientConfig {
+        server: addr.to_string(),
+        username: "bob".into(),
+        password: Password::new(PASSWORD.into()),
+        allow_legacy: false,
+    }
+}
+
+/// A message as an honest member would have written it.
+fn message(seq: u64, text: &str) -> MessageData {
+    let cipher = RoomCipher::from_password(&Password::new(PASSWORD.into()), &ROOM_SALT);
+    MessageData {
+        id: seq.to_string(),
+        seq: Some(seq),
+        text: cipher.encrypt(text),
+        timestamp: "2026-12-04T10:00:00.000Z".into(),
+        username: "ann".into(),
+    }
+}
+
+/// The server's side of one sealed connection.
+struct Session {
+    reader: FrameReader<OwnedReadHalf>,
+    writer: FrameWriter<OwnedWriteHalf>,
+    /// What the client asked to resume after, if it reconnected.
+    after_seq: Option<u64>,
+}
+
+/// Runs SRP as the server, with the right password, and seals.
+async fn login(socket: TcpStream) -> Session {
+    let verifier = Verifier::new(&Password::new(PASSWORD.into()));
+    let (read, write) = socket.into_split();
+    let mut reader = FrameReader::new(read, PRE_AUTH_MAX_LINE);
+    let mut writer = FrameWriter::new(write);
+    let Ok(Some(HandshakeRequest::SrpInit { a, .. })) = reader.read().await else {
+        panic!("srp_init expected")
+    };
+    let session = ServerSession::start(&verifier, &STANDARD.decode(a).unwrap()).unwrap();
+    writer
+        .write(&Challenge {
+            user_id: "u1".into(),
+            b: STANDARD.encode(session.public()),
+            salt: STANDARD.encode(verifier.salt()),
+            room_salt: None,
+            native: Some(NATIVE_PROTOCOL),
+            kdf: None,
+        })
+        .await
+        .unwrap();
+    writer.flush().await.unwrap();
+    let Ok(Some(HandshakeRequest::SrpVerify { m, after_seq, .. })) = reader.read().await else {
+        panic!("srp_verify expected")
+    };
+    let (h_amk, key) = session.verify(&STANDARD.decode(m).unwrap()).unwrap();
+    writer
+        .write(&Welcome {
+            h_amk: STANDARD.encode(h_amk),
+            session_key: None,
+        })
+        .await
+        .unwrap();
+    let (sealer, opener) = derive_keys(&key, Side::Server);
+    writer.seal(sealer);
+    reader.seal(opener);
+    reader.set_max_line(MEMBER_MAX_LINE);
+    Session {
+        reader,
+        writer,
+        after_seq,
+    }
+}
+
+/// The room as the impostor describes it: ann and bob, `messages` as history,
+/// resumable (the same room id and a resume token each time).
+fn init(messages: Vec<MessageData>, history: Option<u64>, after_seq: Option<u64>) -> ServerEvent {
+    ServerEvent::Init {
+        messages,
+        users: vec![
+            UserInfo {
+                user_id: "u0".into(),
+                username: "ann".into(),
+            },
+            UserInfo {
+                user_id: "u1".into(),
+                username: "bob".into(),
+            },
+        ],
+        room_salt: Some(STANDARD.encode(ROOM_SALT)),
+        user_id: Some("u1".into()),
+        room_id: Some("room-1".into()),
+        resume_token: Some(STANDARD.encode([9u8; 32])),
+        after_seq,
+        complete: after_seq.map(|_| true),
+        locked: None,
+        knocking: Vec::new(),
+        max_file_size: None,
+        history,
+    }
+}
+
+/// The messages `client` shows until it has been quiet for a second, as
+/// `(seq, text)`.
+async fn shown(client: &mut Client) -> Vec<(u64, String)> {
+    let mut shown = Vec::new();
+    while let Ok(event) = tokio::time::timeout(Duration::from_secs(1), client.next_event()).await {
+        if let Event::Message(m) = event.expect("the session goes on") {
+            shown.push((m.seq, m.text.to_string()));
+        }
+    }
+    shown
+}
+
+#[tokio::test]
+async fn a_replayed_message_is_shown_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let impostor = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut s = login(socket).await;
+        s.writer.write(&init(Vec::new(), None, None)).await.unwrap();
+        let live = ServerEvent::Message {
+            data: message(5, "transfer 100 EUR"),
+        };
+        s.writer.write(&live).await.unwrap();
+        s.writer.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The same ciphertext again, and an older one after it.
+        s.writer.write(&live).await.unwrap();
+        s.writer
+            .write(&ServerEvent::Message {
+                data: message(4, "an old one"),
+            })
+            .await
+            .unwrap();
+        s.writer
+            .write(&ServerEvent::Message {
+                data: message(6, "new"),
+            })
+            .await
+            .unwrap();
+        s.writer.flush().await.unwrap();
+        tokio::time::sleep(PATIENCE).await;
+    });
+    let mut bob = Client::connect(config(addr)).await.unwrap();
+    let seen = shown(&mut bob).await;
+    impostor.abort();
+    assert_eq!(
+        seen,
+        [(5, "transfer 100 EUR".to_owned()), (6, "new".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_message_replayed_after_a_reconnect_is_shown_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let impostor = tokio::spawn(async move {
+        // First session: message 5 live, then the connection drops.
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut s = login(socket).await;
+        s.writer.write(&init(Vec::new(), None, None)).await.unwrap();
+        s.writer
+            .write(&ServerEvent::Message {
+                data: message(5, "transfer 100 EUR"),
+            })
+            .await
+            .unwrap();
+        s.writer.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(s);
+        // The resume asks for what came after 5; message 5 comes again anyway.
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut s = login(socket).await;
+        assert_eq!(s.after_seq, Some(5));
+        let replay = vec![message(5, "transfer 100 EUR"), message(6, "new")];
+        s.writer
+            .write(&init(replay, None, s.after_seq))
+            .await
+            .unwrap();
+        s.writer.flush().await.unwrap();
+        tokio::time::sleep(PATIENCE).await;
+    });
+    let mut bob = Client::connect(config(addr)).await.unwrap();
+    let seen = shown(&mut bob).await;
+    impostor.abort();
+    assert_eq!(
+        seen,
+        [(5, "transfer 100 EUR".to_owned()), (6, "new".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn an_absurd_history_count_is_no_panic() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let impostor = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut s = login(socket).await;
+        let history = vec![message(1, "hi")];
+        s.writer
+            .write(&init(history, Some(u64::MAX), None))
+            .await
+            .unwrap();
+        s.writer.flush().await.unwrap();
+        tokio::time::sleep(PATIENCE).await;
+    });
+    let mut bob = Client::connect(config(addr)).await.unwrap();
+    assert_eq!(bob.history_count(), usize::MAX);
+    assert_eq!(shown(&mut bob).await, [(1, "hi".to_owned())]);
+    impostor.abort();
+}
