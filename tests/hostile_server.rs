@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use cmd_chat::client::{Client, ClientConfig, Event};
+use cmd_chat::client::{Client, ClientConfig, ClientError, Event};
 use cmd_chat::crypto::srp::{ServerSession, Verifier};
 use cmd_chat::crypto::transport::{Side, derive_keys};
 use cmd_chat::crypto::{Password, RoomCipher};
@@ -20,7 +20,7 @@ use cmd_chat::protocol::wire::{
 use cmd_chat::protocol::{FrameReader, FrameWriter};
 use common::{PASSWORD, PATIENCE};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 const ROOM_SALT: [u8; 16] = [7; 16];
 
@@ -235,4 +235,49 @@ async fn an_absurd_history_count_is_no_panic() {
     assert_eq!(bob.history_count(), usize::MAX);
     assert_eq!(shown(&mut bob).await, [(1, "hi".to_owned())]);
     impostor.abort();
+}
+
+#[tokio::test]
+async fn a_server_that_stops_reading_is_given_up_on() {
+    // A small receive buffer, so the client's answers fill it soon.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let impostor = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let Session {
+            reader, mut writer, ..
+        } = login(socket).await;
+        writer.write(&init(Vec::new(), None, None)).await.unwrap();
+        writer.flush().await.unwrap();
+        // Pings the client answers, and not a byte of the answers read:
+        // enough to fill every buffer on the way many times over.
+        for _ in 0..200_000 {
+            if writer.write(&ServerEvent::Ping).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.flush().await;
+        tokio::time::sleep(PATIENCE).await;
+        drop(reader);
+    });
+    let mut bob = Client::connect(config(addr)).await.unwrap();
+    bob.set_reconnect(false);
+    bob.set_silence_limit(Duration::from_secs(1));
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Err(e) = bob.next_event().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the client gives up on a server that takes nothing");
+    impostor.abort();
+    assert!(
+        matches!(&ended, ClientError::ConnectionLost(reason) if reason.contains("stopped taking")),
+        "{ended}"
+    );
 }

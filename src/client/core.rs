@@ -241,6 +241,9 @@ pub const RECONNECT_ATTEMPTS: u32 = 12;
 pub const RECONNECT_FIRST_DELAY: Duration = Duration::from_millis(200);
 /// Longest wait between two reconnection attempts.
 pub const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(10);
+/// Time [`Client::leave`] gives the server to take its last frames: leaving
+/// must not wait on a server that stopped reading.
+pub const LEAVE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// A message sent but not yet confirmed by the server.
 struct Unacked {
@@ -1204,11 +1207,24 @@ impl Client {
         }
     }
 
+    /// Sends what is queued, within the silence limit: a server that stops
+    /// reading is as dead as one that stops talking, and must not hold us in
+    /// a write any more than in a read. Cancel-safe, as the writer's flush.
+    async fn flush_within_silence(&mut self) -> Result<(), FrameError> {
+        match tokio::time::timeout(self.silence_limit, self.writer.flush()).await {
+            Ok(flushed) => flushed,
+            Err(_) => Err(FrameError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the server stopped taking what we send",
+            ))),
+        }
+    }
+
     /// Sends what is queued. A connection that turns out to be gone starts
     /// the reconnection (and is reported as [`ClientError::Reconnecting`]),
     /// or ends the session when reconnecting is off.
     async fn flush(&mut self) -> Result<(), ClientError> {
-        match self.writer.flush().await {
+        match self.flush_within_silence().await {
             Ok(()) => Ok(()),
             Err(FrameError::Io(e)) => {
                 self.lost(e.to_string())?;
@@ -1234,7 +1250,7 @@ impl Client {
             // a flush cancelled last time finishes here.
             if self.broken.is_none()
                 && self.writer.has_unsent()
-                && let Err(e) = self.writer.flush().await
+                && let Err(e) = self.flush_within_silence().await
             {
                 self.lost(e.to_string())?;
             }
@@ -1946,12 +1962,17 @@ impl Client {
     /// Leaves the room cleanly. Dropping the client also leaves and wipes the
     /// keys; this also tells a native server it was on purpose.
     pub async fn leave(mut self) -> Result<(), ClientError> {
-        if self.transport == Transport::Sealed {
-            self.writer.write(&ClientFrame::Leave).await?;
+        let goodbye = async {
+            if self.transport == Transport::Sealed {
+                self.writer.queue(&ClientFrame::Leave)?;
+            }
+            self.writer.shutdown().await
+        };
+        match tokio::time::timeout(LEAVE_DEADLINE, goodbye).await {
+            Ok(done) => Ok(done?),
+            // Gone either way; the server will notice.
+            Err(_) => Ok(()),
         }
-        self.writer.flush().await?;
-        self.writer.shutdown().await?;
-        Ok(())
     }
 }
 
