@@ -281,3 +281,42 @@ async fn a_server_that_stops_reading_is_given_up_on() {
         "{ended}"
     );
 }
+
+/// A server that takes every resume and drops it at once does not keep the
+/// client logging in for ever: the attempts count on across such
+/// reconnections (and their waits grow), so it gives up as it would on a
+/// server that refused.
+#[tokio::test]
+async fn reconnections_dropped_at_once_use_up_the_attempts() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let impostor = tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut s = login(socket).await;
+            let after_seq = s.after_seq;
+            s.writer
+                .write(&init(Vec::new(), None, after_seq))
+                .await
+                .unwrap();
+            s.writer.flush().await.unwrap();
+            // And the connection drops.
+        }
+    });
+    let mut bob = Client::connect(config(addr)).await.unwrap();
+    let mut reconnected = 0;
+    let last_attempt = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match bob.next_event().await.expect("still trying") {
+                Event::Reconnected { .. } => reconnected += 1,
+                Event::Reconnecting { attempt, .. } if attempt >= 4 => return attempt,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the attempts count on across reconnections that drop at once");
+    impostor.abort();
+    assert_eq!(last_attempt, 4);
+    assert_eq!(reconnected, 3, "each attempt got in, and was dropped");
+}

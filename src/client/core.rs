@@ -241,6 +241,10 @@ pub const RECONNECT_ATTEMPTS: u32 = 12;
 pub const RECONNECT_FIRST_DELAY: Duration = Duration::from_millis(200);
 /// Longest wait between two reconnection attempts.
 pub const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(10);
+/// A connection must hold this long before losing it starts the reconnection
+/// attempts afresh: a server that takes every resume and drops it at once
+/// is given up on after [`RECONNECT_ATTEMPTS`], like one that refuses.
+pub const RECONNECT_STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Time [`Client::leave`] gives the server to take its last frames: leaving
 /// must not wait on a server that stopped reading.
 pub const LEAVE_DEADLINE: Duration = Duration::from_secs(2);
@@ -356,6 +360,9 @@ pub struct Client {
     /// server was restarted and `last_seq` no longer applies.
     room: RoomIdentity,
     broken: Option<Broken>,
+    /// When the last reconnection succeeded, and the attempts it had taken
+    /// since the connection last held for [`RECONNECT_STABLE_AFTER`].
+    reconnected: Option<(tokio::time::Instant, u32)>,
     next_reference: u64,
     unacked: VecDeque<Unacked>,
     /// Messages that were not confirmed, by reference, for [`Client::resend`].
@@ -511,6 +518,7 @@ impl Client {
             resume: link.resume,
             room: link.room,
             broken: None,
+            reconnected: None,
             next_reference: 1,
             unacked: VecDeque::new(),
             failed: VecDeque::new(),
@@ -1366,6 +1374,15 @@ impl Client {
         if !self.reconnect || self.transport != Transport::Sealed || self.resume.is_none() {
             return Err(ClientError::ConnectionLost(reason));
         }
+        let attempt = match self.reconnected.take() {
+            Some((at, spent)) if at.elapsed() < RECONNECT_STABLE_AFTER => spent + 1,
+            _ => 1,
+        };
+        if attempt > RECONNECT_ATTEMPTS {
+            return Err(ClientError::ConnectionLost(format!(
+                "{reason} (gave up: the server dropped each of {RECONNECT_ATTEMPTS} reconnections at once)"
+            )));
+        }
         // Transfers do not survive the connection: say which ended.
         if let Some(out) = self.outgoing.take() {
             self.pending.push_back(Event::FileFailed {
@@ -1395,13 +1412,13 @@ impl Client {
             );
         }
         self.pending.push_back(Event::Reconnecting {
-            attempt: 1,
+            attempt,
             reason: reason.clone(),
         });
         self.broken = Some(Broken {
             reason,
-            attempt: 1,
-            next_try: tokio::time::Instant::now() + RECONNECT_FIRST_DELAY,
+            attempt,
+            next_try: tokio::time::Instant::now() + reconnect_delay(attempt),
             attempt_task: None,
         });
         Ok(())
@@ -1452,10 +1469,7 @@ impl Client {
                     )));
                 }
                 broken.attempt += 1;
-                let delay = RECONNECT_FIRST_DELAY
-                    .saturating_mul(1 << (broken.attempt - 1).min(16))
-                    .min(RECONNECT_MAX_DELAY);
-                broken.next_try = tokio::time::Instant::now() + delay;
+                broken.next_try = tokio::time::Instant::now() + reconnect_delay(broken.attempt);
                 return Ok(Some(Event::Reconnecting {
                     attempt: broken.attempt,
                     reason: e.to_string(),
@@ -1463,7 +1477,8 @@ impl Client {
             }
             Err(e) => return Err(e),
         };
-        self.broken = None;
+        let spent = self.broken.take().map_or(1, |b| b.attempt);
+        self.reconnected = Some((tokio::time::Instant::now(), spent));
         self.reader = link.reader;
         self.writer = link.writer;
         // Derived from this login's room salt: a restarted server's is new,
@@ -1974,6 +1989,14 @@ impl Client {
             Err(_) => Ok(()),
         }
     }
+}
+
+/// The wait before reconnection attempt `attempt` (from 1): doubling from
+/// [`RECONNECT_FIRST_DELAY`] up to [`RECONNECT_MAX_DELAY`].
+fn reconnect_delay(attempt: u32) -> Duration {
+    RECONNECT_FIRST_DELAY
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(RECONNECT_MAX_DELAY)
 }
 
 /// The next frame; the connection closing is [`ClientError::ConnectionLost`]
