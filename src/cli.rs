@@ -12,6 +12,7 @@ use crate::client::render::Theme;
 use crate::client::{self, Client, ClientConfig, ClientError, exit_code, terminal};
 use crate::crypto::Password;
 use crate::crypto::kdf::KdfParams;
+use crate::protocol::limits::MAX_ROOM_MEMBERS;
 use crate::server::{Server, ServerConfig, limits};
 
 const PASSWORD_ENV: &str = "CMD_CHAT_PASSWORD";
@@ -83,7 +84,8 @@ pub struct ServeArgs {
     pub history: usize,
     /// Most members the room admits at once.
     #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_USERS,
-          value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize))]
+          value_parser = clap::value_parser!(u32)
+              .range(1..=MAX_ROOM_MEMBERS as i64).map(|n| n as usize))]
     pub max_users: usize,
     /// Most connections allowed to be logging in at once (at most 32 of them
     /// from one address); more are turned away.

@@ -320,3 +320,70 @@ async fn reconnections_dropped_at_once_use_up_the_attempts() {
     assert_eq!(last_attempt, 4);
     assert_eq!(reconnected, 3, "each attempt got in, and was dropped");
 }
+
+/// An impostor that announces `members` members, then one more joining.
+async fn crowded_room(members: usize) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let impostor = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut s = login(socket).await;
+        let ServerEvent::Init {
+            users: mut listed, ..
+        } = init(Vec::new(), None, None)
+        else {
+            unreachable!()
+        };
+        listed.extend((listed.len()..members).map(|i| UserInfo {
+            user_id: format!("x{i}"),
+            username: format!("n{i}"),
+        }));
+        let mut frame = init(Vec::new(), None, None);
+        if let ServerEvent::Init { users, .. } = &mut frame {
+            *users = listed;
+        }
+        s.writer.write(&frame).await.unwrap();
+        s.writer
+            .write(&ServerEvent::UserJoined {
+                user_id: "one-more".into(),
+                username: "zed".into(),
+            })
+            .await
+            .unwrap();
+        s.writer.flush().await.unwrap();
+        tokio::time::sleep(PATIENCE).await;
+    });
+    (addr, impostor)
+}
+
+/// The member list is bounded like everything else a server sends: no room
+/// holds more than MAX_ROOM_MEMBERS, so a longer list is a protocol error.
+#[tokio::test]
+async fn a_member_list_longer_than_any_room_is_refused() {
+    use cmd_chat::protocol::limits::MAX_ROOM_MEMBERS;
+    let (addr, impostor) = crowded_room(MAX_ROOM_MEMBERS + 1).await;
+    let refused = Client::connect(config(addr)).await.err();
+    impostor.abort();
+    assert!(
+        matches!(&refused, Some(ClientError::Protocol(e)) if e.contains("members")),
+        "{refused:?}"
+    );
+
+    let (addr, impostor) = crowded_room(MAX_ROOM_MEMBERS).await;
+    let mut bob = Client::connect(config(addr)).await.unwrap();
+    assert_eq!(bob.users().len(), MAX_ROOM_MEMBERS);
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Err(e) = bob.next_event().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    impostor.abort();
+    assert!(
+        matches!(&ended, ClientError::Protocol(e) if e.contains("members")),
+        "{ended}"
+    );
+}

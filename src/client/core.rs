@@ -26,7 +26,8 @@ use crate::crypto::transport::{Side, derive_keys};
 use crate::crypto::{Key32, Password, RoomCipher};
 use crate::protocol::limits::{
     CLIENT_MAX_LINE, DEFAULT_MAX_FILE_SIZE, FILE_META_TOKEN_MAX, FILE_NAME_MAX, FILE_WINDOW,
-    MAX_FILE_SIZE_CAP, MAX_PRIVATE_TEXT_LEN, PRE_AUTH_MAX_LINE, SERVER_SILENCE_LIMIT, file_chunks,
+    MAX_FILE_SIZE_CAP, MAX_PRIVATE_TEXT_LEN, MAX_ROOM_MEMBERS, PRE_AUTH_MAX_LINE,
+    SERVER_SILENCE_LIMIT, file_chunks,
 };
 use crate::protocol::wire::{
     Challenge, ClientFrame, ErrorCode, ErrorReply, FileMeta, HandshakeRequest, KnockOutcome,
@@ -750,6 +751,9 @@ impl Client {
                 ServerFrame::Event(_) => protocol("expected the room's init frame"),
             });
         };
+        if users.len() > MAX_ROOM_MEMBERS || knocking.len() > MAX_ROOM_MEMBERS {
+            return Err(too_many_members());
+        }
         let room_salt = match transport {
             Transport::Sealed => {
                 sealed_salt.ok_or_else(|| protocol("init frame without room salt"))?
@@ -1617,6 +1621,8 @@ impl Client {
                         if known.username != username {
                             self.member_left(known);
                         }
+                    } else if self.users.len() >= MAX_ROOM_MEMBERS {
+                        return Err(too_many_members());
                     }
                     self.users.push(UserInfo {
                         user_id,
@@ -1660,6 +1666,9 @@ impl Client {
                 }
                 ServerEvent::Knock { user } => {
                     self.knocking.retain(|u| *u != user);
+                    if self.knocking.len() >= MAX_ROOM_MEMBERS {
+                        return Err(too_many_members());
+                    }
                     self.knocking.push(user.clone());
                     Event::Knock { user }
                 }
@@ -1989,6 +1998,12 @@ impl Client {
             Err(_) => Ok(()),
         }
     }
+}
+
+fn too_many_members() -> ClientError {
+    protocol(format!(
+        "the server announced more than {MAX_ROOM_MEMBERS} members, which no room holds"
+    ))
 }
 
 /// The wait before reconnection attempt `attempt` (from 1): doubling from

@@ -36,6 +36,11 @@ pub const MAX_RECORD_FRAMES: usize = 1024;
 /// sealed and base64-encoded.
 pub const CLIENT_MAX_LINE: usize = 16 * 1024 * 1024;
 
+/// Most members a room holds (`serve --max-users` goes up to this). A client
+/// refuses a member list, or a list of people knocking, longer than this:
+/// what a server announces is bounded like everything else it sends.
+pub const MAX_ROOM_MEMBERS: usize = 100_000;
+
 /// Usernames: 1 to 32 printable characters, no whitespace or control.
 pub const MAX_USERNAME_CHARS: usize = 32;
 
