@@ -47,7 +47,8 @@ fn message(seq: u64, text: &str) -> MessageData {
 
 /// The server's side of one sealed connection.
 struct Session {
-    reader: FrameReader<OwnedReadHalf>,
+    /// Held so the connection stays open; an impostor reads nothing back.
+    _reader: FrameReader<OwnedReadHalf>,
     writer: FrameWriter<OwnedWriteHalf>,
     /// What the client asked to resume after, if it reconnected.
     after_seq: Option<u64>,
@@ -91,10 +92,56 @@ async fn login(socket: TcpStream) -> Session {
     reader.seal(opener);
     reader.set_max_line(MEMBER_MAX_LINE);
     Session {
-        reader,
+        _reader: reader,
         writer,
         after_seq,
     }
+}
+
+impl Session {
+    /// Writes `events` and flushes them.
+    async fn send(&mut self, events: impl IntoIterator<Item = ServerEvent>) {
+        for event in events {
+            self.writer.write(&event).await.unwrap();
+        }
+        self.writer.flush().await.unwrap();
+    }
+}
+
+/// A message event, as the room relays it.
+fn live(seq: u64, text: &str) -> ServerEvent {
+    ServerEvent::Message {
+        data: message(seq, text),
+    }
+}
+
+/// Runs `script` against whoever connects to `listener`, then keeps what it
+/// returns (its open sessions) alive until the test ends.
+async fn impostor<F, Fut, T>(listener: TcpListener, script: F) -> (std::net::SocketAddr, Impostor)
+where
+    F: FnOnce(TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send,
+    T: Send + 'static,
+{
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _kept = script(listener).await;
+        tokio::time::sleep(PATIENCE).await;
+    });
+    (addr, Impostor(task))
+}
+
+/// The impostor's task, stopped when the test is done with it.
+struct Impostor(tokio::task::JoinHandle<()>);
+
+impl Drop for Impostor {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn loopback() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
 
 /// The room as the impostor describes it: ann and bob, `messages` as history,
@@ -137,104 +184,79 @@ async fn shown(client: &mut Client) -> Vec<(u64, String)> {
     shown
 }
 
+/// The error that ends `client`'s session, events before it skipped.
+async fn session_end(client: &mut Client) -> ClientError {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Err(e) = client.next_event().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the session ends in time")
+}
+
 #[tokio::test]
 async fn a_replayed_message_is_shown_once() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let impostor = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let mut s = login(socket).await;
-        s.writer.write(&init(Vec::new(), None, None)).await.unwrap();
-        let live = ServerEvent::Message {
-            data: message(5, "transfer 100 EUR"),
-        };
-        s.writer.write(&live).await.unwrap();
-        s.writer.flush().await.unwrap();
+    let (addr, _impostor) = impostor(loopback().await, |listener| async move {
+        let mut s = login(listener.accept().await.unwrap().0).await;
+        s.send([init(Vec::new(), None, None), live(5, "transfer 100 EUR")])
+            .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         // The same ciphertext again, and an older one after it.
-        s.writer.write(&live).await.unwrap();
-        s.writer
-            .write(&ServerEvent::Message {
-                data: message(4, "an old one"),
-            })
-            .await
-            .unwrap();
-        s.writer
-            .write(&ServerEvent::Message {
-                data: message(6, "new"),
-            })
-            .await
-            .unwrap();
-        s.writer.flush().await.unwrap();
-        tokio::time::sleep(PATIENCE).await;
-    });
+        s.send([
+            live(5, "transfer 100 EUR"),
+            live(4, "an old one"),
+            live(6, "new"),
+        ])
+        .await;
+        s
+    })
+    .await;
     let mut bob = Client::connect(config(addr)).await.unwrap();
-    let seen = shown(&mut bob).await;
-    impostor.abort();
     assert_eq!(
-        seen,
+        shown(&mut bob).await,
         [(5, "transfer 100 EUR".to_owned()), (6, "new".to_owned())]
     );
 }
 
 #[tokio::test]
 async fn a_message_replayed_after_a_reconnect_is_shown_once() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let impostor = tokio::spawn(async move {
+    let (addr, _impostor) = impostor(loopback().await, |listener| async move {
         // First session: message 5 live, then the connection drops.
-        let (socket, _) = listener.accept().await.unwrap();
-        let mut s = login(socket).await;
-        s.writer.write(&init(Vec::new(), None, None)).await.unwrap();
-        s.writer
-            .write(&ServerEvent::Message {
-                data: message(5, "transfer 100 EUR"),
-            })
-            .await
-            .unwrap();
-        s.writer.flush().await.unwrap();
+        let mut s = login(listener.accept().await.unwrap().0).await;
+        s.send([init(Vec::new(), None, None), live(5, "transfer 100 EUR")])
+            .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         drop(s);
         // The resume asks for what came after 5; message 5 comes again anyway.
-        let (socket, _) = listener.accept().await.unwrap();
-        let mut s = login(socket).await;
+        let mut s = login(listener.accept().await.unwrap().0).await;
         assert_eq!(s.after_seq, Some(5));
         let replay = vec![message(5, "transfer 100 EUR"), message(6, "new")];
-        s.writer
-            .write(&init(replay, None, s.after_seq))
-            .await
-            .unwrap();
-        s.writer.flush().await.unwrap();
-        tokio::time::sleep(PATIENCE).await;
-    });
+        s.send([init(replay, None, s.after_seq)]).await;
+        s
+    })
+    .await;
     let mut bob = Client::connect(config(addr)).await.unwrap();
-    let seen = shown(&mut bob).await;
-    impostor.abort();
     assert_eq!(
-        seen,
+        shown(&mut bob).await,
         [(5, "transfer 100 EUR".to_owned()), (6, "new".to_owned())]
     );
 }
 
 #[tokio::test]
 async fn an_absurd_history_count_is_no_panic() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let impostor = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let mut s = login(socket).await;
-        let history = vec![message(1, "hi")];
-        s.writer
-            .write(&init(history, Some(u64::MAX), None))
-            .await
-            .unwrap();
-        s.writer.flush().await.unwrap();
-        tokio::time::sleep(PATIENCE).await;
-    });
+    let (addr, _impostor) = impostor(loopback().await, |listener| async move {
+        let mut s = login(listener.accept().await.unwrap().0).await;
+        s.send([init(vec![message(1, "hi")], Some(u64::MAX), None)])
+            .await;
+        s
+    })
+    .await;
     let mut bob = Client::connect(config(addr)).await.unwrap();
     assert_eq!(bob.history_count(), usize::MAX);
     assert_eq!(shown(&mut bob).await, [(1, "hi".to_owned())]);
-    impostor.abort();
 }
 
 #[tokio::test]
@@ -243,39 +265,24 @@ async fn a_server_that_stops_reading_is_given_up_on() {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(1).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let impostor = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let Session {
-            reader, mut writer, ..
-        } = login(socket).await;
-        writer.write(&init(Vec::new(), None, None)).await.unwrap();
-        writer.flush().await.unwrap();
+    let (addr, _impostor) = impostor(socket.listen(1).unwrap(), |listener| async move {
+        let mut s = login(listener.accept().await.unwrap().0).await;
+        s.send([init(Vec::new(), None, None)]).await;
         // Pings the client answers, and not a byte of the answers read:
         // enough to fill every buffer on the way many times over.
         for _ in 0..200_000 {
-            if writer.write(&ServerEvent::Ping).await.is_err() {
+            if s.writer.write(&ServerEvent::Ping).await.is_err() {
                 break;
             }
         }
-        let _ = writer.flush().await;
-        tokio::time::sleep(PATIENCE).await;
-        drop(reader);
-    });
+        let _ = s.writer.flush().await;
+        s
+    })
+    .await;
     let mut bob = Client::connect(config(addr)).await.unwrap();
     bob.set_reconnect(false);
     bob.set_silence_limit(Duration::from_secs(1));
-    let ended = tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Err(e) = bob.next_event().await {
-                return e;
-            }
-        }
-    })
-    .await
-    .expect("the client gives up on a server that takes nothing");
-    impostor.abort();
+    let ended = session_end(&mut bob).await;
     assert!(
         matches!(&ended, ClientError::ConnectionLost(reason) if reason.contains("stopped taking")),
         "{ended}"
@@ -288,21 +295,15 @@ async fn a_server_that_stops_reading_is_given_up_on() {
 /// server that refused.
 #[tokio::test]
 async fn reconnections_dropped_at_once_use_up_the_attempts() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let impostor = tokio::spawn(async move {
+    let (addr, _impostor) = impostor(loopback().await, |listener| async move {
         loop {
-            let (socket, _) = listener.accept().await.unwrap();
-            let mut s = login(socket).await;
+            let mut s = login(listener.accept().await.unwrap().0).await;
             let after_seq = s.after_seq;
-            s.writer
-                .write(&init(Vec::new(), None, after_seq))
-                .await
-                .unwrap();
-            s.writer.flush().await.unwrap();
+            s.send([init(Vec::new(), None, after_seq)]).await;
             // And the connection drops.
         }
-    });
+    })
+    .await;
     let mut bob = Client::connect(config(addr)).await.unwrap();
     let mut reconnected = 0;
     let last_attempt = tokio::time::timeout(PATIENCE, async {
@@ -316,44 +317,30 @@ async fn reconnections_dropped_at_once_use_up_the_attempts() {
     })
     .await
     .expect("the attempts count on across reconnections that drop at once");
-    impostor.abort();
     assert_eq!(last_attempt, 4);
     assert_eq!(reconnected, 3, "each attempt got in, and was dropped");
 }
 
 /// An impostor that announces `members` members, then one more joining.
-async fn crowded_room(members: usize) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let impostor = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let mut s = login(socket).await;
-        let ServerEvent::Init {
-            users: mut listed, ..
-        } = init(Vec::new(), None, None)
-        else {
-            unreachable!()
-        };
-        listed.extend((listed.len()..members).map(|i| UserInfo {
-            user_id: format!("x{i}"),
-            username: format!("n{i}"),
-        }));
+async fn crowded_room(members: usize) -> (std::net::SocketAddr, Impostor) {
+    impostor(loopback().await, move |listener| async move {
+        let mut s = login(listener.accept().await.unwrap().0).await;
         let mut frame = init(Vec::new(), None, None);
         if let ServerEvent::Init { users, .. } = &mut frame {
-            *users = listed;
+            let listed = users.len();
+            users.extend((listed..members).map(|i| UserInfo {
+                user_id: format!("x{i}"),
+                username: format!("n{i}"),
+            }));
         }
-        s.writer.write(&frame).await.unwrap();
-        s.writer
-            .write(&ServerEvent::UserJoined {
-                user_id: "one-more".into(),
-                username: "zed".into(),
-            })
-            .await
-            .unwrap();
-        s.writer.flush().await.unwrap();
-        tokio::time::sleep(PATIENCE).await;
-    });
-    (addr, impostor)
+        let one_more = ServerEvent::UserJoined {
+            user_id: "one-more".into(),
+            username: "zed".into(),
+        };
+        s.send([frame, one_more]).await;
+        s
+    })
+    .await
 }
 
 /// The member list is bounded like everything else a server sends: no room
@@ -361,27 +348,17 @@ async fn crowded_room(members: usize) -> (std::net::SocketAddr, tokio::task::Joi
 #[tokio::test]
 async fn a_member_list_longer_than_any_room_is_refused() {
     use cmd_chat::protocol::limits::MAX_ROOM_MEMBERS;
-    let (addr, impostor) = crowded_room(MAX_ROOM_MEMBERS + 1).await;
+    let (addr, _impostor) = crowded_room(MAX_ROOM_MEMBERS + 1).await;
     let refused = Client::connect(config(addr)).await.err();
-    impostor.abort();
     assert!(
         matches!(&refused, Some(ClientError::Protocol(e)) if e.contains("members")),
         "{refused:?}"
     );
 
-    let (addr, impostor) = crowded_room(MAX_ROOM_MEMBERS).await;
+    let (addr, _impostor) = crowded_room(MAX_ROOM_MEMBERS).await;
     let mut bob = Client::connect(config(addr)).await.unwrap();
     assert_eq!(bob.users().len(), MAX_ROOM_MEMBERS);
-    let ended = tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Err(e) = bob.next_event().await {
-                return e;
-            }
-        }
-    })
-    .await
-    .unwrap();
-    impostor.abort();
+    let ended = session_end(&mut bob).await;
     assert!(
         matches!(&ended, ClientError::Protocol(e) if e.contains("members")),
         "{ended}"
