@@ -1219,17 +1219,14 @@ impl Client {
         }
     }
 
-    /// Sends what is queued, within the silence limit: a server that stops
-    /// reading is as dead as one that stops talking, and must not hold us in
-    /// a write any more than in a read. Cancel-safe, as the writer's flush.
+    /// Sends what is queued, unless the server takes nothing for the silence
+    /// limit: a server that stops reading is as dead as one that stops
+    /// talking, and must not hold us in a write any more than in a read (a
+    /// slow link that keeps taking bytes is fine). Cancel-safe.
     async fn flush_within_silence(&mut self) -> Result<(), FrameError> {
-        match tokio::time::timeout(self.silence_limit, self.writer.flush()).await {
-            Ok(flushed) => flushed,
-            Err(_) => Err(FrameError::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the server stopped taking what we send",
-            ))),
-        }
+        self.writer
+            .flush_unless_stalled(Some(self.silence_limit))
+            .await
     }
 
     /// Sends what is queued. A connection that turns out to be gone starts

@@ -370,9 +370,28 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Sends everything queued. Cancel-safe: the frames are sealed before the
     /// first await, and the buffer keeps what the socket has not taken.
     pub async fn flush(&mut self) -> Result<(), FrameError> {
+        self.flush_unless_stalled(None).await
+    }
+
+    /// [`Self::flush`], failing with [`io::ErrorKind::TimedOut`] once the
+    /// peer has taken nothing for `stall`: a slow peer still gets everything,
+    /// one that stopped reading is given up on.
+    pub async fn flush_unless_stalled(
+        &mut self,
+        stall: Option<std::time::Duration>,
+    ) -> Result<(), FrameError> {
         self.seal_record()?;
         while self.sent < self.buf.len() {
-            let n = self.out.write(&self.buf[self.sent..]).await?;
+            let write = self.out.write(&self.buf[self.sent..]);
+            let n = match stall {
+                None => write.await?,
+                Some(stall) => tokio::time::timeout(stall, write).await.map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the peer stopped taking what we send",
+                    )
+                })??,
+            };
             if n == 0 {
                 return Err(FrameError::Io(io::ErrorKind::WriteZero.into()));
             }
@@ -545,5 +564,42 @@ mod tests {
                 "{plaintext:?}: {outcome:?}"
             );
         }
+    }
+
+    /// A peer that takes bytes slowly gets them all; one that takes nothing
+    /// for the stall limit is given up on. (Paused clock: no real waiting.)
+    #[tokio::test(start_paused = true)]
+    async fn slow_is_not_stalled() {
+        use std::time::Duration;
+        use tokio::io::AsyncReadExt;
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut writer = FrameWriter::new(near);
+        writer.queue_text(&"x".repeat(4096)).unwrap();
+        let slow_reader = tokio::spawn(async move {
+            let mut got = 0;
+            let mut buf = [0u8; 64];
+            while got < 4097 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                got += far.read(&mut buf).await.unwrap();
+            }
+            got
+        });
+        // About 650 ms in all, never more than 10 ms without progress.
+        writer
+            .flush_unless_stalled(Some(Duration::from_millis(200)))
+            .await
+            .unwrap();
+        assert_eq!(slow_reader.await.unwrap(), 4097);
+
+        let (near, _not_reading) = tokio::io::duplex(64);
+        let mut writer = FrameWriter::new(near);
+        writer.queue_text(&"x".repeat(4096)).unwrap();
+        let stalled = writer
+            .flush_unless_stalled(Some(Duration::from_millis(200)))
+            .await;
+        assert!(
+            matches!(&stalled, Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::TimedOut),
+            "{stalled:?}"
+        );
     }
 }
