@@ -364,3 +364,43 @@ async fn a_member_list_longer_than_any_room_is_refused() {
         "{ended}"
     );
 }
+
+/// Attempts refused while the server was away do not count against the
+/// connection that follows: only reconnections dropped at once do.
+#[tokio::test]
+async fn a_quick_drop_after_a_long_outage_starts_almost_afresh() {
+    let (addr, _impostor) = impostor(loopback().await, |listener| async move {
+        let mut s = login(listener.accept().await.unwrap().0).await;
+        s.send([init(Vec::new(), None, None)]).await;
+        drop(s);
+        // Away: three attempts turned away before they could log in.
+        for _ in 0..3 {
+            drop(listener.accept().await.unwrap());
+        }
+        // Back, but the first reconnection drops at once.
+        let mut s = login(listener.accept().await.unwrap().0).await;
+        let after_seq = s.after_seq;
+        s.send([init(Vec::new(), None, after_seq)]).await;
+        drop(s);
+        let mut s = login(listener.accept().await.unwrap().0).await;
+        let after_seq = s.after_seq;
+        s.send([init(Vec::new(), None, after_seq)]).await;
+        s
+    })
+    .await;
+    let mut bob = Client::connect(config(addr)).await.unwrap();
+    let mut attempts = Vec::new();
+    let mut reconnected = 0;
+    tokio::time::timeout(PATIENCE, async {
+        while reconnected < 2 {
+            match bob.next_event().await.expect("still trying") {
+                Event::Reconnecting { attempt, .. } => attempts.push(attempt),
+                Event::Reconnected { .. } => reconnected += 1,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("back in the room");
+    assert_eq!(attempts, [1, 2, 3, 4, 2]);
+}

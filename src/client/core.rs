@@ -242,9 +242,10 @@ pub const RECONNECT_ATTEMPTS: u32 = 12;
 pub const RECONNECT_FIRST_DELAY: Duration = Duration::from_millis(200);
 /// Longest wait between two reconnection attempts.
 pub const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(10);
-/// A connection must hold this long before losing it starts the reconnection
-/// attempts afresh: a server that takes every resume and drops it at once
-/// is given up on after [`RECONNECT_ATTEMPTS`], like one that refuses.
+/// A reconnection lost again sooner than this counts as a failed attempt
+/// (the next run of attempts starts that much further on): a server that
+/// takes every resume and drops it at once is given up on after
+/// [`RECONNECT_ATTEMPTS`], like one that refuses.
 pub const RECONNECT_STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Time [`Client::leave`] gives the server to take its last frames: leaving
 /// must not wait on a server that stopped reading.
@@ -361,9 +362,11 @@ pub struct Client {
     /// server was restarted and `last_seq` no longer applies.
     room: RoomIdentity,
     broken: Option<Broken>,
-    /// When the last reconnection succeeded, and the attempts it had taken
-    /// since the connection last held for [`RECONNECT_STABLE_AFTER`].
-    reconnected: Option<(tokio::time::Instant, u32)>,
+    /// When the last reconnection succeeded.
+    reconnected_at: Option<tokio::time::Instant>,
+    /// Reconnections in a row that were lost again within
+    /// [`RECONNECT_STABLE_AFTER`].
+    quick_drops: u32,
     next_reference: u64,
     unacked: VecDeque<Unacked>,
     /// Messages that were not confirmed, by reference, for [`Client::resend`].
@@ -519,7 +522,8 @@ impl Client {
             resume: link.resume,
             room: link.room,
             broken: None,
-            reconnected: None,
+            reconnected_at: None,
+            quick_drops: 0,
             next_reference: 1,
             unacked: VecDeque::new(),
             failed: VecDeque::new(),
@@ -1375,15 +1379,16 @@ impl Client {
         if !self.reconnect || self.transport != Transport::Sealed || self.resume.is_none() {
             return Err(ClientError::ConnectionLost(reason));
         }
-        let attempt = match self.reconnected.take() {
-            Some((at, spent)) if at.elapsed() < RECONNECT_STABLE_AFTER => spent + 1,
-            _ => 1,
-        };
-        if attempt > RECONNECT_ATTEMPTS {
+        match self.reconnected_at.take() {
+            Some(at) if at.elapsed() < RECONNECT_STABLE_AFTER => self.quick_drops += 1,
+            _ => self.quick_drops = 0,
+        }
+        if self.quick_drops >= RECONNECT_ATTEMPTS {
             return Err(ClientError::ConnectionLost(format!(
-                "{reason} (gave up: the server dropped each of {RECONNECT_ATTEMPTS} reconnections at once)"
+                "{reason} (gave up: the server dropped {RECONNECT_ATTEMPTS} reconnections in a row at once)"
             )));
         }
+        let attempt = 1 + self.quick_drops;
         // Transfers do not survive the connection: say which ended.
         if let Some(out) = self.outgoing.take() {
             self.pending.push_back(Event::FileFailed {
@@ -1478,8 +1483,8 @@ impl Client {
             }
             Err(e) => return Err(e),
         };
-        let spent = self.broken.take().map_or(1, |b| b.attempt);
-        self.reconnected = Some((tokio::time::Instant::now(), spent));
+        self.broken = None;
+        self.reconnected_at = Some(tokio::time::Instant::now());
         self.reader = link.reader;
         self.writer = link.writer;
         // Derived from this login's room salt: a restarted server's is new,
