@@ -47,8 +47,7 @@ fn message(seq: u64, text: &str) -> MessageData {
 
 /// The server's side of one sealed connection.
 struct Session {
-    /// Held so the connection stays open; an impostor reads nothing back.
-    _reader: FrameReader<OwnedReadHalf>,
+    reader: FrameReader<OwnedReadHalf>,
     writer: FrameWriter<OwnedWriteHalf>,
     /// What the client asked to resume after, if it reconnected.
     after_seq: Option<u64>,
@@ -92,7 +91,7 @@ async fn login(socket: TcpStream) -> Session {
     reader.seal(opener);
     reader.set_max_line(MEMBER_MAX_LINE);
     Session {
-        _reader: reader,
+        reader,
         writer,
         after_seq,
     }
@@ -403,4 +402,46 @@ async fn a_quick_drop_after_a_long_outage_starts_almost_afresh() {
     .await
     .expect("back in the room");
     assert_eq!(attempts, [1, 2, 3, 4, 2]);
+}
+
+/// A script whose messages are lost with the connection hears about every
+/// one of them before it leaves, not only the first.
+#[tokio::test]
+async fn a_script_hears_of_every_message_lost_with_the_connection() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (addr, _impostor) = impostor(loopback().await, |listener| async move {
+        let mut s = login(listener.accept().await.unwrap().0).await;
+        s.send([init(Vec::new(), None, None)]).await;
+        // Takes both messages, confirms neither, and drops the connection.
+        for _ in 0..2 {
+            s.reader.read_text().await.unwrap().expect("a message");
+        }
+    })
+    .await;
+    let mut script = tokio::process::Command::new(env!("CARGO_BIN_EXE_cmd-chat"))
+        .args(["connect", "127.0.0.1", &addr.port().to_string(), "bob"])
+        .env("CMD_CHAT_PASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = script.stdin.take().unwrap();
+    input.write_all(b"one\ntwo\n").await.unwrap();
+    drop(input);
+    let mut lines = BufReader::new(script.stdout.take().unwrap()).lines();
+    let mut failed = Vec::new();
+    while let Some(line) = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("the script goes on or ends in time")
+        .unwrap()
+    {
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if event["event"] == "failed" {
+            failed.push(event["ref"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(failed, [1, 2]);
 }

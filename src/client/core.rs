@@ -1146,6 +1146,12 @@ impl Client {
         !self.unacked.is_empty()
     }
 
+    /// Whether events are queued that [`Client::next_event`] returns at
+    /// once: a lost connection reports every unconfirmed message together.
+    pub fn has_events_ready(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Files received whole, oldest first, numbered for [`Client::save_file`].
     pub fn received_files(&self) -> impl Iterator<Item = &ReceivedFile> {
         self.received.iter()
@@ -1988,6 +1994,10 @@ impl Client {
     /// Leaves the room cleanly. Dropping the client also leaves and wipes the
     /// keys; this also tells a native server it was on purpose.
     pub async fn leave(mut self) -> Result<(), ClientError> {
+        // Already gone: there is nobody to tell.
+        if self.broken.is_some() {
+            return Ok(());
+        }
         let goodbye = async {
             if self.transport == Transport::Sealed {
                 self.writer.queue(&ClientFrame::Leave)?;

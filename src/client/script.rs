@@ -261,7 +261,11 @@ where
     // piping in its lines learns the fate of each.
     let mut input_done = false;
     loop {
-        if input_done && !client.sending() && !client.awaiting_receipts() {
+        if input_done
+            && !client.sending()
+            && !client.awaiting_receipts()
+            && !client.has_events_ready()
+        {
             break;
         }
         tokio::select! {
