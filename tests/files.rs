@@ -552,7 +552,12 @@ async fn hostile_file_frames_are_refused_and_the_member_stays() {
 /// disconnected by a sender that loops offer, chunks, cancel.
 #[tokio::test]
 async fn cancel_and_offer_again_stays_paced() {
-    let server = TestServer::native().await;
+    // A rate that never binds: the pacing of files alone protects bob.
+    let server = TestServer::start(ServerConfig {
+        rate_per_sec: 1_000_000,
+        ..TestServer::config_for_tests()
+    })
+    .await;
     // bob logs in and then stops reading: the slowest possible receiver.
     let mut bob = Raw::connect(server.addr).await;
     bob.login("bob", PASSWORD, true).await.unwrap();

@@ -20,14 +20,16 @@
 //!   count against the chat message rate, and never flood anyone's queue.
 //! - a transfer cancelled or refused with chunks still unacknowledged keeps
 //!   its place among the sender's open transfers until those chunks would
-//!   have been acknowledged: otherwise cancelling and offering again would
-//!   start a fresh window each time, unpaced.
+//!   have been acknowledged, or [`FILE_DRAIN_MAX`] at most: otherwise
+//!   cancelling and offering again would start a fresh window each time,
+//!   unpaced.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use super::limits::{
-    FILE_BACKLOG_PAUSE, FILE_BYTES_BURST, FILE_BYTES_PER_SEC, MAX_TRANSFERS_PER_MEMBER,
+    FILE_BACKLOG_PAUSE, FILE_BYTES_BURST, FILE_BYTES_PER_SEC, FILE_DRAIN_MAX,
+    MAX_TRANSFERS_PER_MEMBER,
 };
 use super::outbox::Outbound;
 use super::room::{Membership, Room, Superseded};
@@ -48,6 +50,10 @@ pub enum FileRefusal {
     DuplicateId,
     #[error("file refused: slow down (offers count against the room's message rate)")]
     TooFast,
+    #[error(
+        "file refused: a cancelled file is still reaching members who are behind; try again in a few seconds"
+    )]
+    StillDraining,
     #[error(
         "file refused: at most {MAX_TRANSFERS_PER_MEMBER} files at once; wait for one to finish"
     )]
@@ -124,10 +130,11 @@ impl ByteBudget {
 pub(crate) struct Transfers {
     /// By transfer id.
     active: HashMap<String, Transfer>,
-    /// The receivers of transfers that ended with chunks unacknowledged: each
-    /// holds a place among the open transfers until it would have been
-    /// acknowledged (budget in credit, receivers caught up).
-    draining: Vec<HashSet<String>>,
+    /// The receivers of transfers that ended with chunks unacknowledged, and
+    /// when each gives its place back at the latest: each holds a place among
+    /// the open transfers until it would have been acknowledged (budget in
+    /// credit, receivers caught up).
+    draining: Vec<(Instant, HashSet<String>)>,
     /// File bytes this member may send before its acknowledgements slow down.
     budget: ByteBudget,
     /// The most chunks a file may have in this room.
@@ -175,8 +182,11 @@ impl Transfers {
         if self.active.contains_key(&id) {
             return Err(FileRefusal::DuplicateId);
         }
-        if self.active.len() + self.draining.len() >= MAX_TRANSFERS_PER_MEMBER {
+        if self.active.len() >= MAX_TRANSFERS_PER_MEMBER {
             return Err(FileRefusal::TooMany);
+        }
+        if self.active.len() + self.draining.len() >= MAX_TRANSFERS_PER_MEMBER {
+            return Err(FileRefusal::StillDraining);
         }
         if chunks == 0 || u64::from(chunks) > self.max_chunks {
             return Err(FileRefusal::TooLarge {
@@ -261,7 +271,8 @@ impl Transfers {
             });
             room.abort_file(&transfer.receivers, &frame);
             if transfer.acked < transfer.relayed {
-                self.draining.push(transfer.receivers);
+                self.draining
+                    .push((Instant::now() + FILE_DRAIN_MAX, transfer.receivers));
             }
         }
     }
@@ -285,11 +296,17 @@ impl Transfers {
     /// and that transfer's receivers have caught up. A transfer whose last
     /// chunk is acknowledged is finished.
     pub fn release_acks(&mut self, room: &Room) -> Vec<Outbound> {
-        if !self.holding() || !self.budget.in_credit(Instant::now()) {
+        let now = Instant::now();
+        let in_credit = self.budget.in_credit(now);
+        // A draining place is given back once it would have been
+        // acknowledged, or when its time is up.
+        self.draining.retain(|(until, receivers)| {
+            let caught_up = in_credit && room.file_backlog(receivers) <= FILE_BACKLOG_PAUSE;
+            now < *until && !caught_up
+        });
+        if !self.holding() || !in_credit {
             return Vec::new();
         }
-        self.draining
-            .retain(|receivers| room.file_backlog(receivers) > FILE_BACKLOG_PAUSE);
         let mut acks = Vec::new();
         let mut finished = Vec::new();
         for (id, transfer) in &mut self.active {
@@ -405,7 +422,7 @@ mod tests {
         transfers.abort(&room, "ann", "h", "cancelled");
         assert_eq!(
             transfers.offer(&ann, "i".into(), 20, cipher().encrypt("meta")),
-            Err(FileRefusal::TooMany)
+            Err(FileRefusal::StillDraining)
         );
         // Once bob has caught up, those places are free again.
         while !bob_inbox.is_empty() {
@@ -416,6 +433,36 @@ mod tests {
         transfers
             .offer(&ann, "i".into(), 20, cipher().encrypt("meta"))
             .unwrap();
+    }
+
+    #[test]
+    fn a_receiver_who_stays_behind_holds_a_cancelled_place_for_a_bounded_time() {
+        let room = room();
+        let (ann, _, _ann_inbox) = member(&room, "ann");
+        let (_bob, bob_queue, _bob_inbox) = member(&room, "bob");
+        let mut transfers = Transfers::new(5 << 20);
+        let token = chunk_token();
+        bob_queue
+            .push(&"x".repeat(FILE_BACKLOG_PAUSE).into())
+            .unwrap();
+        for id in ["f", "g"] {
+            transfers
+                .offer(&ann, id.into(), 20, cipher().encrypt("meta"))
+                .unwrap();
+            transfers.chunk(&ann, id.into(), 0, token.clone()).unwrap();
+            transfers.abort(&room, "ann", id, "cancelled");
+        }
+        let offer = |t: &mut Transfers| t.offer(&ann, "h".into(), 20, cipher().encrypt("meta"));
+        assert_eq!(offer(&mut transfers), Err(FileRefusal::StillDraining));
+        assert!(transfers.release_acks(&room).is_empty());
+        assert!(transfers.holding(), "bob is still behind");
+        // FILE_DRAIN_MAX later, bob still behind:
+        for (until, _) in &mut transfers.draining {
+            *until = Instant::now();
+        }
+        assert!(transfers.release_acks(&room).is_empty());
+        assert!(!transfers.holding());
+        assert_eq!(offer(&mut transfers), Ok(()));
     }
 
     #[test]

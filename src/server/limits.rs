@@ -106,6 +106,12 @@ pub const FILE_BYTES_BURST: usize = 8 * 1024 * 1024;
 /// queue (bounded at [`MAX_QUEUED_BYTES`]) and gets it disconnected.
 pub const FILE_BACKLOG_PAUSE: usize = 1024 * 1024;
 
+/// Longest a cancelled transfer's unacknowledged chunks keep its place among
+/// the sender's transfers while its receivers catch up: long enough that
+/// cancelling and offering again paces like one transfer, short enough that
+/// a member who stays behind cannot keep the sender from sending for long.
+pub const FILE_DRAIN_MAX: Duration = Duration::from_secs(10);
+
 /// A receiver with more than this queued when a chunk is due is dropped from
 /// that transfer (and told so) rather than being disconnected for it. Half of
 /// [`MAX_QUEUED_BYTES`], so chat keeps flowing to it.
