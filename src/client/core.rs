@@ -328,6 +328,16 @@ struct Link {
     max_file_size: u64,
 }
 
+impl Link {
+    /// Messages this login replays: those in `init` and those announced to
+    /// follow (however large a number the server claims).
+    fn replayed(&self) -> usize {
+        self.messages
+            .len()
+            .saturating_add(usize::try_from(self.history).unwrap_or(usize::MAX))
+    }
+}
+
 /// A member of a room.
 pub struct Client {
     reader: FrameReader<OwnedReadHalf>,
@@ -500,6 +510,7 @@ impl Client {
     /// The client for a login that went through.
     fn joined(config: ClientConfig, link: Link) -> Result<Self, ClientError> {
         let config_username = config.username.clone();
+        let history_count = link.replayed();
         let mut client = Client {
             reader: link.reader,
             writer: link.writer,
@@ -508,10 +519,7 @@ impl Client {
             config,
             users: link.users,
             pending: VecDeque::new(),
-            history_count: link
-                .messages
-                .len()
-                .saturating_add(usize::try_from(link.history).unwrap_or(usize::MAX)),
+            history_count,
             replay_is_history: true,
             local_seq: 0,
             last_seq: 0,
@@ -1491,6 +1499,7 @@ impl Client {
         };
         self.broken = None;
         self.reconnected_at = Some(tokio::time::Instant::now());
+        let missed = link.replayed();
         self.reader = link.reader;
         self.writer = link.writer;
         // Derived from this login's room salt: a restarted server's is new,
@@ -1522,10 +1531,7 @@ impl Client {
         self.last_heard = tokio::time::Instant::now();
         self.replay_is_history = false;
         self.pending.push_back(Event::Reconnected {
-            missed: link
-                .messages
-                .len()
-                .saturating_add(usize::try_from(link.history).unwrap_or(usize::MAX)),
+            missed,
             complete: link.complete.unwrap_or(false),
         });
         if restarted {
