@@ -38,13 +38,13 @@ pub fn validate(name: &str) -> Result<(), UsernameError> {
 }
 
 /// What a name looks like on a screen, three ways, once compatibility forms
-/// are folded (NFKC): its Unicode TS #39 confusable skeleton, that of its lowercase, and the lowercase of its
-/// skeleton skeletonized again. Two names that share any of them could pass
-/// for each other (`ann`, `Ann` and `аnn` with a Cyrillic `а`; `bob1`, `bobl`
-/// and `bobI`; `mike` and `rnike`; `Bob` and `Вob` with a Cyrillic `В`, whose
-/// skeleton is `B` but whose lowercase `в` is no Latin letter's), so a room
-/// lets in at most one of them: a member cannot be impersonated by a
-/// lookalike name.
+/// are folded (NFKC): its Unicode TS #39 confusable skeleton, that of its
+/// lowercase, and the lowercase of its skeleton skeletonized again. Two
+/// names that share any of them could pass for each other (`ann`, `Ann` and
+/// `аnn` with a Cyrillic `а`; `bob1`, `bobl` and `bobI`; `mike` and `rnike`;
+/// `Bob` and `Вob` with a Cyrillic `В`, whose skeleton is `B` but whose
+/// lowercase `в` is no Latin letter's; `ⓐnn` and `ann`), so a room lets in
+/// at most one of them: a member cannot be impersonated by a lookalike name.
 pub fn likenesses(name: &str) -> [String; 3] {
     // Compatibility forms first (`ⓐ`, `ᵃ`, `ᴬ`, `ⁿ` are `a`, `a`, `A`, `n`
     // in another dress), which the skeleton alone leaves as they are.
