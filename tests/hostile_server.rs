@@ -139,6 +139,15 @@ impl Drop for Impostor {
     }
 }
 
+/// Lets the next connection in: logs it in and describes the room, with no
+/// messages; a reconnection is answered as a resume.
+async fn admit(listener: &TcpListener) -> Session {
+    let mut s = login(listener.accept().await.unwrap().0).await;
+    let after_seq = s.after_seq;
+    s.send([init(Vec::new(), None, after_seq)]).await;
+    s
+}
+
 async fn loopback() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
@@ -265,8 +274,7 @@ async fn a_server_that_stops_reading_is_given_up_on() {
     socket.set_recv_buffer_size(4096).unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let (addr, _impostor) = impostor(socket.listen(1).unwrap(), |listener| async move {
-        let mut s = login(listener.accept().await.unwrap().0).await;
-        s.send([init(Vec::new(), None, None)]).await;
+        let mut s = admit(&listener).await;
         // Pings the client answers, and not a byte of the answers read:
         // enough to fill every buffer on the way many times over.
         for _ in 0..200_000 {
@@ -296,9 +304,7 @@ async fn a_server_that_stops_reading_is_given_up_on() {
 async fn reconnections_dropped_at_once_use_up_the_attempts() {
     let (addr, _impostor) = impostor(loopback().await, |listener| async move {
         loop {
-            let mut s = login(listener.accept().await.unwrap().0).await;
-            let after_seq = s.after_seq;
-            s.send([init(Vec::new(), None, after_seq)]).await;
+            admit(&listener).await;
             // And the connection drops.
         }
     })
@@ -369,22 +375,14 @@ async fn a_member_list_longer_than_any_room_is_refused() {
 #[tokio::test]
 async fn a_quick_drop_after_a_long_outage_starts_almost_afresh() {
     let (addr, _impostor) = impostor(loopback().await, |listener| async move {
-        let mut s = login(listener.accept().await.unwrap().0).await;
-        s.send([init(Vec::new(), None, None)]).await;
-        drop(s);
+        drop(admit(&listener).await);
         // Away: three attempts turned away before they could log in.
         for _ in 0..3 {
             drop(listener.accept().await.unwrap());
         }
         // Back, but the first reconnection drops at once.
-        let mut s = login(listener.accept().await.unwrap().0).await;
-        let after_seq = s.after_seq;
-        s.send([init(Vec::new(), None, after_seq)]).await;
-        drop(s);
-        let mut s = login(listener.accept().await.unwrap().0).await;
-        let after_seq = s.after_seq;
-        s.send([init(Vec::new(), None, after_seq)]).await;
-        s
+        drop(admit(&listener).await);
+        admit(&listener).await
     })
     .await;
     let mut bob = Client::connect(config(addr)).await.unwrap();
@@ -411,8 +409,7 @@ async fn a_script_hears_of_every_message_lost_with_the_connection() {
     use std::process::Stdio;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let (addr, _impostor) = impostor(loopback().await, |listener| async move {
-        let mut s = login(listener.accept().await.unwrap().0).await;
-        s.send([init(Vec::new(), None, None)]).await;
+        let mut s = admit(&listener).await;
         // Takes both messages, confirms neither, and drops the connection.
         for _ in 0..2 {
             s.reader.read_text().await.unwrap().expect("a message");
