@@ -65,8 +65,10 @@
 
 use std::sync::LazyLock;
 
-use crypto_bigint::modular::ConstMontyForm;
-use crypto_bigint::{U256, U512, U2048, Uint, Word, const_monty_params};
+use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams, ConstMontyForm};
+use crypto_bigint::{
+    BoxedUint, MontyForm, MontyMultiplier, Odd, U256, U512, U2048, Uint, Word, const_monty_params,
+};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
@@ -181,9 +183,16 @@ impl FixedBase {
 /// `pow_bounded_exp` uses the same windows (one multiplication more, for
 /// the first) but picks the power a word at a time through `cmov`, copying
 /// every candidate (about 25 µs of a 256-bit exponentiation here); this one
-/// gives the same results (tested) and shares the tables' select. Left
-/// unwiped, as by the crate: the stack slots that `mul`, `square` and
-/// `select` return their values through.
+/// gives the same results (tested) and shares the tables' select.
+///
+/// The squarings, three in four of the operations, go through the crate's
+/// `BoxedMontyForm` multiplier: since crypto-bigint 0.7.11 it squares
+/// 2048-bit values with a dedicated kernel (each cross product computed
+/// once), which `ConstMontyForm` does not have, and takes the server's half
+/// of a login from 666–678 to 617–627 µs (`srp_cost`, BENCHMARKS.md). The
+/// accumulator and the multiplier's scratch are wiped on drop; left unwiped,
+/// as by the crate: the stack slots that `mul` and `select` return their
+/// values through.
 fn pow_secret<const L: usize>(base: &Residue, exponent: &Uint<L>) -> Residue {
     const { assert!((Word::BITS as usize).is_multiple_of(WINDOW)) };
     // powers[j] = base^j; as secret as the base.
@@ -192,27 +201,42 @@ fn pow_secret<const L: usize>(base: &Residue, exponent: &Uint<L>) -> Residue {
     for j in 2..ENTRIES {
         powers[j] = powers[j - 1].mul(base);
     }
+    let params = &GROUP.boxed_params;
+    let mut multiplier = <BoxedMontyForm as MontyForm>::Multiplier::from(params);
+    let mut acc = Zeroizing::new(BoxedMontyForm::one(params));
+    let mut entry = Zeroizing::new(BoxedMontyForm::one(params));
     let words = exponent.as_words();
-    let mut acc = Zeroizing::new(Residue::ONE);
-    let mut entry = Zeroizing::new(Residue::ONE);
     for i in (0..Uint::<L>::BITS as usize / WINDOW).rev() {
         let bit = i * WINDOW;
         let mut digit = Zeroizing::new(
             (words[bit / Word::BITS as usize] >> (bit % Word::BITS as usize))
                 & (ENTRIES as Word - 1),
         );
-        *entry = select(&powers, *digit);
+        let mut power = Zeroizing::new(select(&powers, *digit));
         digit.zeroize();
+        entry
+            .as_montgomery_mut()
+            .as_mut_words()
+            .copy_from_slice(power.as_montgomery().as_words());
+        power.zeroize();
         if i == Uint::<L>::BITS as usize / WINDOW - 1 {
-            *acc = *entry;
+            acc.as_montgomery_mut()
+                .as_mut_words()
+                .copy_from_slice(entry.as_montgomery().as_words());
         } else {
             for _ in 0..WINDOW {
-                *acc = acc.square();
+                multiplier.square_assign(&mut acc);
             }
-            *acc = acc.mul(&entry);
+            multiplier.mul_assign(&mut acc, &entry);
         }
     }
-    *acc
+    let result = Zeroizing::new(U2048::from_words(
+        acc.as_montgomery()
+            .as_words()
+            .try_into()
+            .expect("the accumulator has the width of N"),
+    ));
+    Residue::from_montgomery(*result)
 }
 
 /// `row[digit]`, reading every entry of `row` whole: each word of the
@@ -347,6 +371,8 @@ struct Group {
     /// `H(I)`, the second input of `M`.
     h_identity: [u8; 32],
     g_table: FixedBase,
+    /// `N` for the crate's `BoxedMontyForm`, whose squaring `pow_secret` uses.
+    boxed_params: BoxedMontyParams,
 }
 
 static GROUP: LazyLock<Group> = LazyLock::new(|| {
@@ -365,6 +391,9 @@ static GROUP: LazyLock<Group> = LazyLock::new(|| {
         hn_xor_hg,
         h_identity: sha256(&[IDENTITY]),
         g_table: FixedBase::new(&Residue::new(&g)),
+        boxed_params: BoxedMontyParams::new(
+            Odd::new(BoxedUint::from(Residue::MODULUS.get())).expect("N is odd"),
+        ),
     }
 });
 
