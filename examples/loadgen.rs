@@ -81,8 +81,9 @@ struct Args {
     /// Messages sent in total, spread over the senders.
     #[arg(long, default_value_t = 1000)]
     messages: u64,
-    /// Total send rate in messages per second; unthrottled (closed-loop) without it.
-    #[arg(long, value_name = "MSGS_PER_S")]
+    /// Total send rate in messages per second; with --handshakes, logins
+    /// started per second. Unthrottled (closed-loop) without it.
+    #[arg(long, value_name = "PER_S")]
     rate: Option<f64>,
     /// Speak the original (1.x) plaintext protocol instead of the sealed native one.
     #[arg(long, conflicts_with = "bare")]
@@ -1207,6 +1208,11 @@ async fn handshake_mode(
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
     let timed_out = Arc::new(AtomicBool::new(false));
     let mark = CpuMark::now(args.server_pid);
+    // With --rate, login i starts no earlier than i / rate seconds in (still
+    // at most --concurrency in flight), so the server's CPU per login can be
+    // read at a given load as well as at full rate.
+    let start = tokio::time::Instant::now();
+    let pace = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
         let (next, done, failed, first_error, timed_out) = (
@@ -1223,6 +1229,9 @@ async fn handshake_mode(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
                     break;
+                }
+                if let Some(pace) = pace {
+                    tokio::time::sleep_until(start + pace.mul_f64(i as f64)).await;
                 }
                 if Instant::now() >= deadline {
                     timed_out.store(true, Ordering::Relaxed);
@@ -1285,6 +1294,7 @@ async fn handshake_mode(
         "mode": if legacy { "legacy" } else { "native" },
         "handshakes": ok,
         "concurrency": args.concurrency,
+        "rate": args.rate,
         "handshakes_per_sec": (ok as f64 / wall).round(),
         "duration_s": round3(wall),
         "p50_ms": round3(percentile(&latencies, 50.0)),
