@@ -596,3 +596,42 @@ async fn scripted_send_and_save() {
     // ann's directory holds only what she sent from.
     assert_eq!(std::fs::read_dir(ann_dir.path()).unwrap().count(), 1);
 }
+
+/// A server turning newcomers away at `--max-pending` says so at once, and
+/// says how many more it turned away once its reporting period is up, even
+/// when nobody knocks after them.
+#[tokio::test]
+async fn newcomers_turned_away_are_counted_in_the_log() {
+    let mut serve = serve(&["--max-pending", "1"]).await;
+    let mut log = BufReader::new(serve.child.stderr.take().unwrap()).lines();
+    let addr = format!("127.0.0.1:{}", serve.port);
+    // One stranger holds the only place and says nothing.
+    let _holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let mut turned_away = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(
+            PATIENCE,
+            tokio::io::AsyncReadExt::read(&mut turned_away, &mut byte),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(read, Ok(0) | Err(_)), "closed at once: {read:?}");
+    }
+    let mut lines = Vec::new();
+    // The first refusal at once, the other two within the reporting period.
+    while !lines.iter().any(|l: &String| l.contains("refused=2")) {
+        let line = tokio::time::timeout(Duration::from_secs(30), log.next_line())
+            .await
+            .expect("the count of the rest is reported")
+            .unwrap()
+            .expect("the server is still running");
+        lines.push(line);
+    }
+    let first = lines.iter().position(|l| l.contains("refused=1"));
+    assert!(
+        first.is_some_and(|i| lines[i].contains("turned away")),
+        "{lines:#?}"
+    );
+}

@@ -182,11 +182,41 @@ pub struct Server {
 /// so: a flood of sockets must not become a flood of log lines.
 const REFUSALS_REPORTED_EVERY: Duration = Duration::from_secs(10);
 
-/// Newcomers turned away since the last report of it.
+/// Newcomers turned away at `--max-pending`, reported at most once per
+/// [`REFUSALS_REPORTED_EVERY`]: the first at once, the rest counted and
+/// reported when that period is up, even if no one else knocks meanwhile.
 #[derive(Default)]
 struct Refusals {
+    /// Turned away since the last report.
     count: u64,
-    last: Option<Instant>,
+    last_report: Option<Instant>,
+}
+
+impl Refusals {
+    fn refuse(&mut self) {
+        self.count += 1;
+        if self
+            .last_report
+            .is_none_or(|at| at.elapsed() >= REFUSALS_REPORTED_EVERY)
+        {
+            self.report();
+        }
+    }
+
+    /// When the newcomers counted since the last report are due to be reported.
+    fn due(&self) -> Option<tokio::time::Instant> {
+        let last = self.last_report?;
+        (self.count > 0).then(|| (last + REFUSALS_REPORTED_EVERY).into())
+    }
+
+    fn report(&mut self) {
+        warn!(
+            refused = self.count,
+            "too many connections still authenticating; newcomers turned away"
+        );
+        self.count = 0;
+        self.last_report = Some(Instant::now());
+    }
 }
 
 impl Server {
@@ -298,8 +328,9 @@ impl Server {
             }
         };
         tokio::pin!(shutdown);
-        let refused = &mut Refusals::default();
+        let mut refused = Refusals::default();
         loop {
+            let report_due = refused.due();
             let (socket, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(pair) => pair,
@@ -310,22 +341,16 @@ impl Server {
                         continue;
                     }
                 },
+                () = sleep_until_some(report_due) => {
+                    refused.report();
+                    continue;
+                }
                 () = &mut shutdown => break,
             };
             let pending = match strangers.admit(peer.ip()) {
                 Ok(slot) => slot,
                 Err(Crowded::Room) => {
-                    refused.count += 1;
-                    if refused
-                        .last
-                        .is_none_or(|at| at.elapsed() >= REFUSALS_REPORTED_EVERY)
-                    {
-                        warn!(%peer, refused = refused.count, "too many connections still authenticating; newcomers turned away");
-                        *refused = Refusals {
-                            count: 0,
-                            last: Some(Instant::now()),
-                        };
-                    }
+                    refused.refuse();
                     continue;
                 }
                 // One address holding its share: not worth a line per socket.
@@ -356,6 +381,14 @@ impl Server {
             warn!("some connections did not close in time");
         }
         self.shared.room.close();
+    }
+}
+
+/// Sleeps until `at`; never completes without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
