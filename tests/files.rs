@@ -534,7 +534,7 @@ async fn hostile_file_frames_are_refused_and_the_member_stays() {
 
     // bob heard of the transfers that opened and of their end, and nothing
     // else; eve is still a member.
-    raw.send(json!({"type": "message", "text": raw.encrypt("still here")}))
+    raw.send(json!({"type": "message", "text": raw.encrypt_message("still here")}))
         .await;
     let heard = events_until(&mut bob, |e| matches!(e, Event::Message(_))).await;
     assert!(

@@ -422,7 +422,7 @@ hostile!(a_thousand_connections_at_once, |s| {
 
 hostile!(tampered_sealed_frame, |s| {
     let mut eve = member(s, "eve").await;
-    let token = eve.encrypt("forged");
+    let token = eve.encrypt_message("forged");
     let mut bytes = seal(
         &mut eve,
         &json!({"type": "message", "text": token}).to_string(),
@@ -448,7 +448,7 @@ hostile!(reordered_sealed_frames, |s| {
 });
 hostile!(truncated_sealed_frame, |s| {
     let mut eve = member(s, "eve").await;
-    let frame = json!({"type": "message", "text": eve.encrypt("cut")}).to_string();
+    let frame = json!({"type": "message", "text": eve.encrypt_message("cut")}).to_string();
     let bytes = seal(&mut eve, &frame);
     eve.send_line(&sealed_line(&bytes[..bytes.len() - 5])).await;
     expect_dropped(&mut eve).await;
@@ -484,7 +484,7 @@ hostile!(message_text_of_wrong_type, |s| {
 });
 hostile!(oversized_message_is_refused, |s| {
     let mut eve = member(s, "eve").await;
-    let token = eve.encrypt(&"x".repeat(50_000));
+    let token = eve.encrypt_message(&"x".repeat(50_000));
     eve.send(json!({"type": "message", "text": token})).await;
     expect_error_reply(&mut eve, "message_refused").await;
 });
@@ -498,7 +498,7 @@ hostile!(oversized_line_after_authentication, |s| {
 async fn spoofed_sender_is_ignored() {
     let Scene { server, mut ann } = Scene::new(false).await;
     let mut eve = member(&server, "eve").await;
-    let token = eve.encrypt("I am ann");
+    let token = eve.encrypt_message("I am ann");
     eve.send(json!({"type": "message", "text": token, "username": "ann", "user_id": "x"}))
         .await;
     let frame = eve.recv_type("message").await;
@@ -510,6 +510,56 @@ async fn spoofed_sender_is_ignored() {
     assert!(
         matches!(heard, Event::Message(ref m) if m.from == "eve" && m.text == "I am ann"),
         "{heard:?}"
+    );
+}
+
+/// In a native-only room a message's token holds its writer's name, which
+/// the server cannot change: a token relayed under another name (as a server
+/// that kept it could relay it), or one with no name inside, is reported and
+/// not shown as that member's words.
+#[tokio::test]
+async fn a_token_relayed_under_another_name_is_not_shown() {
+    let Scene { server, mut ann } = Scene::new(false).await;
+    let mut eve = member(&server, "eve").await;
+    let is_message_or_error = |e: &Event| matches!(e, Event::Message(_) | Event::Error { .. });
+
+    let bobs = eve.encrypt(&json!({"from": "bob", "text": "I owe eve 100"}).to_string());
+    eve.send(json!({"type": "message", "text": bobs})).await;
+    let heard = until(&mut ann, is_message_or_error).await;
+    assert!(
+        matches!(&heard, Event::Error { message }
+            if message.contains("written by bob, but the server says eve sent it")),
+        "{heard:?}"
+    );
+
+    let unnamed = eve.encrypt("no name inside");
+    eve.send(json!({"type": "message", "text": unnamed})).await;
+    let heard = until(&mut ann, is_message_or_error).await;
+    assert!(
+        matches!(&heard, Event::Error { message } if message.contains("does not name its writer")),
+        "{heard:?}"
+    );
+
+    eve.send(json!({"type": "message", "text": eve.encrypt_message("mine")}))
+        .await;
+    let heard = until(&mut ann, is_message_or_error).await;
+    assert!(
+        matches!(&heard, Event::Message(m) if m.from == "eve" && m.text == "mine"),
+        "{heard:?}"
+    );
+}
+
+/// A room that admits cmd-chat 1.x clients keeps their format: the text
+/// alone, as 1.x writes and reads it.
+#[tokio::test]
+async fn a_room_with_legacy_members_carries_the_text_alone() {
+    let Scene { server, mut ann } = Scene::new(true).await;
+    let mut old = legacy_member(&server, "old").await;
+    ann.send("to everyone").await.unwrap();
+    let frame = old.recv_type("message").await;
+    assert_eq!(
+        old.decrypt(frame["data"]["text"].as_str().unwrap()),
+        "to everyone"
     );
 }
 

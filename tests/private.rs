@@ -132,7 +132,7 @@ async fn private_messages_reach_their_addressee_only_both_ways() {
         assert_ne!(frame["type"], "private", "{frame}");
         if frame["type"] == "message" {
             assert_eq!(
-                eve.decrypt(frame["data"]["text"].as_str().unwrap()),
+                eve.decrypt_message(frame["data"]["text"].as_str().unwrap()),
                 "marker"
             );
             break;

@@ -718,7 +718,7 @@ async fn a_replaced_connection_cannot_act_on_frames_it_still_holds() {
     const BATCH: usize = 2000;
     let mut batch = Vec::new();
     for i in 0..BATCH {
-        let frame = json!({"type": "message", "text": old.encrypt(&format!("old {i}"))});
+        let frame = json!({"type": "message", "text": old.encrypt_message(&format!("old {i}"))});
         let sealed = old
             .sealer
             .as_mut()
@@ -743,12 +743,12 @@ async fn a_replaced_connection_cannot_act_on_frames_it_still_holds() {
     }
     // Whatever the old connection posted before the takeover is in the new
     // one's init; after it, the new connection must hear nothing from it.
-    new.send(json!({"type": "message", "text": new.encrypt("marker")}))
+    new.send(json!({"type": "message", "text": new.encrypt_message("marker")}))
         .await;
     let mut late = Vec::new();
     loop {
         let frame = new.recv_type("message").await;
-        let text = new.decrypt(frame["data"]["text"].as_str().unwrap());
+        let text = new.decrypt_message(frame["data"]["text"].as_str().unwrap());
         if text == "marker" {
             break;
         }
@@ -786,11 +786,11 @@ async fn of_two_takeovers_begun_together_the_first_to_finish_wins() {
     let refusal = slow.end_login(slow_login).await.unwrap_err();
     assert_eq!(refusal["code"], "name_taken", "{refusal}");
     assert_eq!(slow.recv().await, None);
-    fast.send(json!({"type": "message", "text": fast.encrypt("still here")}))
+    fast.send(json!({"type": "message", "text": fast.encrypt_message("still here")}))
         .await;
     let echo = fast.recv_type("message").await;
     assert_eq!(
-        fast.decrypt(echo["data"]["text"].as_str().unwrap()),
+        fast.decrypt_message(echo["data"]["text"].as_str().unwrap()),
         "still here"
     );
     assert_eq!(next_message(&mut bob).await.1, "still here");

@@ -66,7 +66,7 @@ async fn tampered_sealed_frame_ends_only_that_connection() {
     let mut eve = Raw::connect(server.addr).await;
     eve.login("eve", PASSWORD, true).await.unwrap();
     next(&mut ann).await; // eve joined
-    let token = eve.encrypt("tampered");
+    let token = eve.encrypt_message("tampered");
     let frame = json!({"type": "message", "text": token}).to_string();
     let mut sealed = eve.sealer.as_mut().unwrap().seal(frame.as_bytes()).unwrap();
     sealed[3] ^= 0x40;
@@ -92,7 +92,7 @@ async fn replayed_and_clear_text_frames_end_a_sealed_connection() {
 
     let mut eve = Raw::connect(server.addr).await;
     eve.login("eve", PASSWORD, true).await.unwrap();
-    let frame = json!({"type": "message", "text": eve.encrypt("once")}).to_string();
+    let frame = json!({"type": "message", "text": eve.encrypt_message("once")}).to_string();
     let sealed = json!({"sealed": STANDARD.encode(eve.sealer.as_mut().unwrap().seal(frame.as_bytes()).unwrap())});
     eve.send_line(&sealed.to_string()).await;
     eve.send_line(&sealed.to_string()).await; // replay
@@ -149,7 +149,7 @@ async fn legacy_and_native_members_share_a_room() {
     assert_ne!(token, "hi from native", "the server relays ciphertext");
     assert_eq!(old.decrypt(token), "hi from native");
 
-    let token = old.encrypt("hi from legacy");
+    let token = old.encrypt_message("hi from legacy");
     old.send(json!({"type": "message", "text": token})).await;
     assert_eq!(
         next_message(&mut ann).await,
@@ -247,7 +247,7 @@ async fn plaintext_is_refused_and_the_member_stays() {
         let reply = old.recv().await.unwrap();
         assert!(reply.get("error").is_some(), "{reply}");
     }
-    old.send(json!({"type": "message", "text": old.encrypt("encrypted")}))
+    old.send(json!({"type": "message", "text": old.encrypt_message("encrypted")}))
         .await;
     assert_eq!(
         next_message(&mut ann).await,

@@ -31,8 +31,8 @@ use crate::protocol::limits::{
 };
 use crate::protocol::wire::{
     Challenge, ClientFrame, ErrorCode, ErrorReply, FileMeta, HandshakeRequest, KnockOutcome,
-    MessageData, NATIVE_PROTOCOL, PrivateEnvelope, Reply, ServerEvent, ServerFrame, UserInfo,
-    Welcome,
+    MessageData, MessagePlaintext, NATIVE_PROTOCOL, PrivateEnvelope, Reply, ServerEvent,
+    ServerFrame, UserInfo, Welcome,
 };
 use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
 
@@ -308,6 +308,8 @@ struct Link {
     reader: FrameReader<OwnedReadHalf>,
     writer: FrameWriter<OwnedWriteHalf>,
     cipher: RoomCipher,
+    /// Whether messages carry their writer's name ([`MessagePlaintext`]).
+    names_inside: bool,
     transport: Transport,
     users: Vec<UserInfo>,
     messages: Vec<MessageData>,
@@ -343,6 +345,8 @@ pub struct Client {
     reader: FrameReader<OwnedReadHalf>,
     writer: FrameWriter<OwnedWriteHalf>,
     cipher: RoomCipher,
+    /// Whether messages carry their writer's name ([`MessagePlaintext`]).
+    names_inside: bool,
     transport: Transport,
     /// Kept (wiped on drop) so a lost connection can log in again.
     config: ClientConfig,
@@ -462,6 +466,11 @@ struct Login {
     password: Password,
     /// A 1.x server's room salt, from its challenge.
     legacy_room_salt: Option<String>,
+    /// Whether the room admits native clients only, so its messages carry
+    /// their writer's name (see [`MessagePlaintext`]). Known for certain: such
+    /// a room stretches the password, and a login that skipped the stretch
+    /// could not have proved itself to the server nor the server to us.
+    names_inside: bool,
     /// What the server said after `H_AMK`: `init`, `waiting`, or a refusal.
     first: ServerFrame,
 }
@@ -515,6 +524,7 @@ impl Client {
             reader: link.reader,
             writer: link.writer,
             cipher: link.cipher,
+            names_inside: link.names_inside,
             transport: link.transport,
             config,
             users: link.users,
@@ -657,6 +667,7 @@ impl Client {
                 )));
             }
         };
+        let stretched = stretch.is_some();
         // Argon2id and SRP's exponentiations: keep them off the reactor.
         let password = config.password.clone();
         let (proof, password) = tokio::task::spawn_blocking(move || {
@@ -708,6 +719,7 @@ impl Client {
             transport,
             password,
             legacy_room_salt: challenge.room_salt,
+            names_inside: stretched,
             first,
         })
     }
@@ -724,6 +736,7 @@ impl Client {
             transport,
             password,
             legacy_room_salt,
+            names_inside,
             mut first,
         } = login;
         if let ServerFrame::Event(ServerEvent::Waiting {
@@ -792,6 +805,7 @@ impl Client {
             reader,
             writer,
             cipher,
+            names_inside,
             transport,
             users,
             messages,
@@ -864,7 +878,7 @@ impl Client {
     /// [`ClientError::MessageTooLong`] leaves the session usable: nothing was
     /// sent. While reconnecting, the message is reported failed at once.
     pub async fn send(&mut self, text: &str) -> Result<u64, ClientError> {
-        let token = self.cipher.encrypt(text);
+        let token = self.seal_message(text);
         match token::check_shape(&token) {
             Ok(()) => {}
             Err(token::TokenError::TooLong) => return Err(ClientError::MessageTooLong),
@@ -1505,6 +1519,7 @@ impl Client {
         // Derived from this login's room salt: a restarted server's is new,
         // and so is its room key.
         self.cipher = link.cipher;
+        self.names_inside = link.names_inside;
         self.locked = link.locked;
         self.knocking = link.knocking;
         self.max_file_size = link.max_file_size;
@@ -1983,7 +1998,7 @@ impl Client {
         };
         self.last_seq = self.last_seq.max(seq);
         let from = std::mem::take(&mut data.username);
-        Some(match self.cipher.decrypt(&data.text) {
+        Some(match self.open_message(&data.text, &from) {
             Ok(text) => Event::Message(ChatMessage {
                 seq,
                 from,
@@ -1991,10 +2006,46 @@ impl Client {
                 timestamp: std::mem::take(&mut data.timestamp),
                 history,
             }),
-            Err(e) => Event::Error {
-                message: format!("message {seq} from {from}: {e}"),
+            Err(why) => Event::Error {
+                message: format!("message {seq} from {from}: {why}; not shown"),
             },
         })
+    }
+
+    /// The Fernet token for `text`: with our name inside it in rooms whose
+    /// messages carry one.
+    fn seal_message(&self, text: &str) -> String {
+        if !self.names_inside {
+            return self.cipher.encrypt(text);
+        }
+        let plaintext = MessagePlaintext {
+            from: self.config.username.as_str().into(),
+            text: text.into(),
+        };
+        let json = Zeroizing::new(serde_json::to_string(&plaintext).expect("plaintexts serialize"));
+        self.cipher.encrypt(&json)
+    }
+
+    /// The text of the token `token` the server says `from` sent. In rooms
+    /// whose messages carry their writer's name, that name must be `from`:
+    /// otherwise the server (which cannot write a token) has moved one
+    /// member's words under another's name.
+    fn open_message(&self, token: &str, from: &str) -> Result<String, String> {
+        let text = self.cipher.decrypt(token).map_err(|e| e.to_string())?;
+        if !self.names_inside {
+            return Ok(text);
+        }
+        let text = Zeroizing::new(text);
+        let inside: MessagePlaintext<'_> = serde_json::from_str(&text).map_err(|_| {
+            "its token does not name its writer, as every message in this room must".to_owned()
+        })?;
+        if inside.from != from {
+            return Err(format!(
+                "written by {}, but the server says {from} sent it",
+                inside.from
+            ));
+        }
+        Ok(inside.text.into_owned())
     }
 
     /// Leaves the room cleanly. Dropping the client also leaves and wipes the

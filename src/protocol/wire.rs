@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the sealed native protocol this build speaks. 2: a sealed
-/// record may hold several frames.
-pub const NATIVE_PROTOCOL: u32 = 2;
+/// record may hold several frames. 3: in rooms that admit native clients
+/// only, a message's token holds its writer's name ([`MessagePlaintext`]).
+pub const NATIVE_PROTOCOL: u32 = 3;
 
 /// Client → server, before authentication.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,6 +284,23 @@ pub struct MessageData {
     /// RFC 3339, UTC, set by the server.
     pub timestamp: String,
     pub username: String,
+}
+
+/// What a message's Fernet token holds in a room that admits native clients
+/// only: the text and the name of the member who wrote it. The server never
+/// holds the room key, so it can relay and store a message but cannot change
+/// the name inside; a client that is told "ann" sent a token written by
+/// "bob" says so instead of showing it. Rooms that admit cmd-chat 1.x
+/// clients carry the text alone, as 1.x does. (The room key is shared, so
+/// this binds a message to a name against the server, not against another
+/// member who knows the password.)
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagePlaintext<'a> {
+    #[serde(borrow)]
+    pub from: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub text: std::borrow::Cow<'a, str>,
 }
 
 /// Server → client, once a member.

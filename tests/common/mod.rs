@@ -182,6 +182,11 @@ pub struct Raw {
     pub cipher: Option<RoomCipher>,
     /// Frames of a sealed record not yet returned by [`Raw::recv`].
     pending: std::collections::VecDeque<Value>,
+    /// The name this connection logged in with.
+    pub name: String,
+    /// Whether the room admits native clients only (its challenge asked for
+    /// a password stretch), so a message's token holds its writer's name.
+    pub names_inside: bool,
     /// Whether [`Raw::login`] reads the `history` frames a native server
     /// sends after `init` and returns them in `init`'s `messages`, as a 1.x
     /// server sends them (the default).
@@ -198,6 +203,8 @@ impl Raw {
             sealer: None,
             opener: None,
             cipher: None,
+            name: String::new(),
+            names_inside: false,
             pending: Default::default(),
             collect_history: true,
         }
@@ -329,6 +336,8 @@ impl Raw {
             let kdf_salt = STANDARD.decode(kdf["salt"].as_str().unwrap()).unwrap();
             pw = cmd_chat::crypto::kdf::stretch(&pw, &kdf_salt, params).unwrap();
         }
+        self.name = name.to_owned();
+        self.names_inside = challenge.get("kdf").is_some();
         let proof = srp.respond(&pw, &salt, &b).unwrap();
         let verify = json!({"cmd": "srp_verify", "user_id": challenge["user_id"], "M": STANDARD.encode(proof.m())});
         Ok(Handshake {
@@ -399,5 +408,25 @@ impl Raw {
 
     pub fn decrypt(&self, token: &str) -> String {
         self.cipher.as_ref().unwrap().decrypt(token).unwrap()
+    }
+
+    /// A message's token for `text`, as a client of this room writes it:
+    /// with this connection's name inside in a native-only room.
+    pub fn encrypt_message(&self, text: &str) -> String {
+        if !self.names_inside {
+            return self.encrypt(text);
+        }
+        self.encrypt(&json!({"from": self.name, "text": text}).to_string())
+    }
+
+    /// The text of a message's token; in a native-only room, the text
+    /// beside its writer's name.
+    pub fn decrypt_message(&self, token: &str) -> String {
+        let plaintext = self.decrypt(token);
+        if !self.names_inside {
+            return plaintext;
+        }
+        let inside: Value = serde_json::from_str(&plaintext).expect("a name inside");
+        inside["text"].as_str().expect("text").to_owned()
     }
 }
