@@ -442,3 +442,57 @@ async fn a_script_hears_of_every_message_lost_with_the_connection() {
     }
     assert_eq!(failed, [1, 2]);
 }
+
+/// An on-path attacker swaps one sealed record for garbage of valid base64.
+/// The client reports a protocol error, and a caller that asks for the next
+/// event anyway gets another error, not the record after the swapped one
+/// (which would open, with the nonce after it): a record cannot be cut out
+/// of the stream unnoticed.
+#[tokio::test]
+async fn a_swapped_record_ends_what_the_client_believes() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (server_addr, _impostor) = impostor(loopback().await, |listener| async move {
+        let mut s = admit(&listener).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.send([live(1, "you are being kicked: reconnect to ann's server")])
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.send([live(2, "two")]).await;
+        s
+    })
+    .await;
+    // The attacker: a proxy that replaces the server's fourth line (challenge,
+    // welcome, init, then record 1).
+    let proxy = loopback().await;
+    let addr = proxy.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (client, _) = proxy.accept().await.unwrap();
+        let server = TcpStream::connect(server_addr).await.unwrap();
+        let (mut cr, mut cw) = client.into_split();
+        let (sr, mut sw) = server.into_split();
+        tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+        let mut lines = BufReader::new(sr).lines();
+        let mut n = 0;
+        while let Ok(Some(line)) = lines.next_line().await {
+            let line = if n == 3 {
+                format!("{{\"sealed\":\"{}\"}}", STANDARD.encode([0u8; 48]))
+            } else {
+                line
+            };
+            n += 1;
+            cw.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        }
+    });
+    let mut bob = Client::connect(config(addr)).await.unwrap();
+    let first = tokio::time::timeout(PATIENCE, bob.next_event())
+        .await
+        .unwrap();
+    assert!(matches!(first, Err(ClientError::Protocol(_))), "{first:?}");
+    let second = tokio::time::timeout(PATIENCE, bob.next_event())
+        .await
+        .unwrap();
+    assert!(
+        matches!(second, Err(ClientError::Protocol(_))),
+        "record 1 was cut out and the stream went on: {second:?}"
+    );
+}

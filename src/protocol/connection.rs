@@ -43,6 +43,8 @@ pub enum FrameError {
     EmptyFrame,
     #[error("a sealed record held more than {MAX_RECORD_FRAMES} frames")]
     TooManyFrames,
+    #[error("an earlier read failed; the connection can't be trusted")]
+    Broken,
     #[error(transparent)]
     Seal(#[from] SealError),
     #[error("connection error: {0}")]
@@ -64,6 +66,9 @@ pub struct FrameReader<R> {
     next: usize,
     /// Frames taken from `record` so far.
     taken: usize,
+    /// Set once reading failed other than on a frame's JSON: a record was
+    /// forged, dropped or cut, and nothing after it may be believed.
+    broken: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -79,6 +84,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             record: String::new(),
             next: 1,
             taken: 0,
+            broken: false,
         }
     }
 
@@ -171,6 +177,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     ///
     /// Cancel-safe: the only await is on the line stream.
     async fn next_frame(&mut self) -> Result<Option<Range<usize>>, FrameError> {
+        if self.broken {
+            return Err(FrameError::Broken);
+        }
+        // Any failure is final: a caller that reads on must not get the
+        // record after a forged one, opened with the nonce after it.
+        let next = self.next_frame_unlatched().await;
+        self.broken = next.is_err();
+        next
+    }
+
+    async fn next_frame_unlatched(&mut self) -> Result<Option<Range<usize>>, FrameError> {
         if let Some(frame) = self.next_in_record()? {
             return Ok(Some(frame));
         }
@@ -564,6 +581,44 @@ mod tests {
                 "{plaintext:?}: {outcome:?}"
             );
         }
+    }
+
+    /// After a record fails to open, the reader reads nothing more: the next
+    /// record would open with the nonce after the failed one, so a record an
+    /// on-path attacker replaced with garbage of valid base64 would be cut
+    /// out unnoticed by a caller that reads on.
+    #[tokio::test]
+    async fn nothing_is_read_after_a_record_that_fails_to_open() {
+        let (mut writer, opener) = sealed_pair();
+        writer.write_text("{\"n\":0}").await.unwrap();
+        writer.flush().await.unwrap();
+        writer
+            .write_text("{\"kick\":\"dropped by the attacker\"}")
+            .await
+            .unwrap();
+        writer.flush().await.unwrap();
+        writer.write_text("{\"n\":2}").await.unwrap();
+        writer.flush().await.unwrap();
+        let wire = writer.into_inner();
+        let lines: Vec<&[u8]> = wire
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        // The attacker replaces record 1 with 32 bytes of base64 garbage.
+        let garbage = format!("{SEALED_HEAD}{}{SEALED_TAIL}", STANDARD.encode([0u8; 32]));
+        let mut tampered = Vec::new();
+        for line in [lines[0], garbage.as_bytes(), lines[2]] {
+            tampered.extend_from_slice(line);
+            tampered.push(b'\n');
+        }
+        let mut r = reader(tampered, opener);
+        assert_eq!(r.read_text().await.unwrap().unwrap(), "{\"n\":0}");
+        assert!(matches!(
+            r.read_text().await,
+            Err(FrameError::Seal(SealError::Forged))
+        ));
+        // Final: record 2 is not believed.
+        assert!(matches!(r.read_text().await, Err(FrameError::Broken)));
     }
 
     /// A peer that takes bytes slowly gets them all; one that takes nothing
