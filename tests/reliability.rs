@@ -816,3 +816,51 @@ async fn a_takeover_of_a_session_that_ended_meanwhile_joins_afresh() {
     assert_eq!(next(&mut bob).await, Event::Joined { user: "ann".into() });
     assert_eq!(server.room.member_names(), ["bob", "ann"]);
 }
+
+/// Sends `n` messages at once; how many the server stored (the rest are
+/// refused as over the rate).
+async fn burst(raw: &mut Raw, n: u64) -> u64 {
+    for reference in 1..=n {
+        let text = raw.encrypt_message("spam");
+        raw.send(json!({"type": "message", "text": text, "ref": reference}))
+            .await;
+    }
+    let (mut stored, mut answered) = (0, 0);
+    while answered < n {
+        let frame = raw.recv().await.expect("the connection stays open");
+        if frame["type"] == "sent" {
+            stored += 1;
+            answered += 1;
+        } else if frame["code"] == "rate_limited" {
+            answered += 1;
+        }
+    }
+    stored
+}
+
+/// A member that takes its own session over, as a reconnecting client does,
+/// keeps the session's `--rate` bucket: a takeover is not a fresh burst
+/// (and the others see no leave and join to tell them it happened).
+#[tokio::test]
+async fn taking_a_session_over_does_not_refill_its_rate() {
+    let server = TestServer::start(ServerConfig {
+        rate_per_sec: 1,
+        ..TestServer::config_for_tests()
+    })
+    .await;
+    let mut raw = Raw::connect(server.addr).await;
+    let session = session_of(&raw.login("ann", PASSWORD, true).await.unwrap());
+    let mut stored = burst(&mut raw, 60).await;
+    for _ in 0..3 {
+        let (mut again, login) = begin_takeover(&server, "ann", &session).await;
+        again.end_login(login).await.expect("the takeover passes");
+        stored += burst(&mut again, 60).await;
+        raw = again;
+    }
+    drop(raw);
+    // The burst (50) and about one a second since.
+    assert!(
+        (50..=60).contains(&stored),
+        "{stored} messages stored at --rate 1"
+    );
+}

@@ -298,37 +298,6 @@ where
     })
 }
 
-/// A token bucket: `rate` messages per second on average, `burst` at once.
-struct RateLimit {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    at: Instant,
-}
-
-impl RateLimit {
-    fn new(rate: u32, burst: u32) -> Self {
-        Self {
-            tokens: f64::from(burst),
-            rate: f64::from(rate),
-            burst: f64::from(burst),
-            at: Instant::now(),
-        }
-    }
-
-    fn allow(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// How a knock on a locked room ended, for the knocking connection.
 enum KnockEnd {
     /// A member let us in: join.
@@ -546,7 +515,10 @@ async fn serve_member<R, W>(
     let mut transfers = Transfers::new(config.max_file_size);
 
     let read_loop = async {
-        let mut rate = RateLimit::new(config.rate_per_sec, RATE_BURST.max(config.rate_per_sec));
+        // The session's bucket, not this connection's (see `SessionRate`).
+        let rate = membership.rate();
+        let burst = RATE_BURST.max(config.rate_per_sec);
+        let allow = || rate.allow(config.rate_per_sec, burst, Instant::now());
         let mut ping = {
             // Short idle deadlines (tests, tuned rooms) need pings to match.
             let every = PING_INTERVAL.min(config.idle_timeout / 3);
@@ -604,7 +576,7 @@ async fn serve_member<R, W>(
                                 .about_message(reference),
                         );
                         Ok(())
-                    } else if !rate.allow(Instant::now()) {
+                    } else if !allow() {
                         reply(
                             ErrorReply::new(
                                 ErrorCode::RateLimited,
@@ -625,7 +597,7 @@ async fn serve_member<R, W>(
                         })
                     }
                 }
-                ClientFrame::Clear if rate.allow(Instant::now()) => membership.clear(),
+                ClientFrame::Clear if allow() => membership.clear(),
                 ClientFrame::Clear => Ok(()),
                 ClientFrame::Private { to, body } => {
                     let refusal = if legacy {
@@ -646,7 +618,7 @@ async fn serve_member<R, W>(
                             ErrorCode::MessageRefused,
                             format!("private {e}"),
                         ))
-                    } else if !rate.allow(Instant::now()) {
+                    } else if !allow() {
                         Some(ErrorReply::new(
                             ErrorCode::RateLimited,
                             format!(
@@ -685,7 +657,7 @@ async fn serve_member<R, W>(
                 | ClientFrame::Unlock
                 | ClientFrame::Admit { .. }
                 | ClientFrame::Deny { .. }
-                    if !rate.allow(Instant::now()) =>
+                    if !allow() =>
                 {
                     reply(ErrorReply::new(
                         ErrorCode::RateLimited,
@@ -714,7 +686,7 @@ async fn serve_member<R, W>(
                 }
                 // An offer reaches every member, so it counts like a message;
                 // a cancel needs an offer, so it is bounded by them.
-                ClientFrame::FileOffer { id, .. } if !rate.allow(Instant::now()) => {
+                ClientFrame::FileOffer { id, .. } if !allow() => {
                     let _ = own.push(&file_refused(id, me, &FileRefusal::TooFast));
                     Ok(())
                 }

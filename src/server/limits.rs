@@ -3,7 +3,8 @@
 //! operator may want to tune are `serve` flags; the rest are fixed here.
 //! Line and message sizes shared with clients are in `protocol::limits`.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Default number of messages the history keeps (`serve --history`).
 pub const DEFAULT_HISTORY_MESSAGES: usize = 1000;
@@ -126,3 +127,52 @@ pub const FILE_ACK_POLL: Duration = Duration::from_millis(20);
 /// and sent a part at a time, never as one frame of up to
 /// [`HISTORY_MAX_BYTES`] per joiner.
 pub const HISTORY_PART: usize = crate::protocol::limits::SEAL_BATCH;
+
+/// A token bucket: `rate` messages per second on average, `burst` at once.
+struct RateLimit {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            at: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A member session's `--rate` bucket, shared by every connection that holds
+/// the session in turn: taking one's own session over (as a reconnecting
+/// client does) must not refill it, or a member could post a fresh burst per
+/// takeover without anyone seeing it leave and join.
+#[derive(Clone, Default)]
+pub struct SessionRate(Arc<Mutex<Option<RateLimit>>>);
+
+impl SessionRate {
+    /// Takes one token: `rate` per second on average, `burst` at once (the
+    /// bucket starts full, on first use).
+    pub fn allow(&self, rate: u32, burst: u32, now: Instant) -> bool {
+        let mut bucket = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        bucket
+            .get_or_insert_with(|| RateLimit::new(rate, burst))
+            .allow(now)
+    }
+}

@@ -22,7 +22,9 @@ use zeroize::Zeroize;
 use crate::crypto::Key32;
 use crate::crypto::resume::resume_proof;
 
-use super::limits::{FILE_RECEIVER_QUEUE_MAX, HISTORY_MAX_BYTES, HISTORY_PART, MAX_WAITING_KNOCKS};
+use super::limits::{
+    FILE_RECEIVER_QUEUE_MAX, HISTORY_MAX_BYTES, HISTORY_PART, MAX_WAITING_KNOCKS, SessionRate,
+};
 pub use super::outbox::Outbound;
 use super::outbox::{Outbox, Urgency};
 use crate::protocol::limits::LEGACY_MAX_LINE;
@@ -145,6 +147,8 @@ struct Member {
     outbox: Outbox,
     /// Fired when the room removes the member; taken when used.
     kick: Option<oneshot::Sender<Kick>>,
+    /// The session's message rate bucket, kept across takeovers.
+    rate: SessionRate,
 }
 
 /// One stored message: its `data` object, serialized once.
@@ -324,6 +328,7 @@ pub struct Membership {
     username: String,
     /// A native joiner's history, still to be sent after `init`.
     history: Option<HistoryCursor>,
+    rate: SessionRate,
 }
 
 /// Where a native joiner's history replay stands: the messages with
@@ -353,6 +358,12 @@ impl Membership {
 
     pub fn username(&self) -> &str {
         &self.username
+    }
+
+    /// The session's `--rate` bucket, shared with any connection that takes
+    /// the session over.
+    pub fn rate(&self) -> SessionRate {
+        self.rate.clone()
     }
 
     /// The history to send right after `init` (native joiners only).
@@ -641,6 +652,7 @@ impl Room {
             legacy,
             outbox,
             kick: Some(kick),
+            rate: SessionRate::default(),
         };
         if let Some(old) = &reservation.takeover_of {
             let Some(pos) = old.position(&state) else {
@@ -652,6 +664,8 @@ impl Room {
             // The session keeps its resume token: a client that loses this
             // connection before reading `init` can still prove it next time.
             member.resume_token = state.members[pos].resume_token.clone();
+            // Nor does taking the session over refill its rate bucket.
+            member.rate = state.members[pos].rate.clone();
             let (init, cursor) = self.init_frame(&state, &member, resume);
             history = cursor;
             let _ = member.outbox.push(&init);
@@ -677,11 +691,11 @@ impl Room {
             state.empty_since = None;
             broadcast_presence(&mut state, &joined, Some(&user_id));
         }
-        let user_id = state
+        let (user_id, rate) = state
             .members
             .iter()
             .find(|m| m.generation == generation)
-            .map(|m| m.user_id.clone())
+            .map(|m| (m.user_id.clone(), m.rate.clone()))
             .unwrap_or_default();
         drop(state);
         // Membership now owns the name; the reservation's drop leaves it alone.
@@ -691,6 +705,7 @@ impl Room {
             generation,
             username,
             history,
+            rate,
         })
     }
 
