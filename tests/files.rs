@@ -268,7 +268,14 @@ async fn the_server_relays_only_ciphertext_and_stores_nothing() {
     assert_eq!(offer["chunks"], 3);
     let meta = offer["meta"].as_str().unwrap();
     assert!(meta.starts_with("gAAAAA"), "a Fernet token: {meta}");
-    let opened: serde_json::Value = serde_json::from_str(&raw.decrypt(meta)).unwrap();
+    let opened: serde_json::Value = serde_json::from_slice(
+        &raw.cipher
+            .as_ref()
+            .unwrap()
+            .decrypt_file_part(meta)
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(opened["name"], "secret-plans.txt");
     assert_eq!(opened["size"], secret.len());
     // Neither the name nor a byte of the contents crosses the server in clear.
@@ -285,7 +292,12 @@ async fn the_server_relays_only_ciphertext_and_stores_nothing() {
             cmd_chat::protocol::limits::FILE_CHUNK_TOKEN_MAX,
         )
         .expect("each chunk is a Fernet token");
-        let plain = raw.cipher.as_ref().unwrap().decrypt_bytes(data).unwrap();
+        let plain = raw
+            .cipher
+            .as_ref()
+            .unwrap()
+            .decrypt_file_part(data)
+            .unwrap();
         assert!(plain.len() <= FILE_CHUNK);
         joined.push_str(std::str::from_utf8(&plain).unwrap());
     }
@@ -376,8 +388,8 @@ async fn a_sender_who_leaves_mid_file_leaves_nothing_behind() {
     let mut raw = Raw::connect(server.addr).await;
     raw.login("ann", PASSWORD, true).await.unwrap();
     next(&mut bob).await;
-    let meta = raw.cipher.as_ref().unwrap().encrypt_bytes(
-        json!({"name": "half.bin", "size": 3 * FILE_CHUNK, "sha256": "0".repeat(64)})
+    let meta = raw.cipher.as_ref().unwrap().encrypt_file_part(
+        json!({"from": "ann", "name": "half.bin", "size": 3 * FILE_CHUNK, "sha256": "0".repeat(64)})
             .to_string()
             .as_bytes(),
     );
@@ -387,7 +399,7 @@ async fn a_sender_who_leaves_mid_file_leaves_nothing_behind() {
         .cipher
         .as_ref()
         .unwrap()
-        .encrypt_bytes(&vec![0u8; FILE_CHUNK]);
+        .encrypt_file_part(&vec![0u8; FILE_CHUNK]);
     raw.send(json!({"type": "file_chunk", "id": "f1", "index": 0, "data": chunk}))
         .await;
     assert_eq!(raw.recv_type("file_ack").await["index"], 0);
@@ -411,6 +423,51 @@ async fn a_sender_who_leaves_mid_file_leaves_nothing_behind() {
     assert_eq!(bob.received_files().count(), 0);
 }
 
+/// A file offer's description names who offers it, under the file key: an
+/// offer relayed under another member's name is not taken, and a file's
+/// parts do not open as messages (nor messages as file parts).
+#[tokio::test]
+async fn a_file_relayed_under_another_name_is_not_taken() {
+    let server = TestServer::native().await;
+    let mut bob = server.join("bob").await;
+    let mut raw = Raw::connect(server.addr).await;
+    raw.login("mallory", PASSWORD, true).await.unwrap();
+    next(&mut bob).await;
+    let cipher = raw.cipher.take().unwrap();
+    let contents = b"ann's letter";
+    let meta = cipher.encrypt_file_part(
+        json!({"from": "ann", "name": "letter.txt", "size": contents.len(),
+               "sha256": cmd_chat::client::files::sha256_hex(contents)})
+        .to_string()
+        .as_bytes(),
+    );
+    raw.send(json!({"type": "file_offer", "id": "f1", "chunks": 1, "meta": meta}))
+        .await;
+    raw.send(json!({"type": "file_chunk", "id": "f1", "index": 0, "data": cipher.encrypt_file_part(contents)}))
+        .await;
+    // A file part whose bytes read as a message, posted as one.
+    let part = cipher.encrypt_file_part(br#"{"from":"mallory","text":"from a file"}"#);
+    raw.send(json!({"type": "message", "text": part})).await;
+    let mut errors = Vec::new();
+    while errors.len() < 2 {
+        match next(&mut bob).await {
+            Event::Error { message } => errors.push(message),
+            other @ (Event::FileIncoming { .. }
+            | Event::FileReceived { .. }
+            | Event::Message(_)) => {
+                panic!("taken: {other:?}")
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        errors[0].contains("a file offer from mallory was written by ann"),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("could not be decrypted"), "{errors:?}");
+    assert_eq!(bob.received_files().count(), 0);
+}
+
 #[tokio::test]
 async fn a_receiver_rejects_a_file_that_does_not_match_its_checksum() {
     let server = TestServer::native().await;
@@ -419,14 +476,14 @@ async fn a_receiver_rejects_a_file_that_does_not_match_its_checksum() {
     raw.login("mallory", PASSWORD, true).await.unwrap();
     next(&mut bob).await;
     let cipher = raw.cipher.take().unwrap();
-    let meta = cipher.encrypt_bytes(
-        json!({"name": "swapped.txt", "size": 5, "sha256": "ab".repeat(32)})
+    let meta = cipher.encrypt_file_part(
+        json!({"from": "mallory", "name": "swapped.txt", "size": 5, "sha256": "ab".repeat(32)})
             .to_string()
             .as_bytes(),
     );
     raw.send(json!({"type": "file_offer", "id": "f1", "chunks": 1, "meta": meta}))
         .await;
-    raw.send(json!({"type": "file_chunk", "id": "f1", "index": 0, "data": cipher.encrypt_bytes(b"hello")}))
+    raw.send(json!({"type": "file_chunk", "id": "f1", "index": 0, "data": cipher.encrypt_file_part(b"hello")}))
         .await;
     let got = events_until(&mut bob, |e| {
         matches!(e, Event::FileFailed { .. } | Event::FileReceived { .. })
@@ -568,7 +625,7 @@ async fn cancel_and_offer_again_stays_paced() {
         .cipher
         .as_ref()
         .unwrap()
-        .encrypt_bytes(&vec![0u8; FILE_CHUNK]);
+        .encrypt_file_part(&vec![0u8; FILE_CHUNK]);
     // Unpaced, about a thousand rounds got bob disconnected.
     const ROUNDS: usize = 2000;
     let deadline = std::time::Instant::now() + PATIENCE;

@@ -1123,13 +1123,14 @@ impl Client {
             name.pop();
         }
         let meta = FileMeta {
+            from: self.config.username.clone(),
             name: name.clone(),
             size,
             sha256: files::sha256_hex(&contents),
         };
         let meta_json =
             zeroize::Zeroizing::new(serde_json::to_vec(&meta).expect("metadata serializes"));
-        let meta_token = self.cipher.encrypt_bytes(&meta_json);
+        let meta_token = self.cipher.encrypt_file_part(&meta_json);
         if meta_token.len() > FILE_META_TOKEN_MAX {
             return Err(protocol("the file's description does not fit an offer"));
         }
@@ -1207,7 +1208,7 @@ impl Client {
             return Ok(());
         };
         while out.sent < out.chunks && out.sent < out.acked + FILE_WINDOW {
-            let data = self.cipher.encrypt_bytes(out.chunk(out.sent));
+            let data = self.cipher.encrypt_file_part(out.chunk(out.sent));
             self.writer.queue(&ClientFrame::FileChunk {
                 id: out.id.clone(),
                 index: out.sent,
@@ -1792,7 +1793,7 @@ impl Client {
         }
         let meta: FileMeta = match self
             .cipher
-            .decrypt_bytes(meta)
+            .decrypt_file_part(meta)
             .ok()
             .and_then(|plain| serde_json::from_slice(&plain).ok())
         {
@@ -1803,6 +1804,14 @@ impl Client {
                 });
             }
         };
+        if meta.from != from {
+            return Some(Event::Error {
+                message: format!(
+                    "a file offer from {from} was written by {}; ignored",
+                    meta.from
+                ),
+            });
+        }
         let declined = |reason: String| Event::FileFailed {
             sending: false,
             from: from.clone(),
@@ -1846,7 +1855,7 @@ impl Client {
                 incoming.received
             ))
         } else {
-            match self.cipher.decrypt_bytes(data) {
+            match self.cipher.decrypt_file_part(data) {
                 Ok(plain) => incoming.push(&plain),
                 Err(_) => Err("a piece of it could not be decrypted".into()),
             }

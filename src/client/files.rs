@@ -377,6 +377,7 @@ mod tests {
     #[test]
     fn offers_are_checked() {
         let meta = |size| FileMeta {
+            from: "ann".into(),
             name: "x".into(),
             size,
             sha256: "a".repeat(64),

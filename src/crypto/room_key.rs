@@ -11,6 +11,10 @@ use super::secret::{Key32, Password};
 
 /// HKDF `info` label shared with cmd-chat 1.x.
 const ROOM_KEY_INFO: &[u8] = b"cmd-chat-room-key";
+/// HKDF `info` label of the file key, derived from the room key (native
+/// protocol 3): a file's parts and a message never open under one key, so a
+/// file whose bytes look like a message cannot be relayed as one.
+const FILE_KEY_INFO: &[u8] = b"cmd-chat-file-key";
 
 /// Length of the per-process room salt the server draws at start-up.
 pub const ROOM_SALT_LEN: usize = 16;
@@ -33,19 +37,27 @@ pub fn derive_room_key(password: &Password, room_salt: &[u8]) -> Key32 {
     key
 }
 
-/// Encrypts and decrypts room messages as Fernet tokens, as cmd-chat 1.x does.
+/// Encrypts and decrypts room messages as Fernet tokens, as cmd-chat 1.x
+/// does, and files' parts under a key of their own.
 ///
 /// `fernet::Fernet` wipes its keys on drop; the base64 form of the key used to
 /// build it is wiped here.
 pub struct RoomCipher {
     fernet: fernet::Fernet,
+    files: fernet::Fernet,
 }
 
 impl RoomCipher {
     pub fn new(room_key: &Key32) -> Self {
-        let encoded = Zeroizing::new(URL_SAFE.encode(room_key.as_bytes()));
-        let fernet = fernet::Fernet::new(&encoded).expect("a 32-byte key is a valid Fernet key");
-        Self { fernet }
+        let mut file_key = [0u8; 32];
+        Hkdf::<Sha256>::new(None, room_key.as_bytes())
+            .expand(FILE_KEY_INFO, &mut file_key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let file_key = Key32::new(file_key);
+        Self {
+            fernet: fernet_of(room_key),
+            files: fernet_of(&file_key),
+        }
     }
 
     pub fn from_password(password: &Password, room_salt: &[u8]) -> Self {
@@ -57,14 +69,18 @@ impl RoomCipher {
         self.fernet.encrypt(plaintext.as_bytes())
     }
 
-    /// A Fernet token for arbitrary bytes (file chunks and file metadata).
-    pub fn encrypt_bytes(&self, plaintext: &[u8]) -> String {
-        self.fernet.encrypt(plaintext)
+    /// A token for part of a file (a chunk, or the offer's description),
+    /// under the file key.
+    pub fn encrypt_file_part(&self, plaintext: &[u8]) -> String {
+        self.files.encrypt(plaintext)
     }
 
-    /// The plaintext bytes of a token, wiped when dropped.
-    pub fn decrypt_bytes(&self, token: &str) -> Result<Zeroizing<Vec<u8>>, UndecryptableMessage> {
-        self.fernet
+    /// The plaintext bytes of a file part's token, wiped when dropped.
+    pub fn decrypt_file_part(
+        &self,
+        token: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, UndecryptableMessage> {
+        self.files
             .decrypt(token)
             .map(Zeroizing::new)
             .map_err(|_| UndecryptableMessage)
@@ -82,6 +98,12 @@ impl RoomCipher {
             UndecryptableMessage
         })
     }
+}
+
+/// A Fernet for `key`.
+fn fernet_of(key: &Key32) -> fernet::Fernet {
+    let encoded = Zeroizing::new(URL_SAFE.encode(key.as_bytes()));
+    fernet::Fernet::new(&encoded).expect("a 32-byte key is a valid Fernet key")
 }
 
 impl std::fmt::Debug for RoomCipher {
@@ -125,6 +147,17 @@ mod tests {
         assert_eq!(a.decrypt(&token).unwrap(), "héllo");
         assert!(b.decrypt(&token).is_err());
         assert!(a.decrypt("not a token").is_err());
+    }
+
+    /// A file's parts and messages never open under each other's key.
+    #[test]
+    fn file_parts_and_messages_do_not_mix() {
+        let cipher = RoomCipher::from_password(&Password::new("pw".into()), b"0123456789abcdef");
+        let part = cipher.encrypt_file_part(br#"{"from":"carol","text":"hi"}"#);
+        assert!(cipher.decrypt(&part).is_err());
+        let message = cipher.encrypt(r#"{"from":"carol","text":"hi"}"#);
+        assert!(cipher.decrypt_file_part(&message).is_err());
+        assert_eq!(&cipher.decrypt_file_part(&part).unwrap()[..4], b"{\"fr");
     }
 
     fn hex(s: &str) -> Vec<u8> {

@@ -95,7 +95,7 @@ mod tests {
     fn token_length_is_predicted_exactly() {
         let cipher = RoomCipher::from_password(&Password::new("pw".into()), b"salt");
         for n in [0, 1, 15, 16, 17, 1000, crate::protocol::limits::FILE_CHUNK] {
-            let token = cipher.encrypt_bytes(&vec![7u8; n]);
+            let token = cipher.encrypt_file_part(&vec![7u8; n]);
             assert_eq!(token.len(), fernet_token_len(n), "{n} bytes");
             assert_eq!(check_shape_within(&token, fernet_token_len(n)), Ok(()));
             assert_eq!(

@@ -238,10 +238,14 @@ pub enum ClientFrame {
     FileCancel { id: String },
 }
 
-/// What a file offer says about the file, encrypted with the room key inside
-/// [`ClientFrame::FileOffer`]: the server never sees it.
+/// What a file offer says about the file, encrypted under the file key
+/// inside [`ClientFrame::FileOffer`]: the server never sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
+    /// Who offers it. Receivers take a file only from the member the server
+    /// says offered it, so the server cannot pass one member's file off as
+    /// another's; the chunks are bound to this description by `sha256`.
+    pub from: String,
     /// The name on the sender's disk, without directories. Receivers clean it
     /// again before using it as a default file name.
     pub name: String,
@@ -886,11 +890,12 @@ mod tests {
         );
         round_trip(
             FileMeta {
+                from: "ann".into(),
                 name: "a.txt".into(),
                 size: 3,
                 sha256: "ab".into(),
             },
-            json!({"name": "a.txt", "size": 3, "sha256": "ab"}),
+            json!({"from": "ann", "name": "a.txt", "size": 3, "sha256": "ab"}),
         );
     }
 

@@ -364,7 +364,7 @@ mod tests {
     }
 
     fn chunk_token() -> String {
-        cipher().encrypt_bytes(&[0; FILE_CHUNK])
+        cipher().encrypt_file_part(&[0; FILE_CHUNK])
     }
 
     #[tokio::test]
