@@ -496,3 +496,57 @@ async fn a_swapped_record_ends_what_the_client_believes() {
         "record 1 was cut out and the stream went on: {second:?}"
     );
 }
+
+/// A room never has two members of one name, and names are what private
+/// messages and `/verify` go by: a member list with two is refused, and a
+/// join under a name we know under another id is that member leaving (with
+/// the keys agreed with them) and a newcomer arriving.
+#[tokio::test]
+async fn a_second_member_of_one_name_never_speaks_for_the_first() {
+    let (addr, _impostor) = impostor(loopback().await, |listener| async move {
+        let mut s = login(listener.accept().await.unwrap().0).await;
+        let mut frame = init(Vec::new(), None, None);
+        if let ServerEvent::Init { users, .. } = &mut frame {
+            users.push(UserInfo {
+                user_id: "u2".into(),
+                username: "ann".into(),
+            });
+        }
+        s.send([frame]).await;
+        s
+    })
+    .await;
+    let refused = Client::connect(config(addr)).await.err();
+    assert!(
+        matches!(&refused, Some(ClientError::Protocol(e)) if e.contains("two members named ann")),
+        "{refused:?}"
+    );
+
+    let (addr, _impostor) = impostor(loopback().await, |listener| async move {
+        let mut s = admit(&listener).await;
+        let second = ServerEvent::UserJoined {
+            user_id: "u2".into(),
+            username: "ann".into(),
+        };
+        s.send([second]).await;
+        s
+    })
+    .await;
+    let mut bob = Client::connect(config(addr)).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match tokio::time::timeout(PATIENCE, bob.next_event()).await {
+            Ok(Ok(event @ (Event::Left { .. } | Event::Joined { .. }))) => seen.push(event),
+            Ok(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            Event::Left { user: "ann".into() },
+            Event::Joined { user: "ann".into() }
+        ]
+    );
+    assert_eq!(bob.users(), ["bob", "ann"]);
+}

@@ -779,6 +779,17 @@ impl Client {
         if users.len() > MAX_ROOM_MEMBERS || knocking.len() > MAX_ROOM_MEMBERS {
             return Err(too_many_members());
         }
+        // Names are who members are to us (private messages and `/verify`
+        // go by name): a room never has two of one name, so a list that
+        // does is a server trying to speak for someone.
+        let mut names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(protocol(format!(
+                "the server listed two members named {}",
+                pair[0]
+            )));
+        }
         let room_salt = match transport {
             Transport::Sealed => {
                 sealed_salt.ok_or_else(|| protocol("init frame without room salt"))?
@@ -1653,6 +1664,13 @@ impl Client {
                         }
                     } else if self.users.len() >= MAX_ROOM_MEMBERS {
                         return Err(too_many_members());
+                    }
+                    // Likewise a name we know under another id: whoever held
+                    // it has left, with the keys agreed with them, so the
+                    // newcomer never inherits a verified name.
+                    if let Some(pos) = self.users.iter().position(|u| u.username == username) {
+                        let known = self.users.remove(pos);
+                        self.member_left(known);
                     }
                     self.users.push(UserInfo {
                         user_id,
