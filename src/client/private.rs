@@ -15,7 +15,7 @@
 //! Peers are keyed by `user_id`, not name: someone who leaves and comes back
 //! under the same name is a new peer with new keys.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -113,6 +113,11 @@ pub struct PrivateChats {
     me: String,
     /// By the peer's `user_id`.
     peers: HashMap<String, Peer>,
+    /// Members we have had a session with, until they leave the room. A new
+    /// session with one of them has a new safety code, whoever started it and
+    /// whatever ended the last one (a refusal the server made up, say), so
+    /// the person is told and can `/verify` again.
+    had_session: HashSet<String>,
 }
 
 impl std::fmt::Debug for PrivateChats {
@@ -141,6 +146,7 @@ impl PrivateChats {
         Self {
             me: me.to_owned(),
             peers: HashMap::new(),
+            had_session: HashSet::new(),
         }
     }
 
@@ -249,7 +255,7 @@ impl PrivateChats {
             ));
         };
         let previous = self.peers.remove(id);
-        let (keys, queue, verify_wanted, restarted) = match previous {
+        let (keys, queue, verify_wanted) = match previous {
             // Both sent `hello` at once. The lower name's `hello` wins: if
             // that is ours, the peer will answer it, so theirs is ignored.
             Some(
@@ -266,16 +272,16 @@ impl PrivateChats {
                 state: State::Offered { keys, queue, .. },
                 verify_wanted,
                 ..
-            }) => (keys, queue, verify_wanted, false),
+            }) => (keys, queue, verify_wanted),
             // A new session while one exists: the peer lost its keys (its
             // handshake timed out) or someone is replaying; either way the
-            // code changes, and the person must know.
+            // code changes, and `establish` tells the person.
             Some(Peer {
                 state: State::Established(_),
                 verify_wanted,
                 ..
-            }) => (KeyPair::generate(), VecDeque::new(), verify_wanted, true),
-            None => (KeyPair::generate(), VecDeque::new(), false, false),
+            }) => (KeyPair::generate(), VecDeque::new(), verify_wanted),
+            None => (KeyPair::generate(), VecDeque::new(), false),
         };
         let my_public = STANDARD.encode(keys.public());
         match keys.agree(&self.me, name, &their_public) {
@@ -285,13 +291,6 @@ impl PrivateChats {
                     to: id.to_owned(),
                     envelope: PrivateEnvelope::HelloAck { public: my_public },
                 });
-                if restarted {
-                    out.events.push(Event::Error {
-                        message: format!(
-                            "{name} started a new private session with you; its safety code has changed (/verify {name})"
-                        ),
-                    });
-                }
                 self.establish(&mut out, id, name, session, queue, verify_wanted);
                 out
             }
@@ -365,6 +364,13 @@ impl PrivateChats {
         queue: VecDeque<Zeroizing<String>>,
         verify_wanted: bool,
     ) {
+        if !self.had_session.insert(id.to_owned()) {
+            out.events.push(Event::Error {
+                message: format!(
+                    "the private session with {name} was set up again; its safety code has changed (/verify {name})"
+                ),
+            });
+        }
         for text in queue {
             seal_into(out, &mut session, id, &self.me, name, &text);
         }
@@ -423,6 +429,7 @@ impl PrivateChats {
     /// The peer left the room: its keys are wiped, and anything still
     /// waiting for it is reported as not sent.
     pub fn departed(&mut self, id: &str) -> Vec<Event> {
+        self.had_session.remove(id);
         self.fail(
             id,
             "they left the room before the private session was set up",
@@ -798,5 +805,34 @@ mod tests {
         assert_eq!(texts(&b)[1], "ann->bob: again");
         assert_ne!(bob.safety_code("A").unwrap(), before);
         assert_eq!(bob.safety_code("A"), ann.safety_code("B"));
+    }
+
+    /// However a session ends short of the peer leaving (here a refusal the
+    /// server may have made up), the next one is announced on both sides:
+    /// its keys, and so its safety code, are new.
+    #[test]
+    fn a_session_set_up_again_is_announced_on_both_sides() {
+        let now = Instant::now();
+        let mut ann = PrivateChats::new("ann");
+        let mut bob = PrivateChats::new("bob");
+        let out = ann.send("B", "bob", "hi", now).unwrap();
+        exchange((&mut ann, "A"), (&mut bob, "B"), out);
+        ann.refused("B", "bob", "no such user", true);
+        bob.refused("A", "ann", "no such user", true);
+        let out = ann.send("B", "bob", "again", now).unwrap();
+        let (a, b) = exchange((&mut ann, "A"), (&mut bob, "B"), out);
+        for events in [&a, &b] {
+            assert!(
+                texts(events)[0].contains("safety code has changed"),
+                "{events:?}"
+            );
+        }
+        // Once a member has left, someone new may have its id: no warning.
+        ann.departed("B");
+        bob.departed("A");
+        let out = ann.send("B", "bob", "fresh", now).unwrap();
+        let (a, b) = exchange((&mut ann, "A"), (&mut bob, "B"), out);
+        assert_eq!(texts(&a), ["ann->bob: fresh"]);
+        assert_eq!(texts(&b), ["ann->bob: fresh"]);
     }
 }
