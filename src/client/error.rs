@@ -67,7 +67,7 @@ pub enum ClientError {
     Refused(String),
     /// Refused before sending; the session goes on.
     #[error(
-        "that message is too long to send: about 44 KiB of text fits in one message. Nothing was sent"
+        "that message is too long to send: about 44 KiB of text fits in one message (less if it holds many quotes, backslashes or control characters). Nothing was sent"
     )]
     MessageTooLong,
     /// A private message that could not be sent or queued; the session goes on.
