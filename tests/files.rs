@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use cmd_chat::client::files::FileError;
 use cmd_chat::client::{Client, ClientError, Event};
+use cmd_chat::crypto::RoomCipher;
 use cmd_chat::protocol::limits::FILE_CHUNK;
 use cmd_chat::server::ServerConfig;
 use common::*;
@@ -423,17 +424,24 @@ async fn a_sender_who_leaves_mid_file_leaves_nothing_behind() {
     assert_eq!(bob.received_files().count(), 0);
 }
 
+/// Bob (a client) and mallory (a raw member, with the room cipher taken
+/// out) in `server`'s room, bob having heard mallory join.
+async fn bob_and_mallory(server: &TestServer) -> (Client, Raw, RoomCipher) {
+    let mut bob = server.join("bob").await;
+    let mut raw = Raw::connect(server.addr).await;
+    raw.login("mallory", PASSWORD, true).await.unwrap();
+    next(&mut bob).await;
+    let cipher = raw.cipher.take().unwrap();
+    (bob, raw, cipher)
+}
+
 /// A file offer's description names who offers it, under the file key: an
 /// offer relayed under another member's name is not taken, and a file's
 /// parts do not open as messages (nor messages as file parts).
 #[tokio::test]
 async fn a_file_relayed_under_another_name_is_not_taken() {
     let server = TestServer::native().await;
-    let mut bob = server.join("bob").await;
-    let mut raw = Raw::connect(server.addr).await;
-    raw.login("mallory", PASSWORD, true).await.unwrap();
-    next(&mut bob).await;
-    let cipher = raw.cipher.take().unwrap();
+    let (mut bob, mut raw, cipher) = bob_and_mallory(&server).await;
     let contents = b"ann's letter";
     let meta = cipher.encrypt_file_part(
         json!({"from": "ann", "name": "letter.txt", "size": contents.len(),
@@ -471,11 +479,7 @@ async fn a_file_relayed_under_another_name_is_not_taken() {
 #[tokio::test]
 async fn a_receiver_rejects_a_file_that_does_not_match_its_checksum() {
     let server = TestServer::native().await;
-    let mut bob = server.join("bob").await;
-    let mut raw = Raw::connect(server.addr).await;
-    raw.login("mallory", PASSWORD, true).await.unwrap();
-    next(&mut bob).await;
-    let cipher = raw.cipher.take().unwrap();
+    let (mut bob, mut raw, cipher) = bob_and_mallory(&server).await;
     let meta = cipher.encrypt_file_part(
         json!({"from": "mallory", "name": "swapped.txt", "size": 5, "sha256": "ab".repeat(32)})
             .to_string()

@@ -530,10 +530,7 @@ mod tests {
         }
         writer.flush().await.unwrap();
         let wire = writer.into_inner();
-        let lines: Vec<&[u8]> = wire
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .collect();
+        let lines = lines_of(&wire);
         // 70 small frames fill two full records and part of a third; the
         // large one is alone; the last small one starts a record of its own.
         assert_eq!(lines.len(), 5);
@@ -583,6 +580,13 @@ mod tests {
         }
     }
 
+    /// The lines a writer put on the wire, without their newlines.
+    fn lines_of(wire: &[u8]) -> Vec<&[u8]> {
+        wire.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
     /// After a record fails to open, the reader reads nothing more: the next
     /// record would open with the nonce after the failed one, so a record an
     /// on-path attacker replaced with garbage of valid base64 would be cut
@@ -600,10 +604,7 @@ mod tests {
         writer.write_text("{\"n\":2}").await.unwrap();
         writer.flush().await.unwrap();
         let wire = writer.into_inner();
-        let lines: Vec<&[u8]> = wire
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .collect();
+        let lines = lines_of(&wire);
         // The attacker replaces record 1 with 32 bytes of base64 garbage.
         let garbage = format!("{SEALED_HEAD}{}{SEALED_TAIL}", STANDARD.encode([0u8; 32]));
         let mut tampered = Vec::new();
