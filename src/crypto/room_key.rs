@@ -49,11 +49,12 @@ pub struct RoomCipher {
 
 impl RoomCipher {
     pub fn new(room_key: &Key32) -> Self {
-        let mut file_key = [0u8; 32];
+        let mut okm = [0u8; 32];
         Hkdf::<Sha256>::new(None, room_key.as_bytes())
-            .expand(FILE_KEY_INFO, &mut file_key)
+            .expand(FILE_KEY_INFO, &mut okm)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
-        let file_key = Key32::new(file_key);
+        let file_key = Key32::new(okm);
+        zeroize::Zeroize::zeroize(&mut okm);
         Self {
             fernet: fernet_of(room_key),
             files: fernet_of(&file_key),
