@@ -162,7 +162,7 @@ async fn legacy_and_native_members_share_a_room() {
 }
 
 #[tokio::test]
-async fn legacy_welcome_has_an_unrelated_session_key() {
+async fn legacy_welcome_has_a_fernet_key_unrelated_to_the_session() {
     let server = TestServer::with_legacy().await;
     let mut raw = Raw::connect(server.addr).await;
     let srp = cmd_chat::crypto::srp::ClientSession::new();
@@ -193,9 +193,16 @@ async fn legacy_welcome_has_an_unrelated_session_key() {
     let k = proof
         .verify_server(&STANDARD.decode(welcome["H_AMK"].as_str().unwrap()).unwrap())
         .unwrap();
-    assert_eq!(session_key.len(), 32);
+    // What the 1.x client does with it: `Fernet(base64.b64decode(session_key))`,
+    // which takes only the url-safe base64 of exactly 32 bytes.
+    let fernet_key = String::from_utf8(session_key).expect("a Fernet key is ASCII");
+    let raw_key = base64::engine::general_purpose::URL_SAFE
+        .decode(fernet_key.as_bytes())
+        .expect("url-safe base64, as Fernet requires");
+    assert_eq!(raw_key.len(), 32, "a Fernet key is 32 bytes");
+    assert!(fernet::Fernet::new(&fernet_key).is_some());
     assert_ne!(
-        session_key,
+        raw_key.as_slice(),
         k.as_bytes(),
         "the SRP key never leaves in clear"
     );

@@ -151,6 +151,15 @@ fn login_refused(refusal: Refusal) -> ErrorReply {
     }
 }
 
+/// The `session_key` a cmd-chat 1.x client is sent: it runs
+/// `Fernet(base64.b64decode(session_key))`, so it must be the standard base64
+/// of a Fernet key (the url-safe base64 of 32 bytes). The bytes are fresh and
+/// random, never the SRP key: 1.x sends it in clear.
+fn legacy_session_key() -> String {
+    use base64::engine::general_purpose::URL_SAFE;
+    STANDARD.encode(URL_SAFE.encode(rand::random::<[u8; 32]>()))
+}
+
 /// SRP-6a, as in cmd-chat 1.x, then (native clients) sealing.
 async fn authenticate<R, W>(
     reader: &mut FrameReader<R>,
@@ -278,8 +287,9 @@ where
 
     let welcome = Welcome {
         h_amk: STANDARD.encode(h_amk),
-        // 1.x clients require the field; it is random and unrelated to any key.
-        session_key: legacy.then(|| STANDARD.encode(rand::random::<[u8; 32]>())),
+        // 1.x clients require the field and build a Fernet from it (then never
+        // use it): a fresh random key, unrelated to K or anything derived from it.
+        session_key: legacy.then(legacy_session_key),
     };
     writer.write(&welcome).await.map_err(write_failed)?;
     if !legacy {
