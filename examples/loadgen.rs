@@ -42,13 +42,11 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Parser;
 use cmd_chat::client::{Client, ClientConfig, Event};
 use cmd_chat::crypto::kdf::{self, KdfParams};
-use cmd_chat::crypto::srp::ClientSession;
-use cmd_chat::crypto::transport::{Side, derive_keys};
 use cmd_chat::crypto::{Password, RoomCipher};
+use cmd_chat::protocol::handshake::ClientHello;
 use cmd_chat::protocol::limits::CLIENT_MAX_LINE;
 use cmd_chat::protocol::wire::{
-    Challenge, ClientFrame, ErrorCode, HandshakeRequest, NATIVE_PROTOCOL, Reply, ServerEvent,
-    ServerFrame, Welcome,
+    Challenge, ClientFrame, ErrorCode, Reply, ServerEvent, ServerFrame, Welcome,
 };
 use cmd_chat::protocol::{FrameReader, FrameWriter};
 use futures_util::FutureExt as _;
@@ -366,72 +364,48 @@ async fn lean_login_once(
     let (read, write) = stream.into_split();
     let mut reader = FrameReader::new(read, CLIENT_MAX_LINE);
     let mut writer = FrameWriter::new(write);
-    let srp = tokio::task::spawn_blocking(ClientSession::new).await?;
-    writer
-        .write(&HandshakeRequest::SrpInit {
-            username: name.to_owned(),
-            a: STANDARD.encode(srp.public()),
-            native: (!legacy).then_some(NATIVE_PROTOCOL),
-            resume: None,
-            room_id: None,
-        })
-        .await?;
-    writer.flush().await?;
-    let challenge = match reader.read::<Reply<Challenge>>().await? {
-        Some(Reply::Ok(c)) => c,
-        Some(Reply::Error(e)) if e.code == Some(ErrorCode::Busy) => return Err(Box::new(Busy)),
-        Some(Reply::Error(e)) => return Err(err(format!("srp_init refused: {}", e.error))),
-        None => return Err(err("closed during login")),
-    };
-    let salt = STANDARD.decode(&challenge.salt)?;
-    let b = STANDARD.decode(&challenge.b)?;
-    let password = match &challenge.kdf {
-        Some(spec) => {
-            cache
-                .get(password, STANDARD.decode(&spec.salt)?, spec.params)
-                .await?
-        }
-        None => password.clone(),
-    };
-    let (proof, password) = tokio::task::spawn_blocking(move || {
-        let proof = srp.respond(&password, &salt, &b);
-        (proof, password)
+    let (hello, init) = tokio::task::spawn_blocking({
+        let name = name.to_owned();
+        move || ClientHello::start(&name, legacy, None)
     })
     .await?;
-    let proof = proof?;
-    writer
-        .write(&HandshakeRequest::SrpVerify {
-            user_id: challenge.user_id.clone(),
-            m: STANDARD.encode(proof.m()),
-            resume_proof: None,
-            after_seq: None,
-        })
-        .await?;
+    writer.write(&init).await?;
     writer.flush().await?;
-    let welcome = match reader.read::<Reply<Welcome>>().await? {
-        Some(Reply::Ok(w)) => w,
-        Some(Reply::Error(e)) => return Err(err(format!("srp_verify refused: {}", e.error))),
+    let challenge = match reader.read::<Reply<Challenge>>().await? {
+        Some(Reply::Error(e)) if e.code == Some(ErrorCode::Busy) => return Err(Box::new(Busy)),
+        Some(reply) => reply,
         None => return Err(err("closed during login")),
     };
-    let key = proof.verify_server(&STANDARD.decode(&welcome.h_amk)?)?;
-    if !legacy {
-        let (sealer, opener) = derive_keys(&key, Side::Client);
+    let respond = hello.read_challenge(challenge)?;
+    if respond.legacy() != legacy {
+        return Err(err("the server answered in the other protocol"));
+    }
+    let password = match respond.stretch() {
+        Some((salt, params)) => cache.get(password, salt.to_vec(), params).await?,
+        None => password.clone(),
+    };
+    let (awaiting, verify) =
+        tokio::task::spawn_blocking(move || respond.respond_stretched(password)).await??;
+    writer.write(&verify).await?;
+    writer.flush().await?;
+    let welcome = reader
+        .read::<Reply<Welcome>>()
+        .await?
+        .ok_or_else(|| err("closed during login"))?;
+    let established = awaiting.read_welcome(welcome)?;
+    let sealed = established.keys.is_some();
+    if let Some((sealer, opener)) = established.keys {
         writer.seal(sealer);
         reader.seal(opener);
     }
     let room_salt = match reader.read_server_frame().await? {
-        Some(ServerFrame::Event(ServerEvent::Init { room_salt, .. })) => {
-            if legacy {
-                challenge.room_salt
-            } else {
-                room_salt
-            }
-        }
+        Some(ServerFrame::Event(ServerEvent::Init { room_salt, .. })) if sealed => room_salt,
+        Some(ServerFrame::Event(ServerEvent::Init { .. })) => established.legacy_room_salt,
         Some(ServerFrame::Error(e)) => return Err(err(format!("refused: {}", e.error))),
         _ => return Err(err("expected init")),
     }
     .ok_or_else(|| err("no room salt"))?;
-    let cipher = RoomCipher::from_password(&password, &STANDARD.decode(room_salt)?);
+    let cipher = RoomCipher::from_password(&established.password, &STANDARD.decode(room_salt)?);
     Ok(Lean {
         reader,
         writer,

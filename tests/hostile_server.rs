@@ -13,10 +13,9 @@ use cmd_chat::client::{Client, ClientConfig, ClientError, Event};
 use cmd_chat::crypto::srp::{ServerSession, Verifier};
 use cmd_chat::crypto::transport::{Side, derive_keys};
 use cmd_chat::crypto::{Password, RoomCipher};
+use cmd_chat::protocol::handshake::{ServerHello, welcome};
 use cmd_chat::protocol::limits::{MEMBER_MAX_LINE, PRE_AUTH_MAX_LINE};
-use cmd_chat::protocol::wire::{
-    Challenge, HandshakeRequest, MessageData, NATIVE_PROTOCOL, ServerEvent, UserInfo, Welcome,
-};
+use cmd_chat::protocol::wire::{MessageData, ServerEvent, UserInfo};
 use cmd_chat::protocol::{FrameReader, FrameWriter};
 use common::{PASSWORD, PATIENCE};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -59,33 +58,23 @@ async fn login(socket: TcpStream) -> Session {
     let (read, write) = socket.into_split();
     let mut reader = FrameReader::new(read, PRE_AUTH_MAX_LINE);
     let mut writer = FrameWriter::new(write);
-    let Ok(Some(HandshakeRequest::SrpInit { a, .. })) = reader.read().await else {
+    let Ok(Some(request)) = reader.read().await else {
         panic!("srp_init expected")
     };
-    let session = ServerSession::start(&verifier, &STANDARD.decode(a).unwrap()).unwrap();
-    writer
-        .write(&Challenge {
-            user_id: "u1".into(),
-            b: STANDARD.encode(session.public()),
-            salt: STANDARD.encode(verifier.salt()),
-            room_salt: None,
-            native: Some(NATIVE_PROTOCOL),
-            kdf: None,
-        })
-        .await
-        .unwrap();
+    let hello = ServerHello::read(request, false).unwrap();
+    let session = ServerSession::start(&verifier, &hello.a).unwrap();
+    let (awaiting, challenge) =
+        hello.challenge("u1".into(), &session.public(), verifier.salt(), "", None);
+    writer.write(&challenge).await.unwrap();
     writer.flush().await.unwrap();
-    let Ok(Some(HandshakeRequest::SrpVerify { m, after_seq, .. })) = reader.read().await else {
+    let Ok(Some(request)) = reader.read().await else {
         panic!("srp_verify expected")
     };
-    let (h_amk, key) = session.verify(&STANDARD.decode(m).unwrap()).unwrap();
-    writer
-        .write(&Welcome {
-            h_amk: STANDARD.encode(h_amk),
-            session_key: None,
-        })
-        .await
-        .unwrap();
+    let proof = awaiting.read_proof(request).unwrap();
+    let after_seq = proof.after_seq;
+    let session = session.bind(&proof.transcript.expect("a native login"));
+    let (h_amk, key) = session.verify(&proof.m).unwrap();
+    writer.write(&welcome(&h_amk, false)).await.unwrap();
     let (sealer, opener) = derive_keys(&key, Side::Server);
     writer.seal(sealer);
     reader.seal(opener);

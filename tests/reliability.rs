@@ -360,38 +360,17 @@ async fn taking_over_a_session_needs_its_secret() {
     let server = TestServer::native().await;
     let ann = server.join("ann").await;
     let ann_id = ann.user_id().expect("native rooms give an id").to_owned();
-    for proof in [None, Some(STANDARD.encode([7u8; 32]))] {
+    for token in [None, Some(STANDARD.encode([7u8; 32]))] {
         let mut raw = Raw::connect(server.addr).await;
-        let srp = cmd_chat::crypto::srp::ClientSession::new();
-        raw.send(
-            json!({"cmd": "srp_init", "username": "ann", "A": STANDARD.encode(srp.public()),
-                        "native": NATIVE_PROTOCOL, "resume": ann_id, "room_id": server.room.id()}),
-        )
-        .await;
-        let challenge = raw.recv().await.unwrap();
-        assert!(
-            challenge.get("B").is_some(),
-            "a takeover may be attempted: {challenge}"
-        );
-        let salt = STANDARD
-            .decode(challenge["salt"].as_str().unwrap())
-            .unwrap();
-        let b = STANDARD.decode(challenge["B"].as_str().unwrap()).unwrap();
-        let kdf = &challenge["kdf"];
-        let params: cmd_chat::crypto::kdf::KdfParams = serde_json::from_value(kdf.clone()).unwrap();
-        let stretched = cmd_chat::crypto::kdf::stretch(
-            &cmd_chat::crypto::Password::new(PASSWORD.into()),
-            &STANDARD.decode(kdf["salt"].as_str().unwrap()).unwrap(),
-            params,
-        )
-        .unwrap();
-        let m = srp.respond(&stretched, &salt, &b).unwrap();
-        let mut verify = json!({"cmd": "srp_verify", "user_id": challenge["user_id"], "M": STANDARD.encode(m.m())});
-        if let Some(proof) = &proof {
-            verify["resume_proof"] = json!(proof);
+        let mut ask = json!({"resume": ann_id, "room_id": server.room.id()});
+        if let Some(token) = token {
+            ask["token"] = json!(token);
         }
-        raw.send(verify).await;
-        let reply = raw.recv().await.unwrap();
+        let login = raw
+            .begin_login("ann", PASSWORD, true, ask)
+            .await
+            .expect("a takeover may be attempted");
+        let reply = raw.end_login(login).await.unwrap_err();
         assert_eq!(reply["code"], "name_taken", "{reply}");
     }
     assert_eq!(server.room.member_names(), ["ann"]);
@@ -531,16 +510,15 @@ async fn a_resume_from_another_room_is_a_fresh_join() {
     // A member of an earlier room on this address, asking for what came
     // after its message 2 there: this room's messages 1 and 2 are news to it.
     let mut raw = Raw::connect(server.addr).await;
-    let mut login = raw
+    let login = raw
         .begin_login(
             "bob",
             PASSWORD,
             true,
-            json!({"resume": "a-member-of-another-room", "room_id": "another-room"}),
+            json!({"resume": "a-member-of-another-room", "room_id": "another-room", "after_seq": 2}),
         )
         .await
         .unwrap();
-    login.verify["after_seq"] = json!(2);
     let init = raw.end_login(login).await.unwrap();
     assert_eq!(init["messages"].as_array().unwrap().len(), 3, "{init}");
     assert!(init.get("complete").is_none(), "not a resume: {init}");
@@ -553,27 +531,30 @@ async fn a_resume_from_another_room_is_a_fresh_join() {
     // resume point someone slipped into a newcomer's login (it travels in
     // clear) must not hide the history from it.
     let mut raw = Raw::connect(server.addr).await;
-    let mut login = raw
-        .begin_login("cat", PASSWORD, true, json!({"room_id": room_id}))
+    let login = raw
+        .begin_login(
+            "cat",
+            PASSWORD,
+            true,
+            json!({"room_id": room_id, "after_seq": 2}),
+        )
         .await
         .unwrap();
-    login.verify["after_seq"] = json!(2);
     let init = raw.end_login(login).await.unwrap();
     assert_eq!(init["messages"].as_array().unwrap().len(), 3, "{init}");
     assert!(init.get("after_seq").is_none(), "not a resume: {init}");
 
     // Naming this room and a session of it, the same request is a resume.
     let mut raw = Raw::connect(server.addr).await;
-    let mut login = raw
+    let login = raw
         .begin_login(
             "dan",
             PASSWORD,
             true,
-            json!({"room_id": room_id, "resume": "a-session-that-ended"}),
+            json!({"room_id": room_id, "resume": "a-session-that-ended", "after_seq": 2}),
         )
         .await
         .unwrap();
-    login.verify["after_seq"] = json!(2);
     let init = raw.end_login(login).await.unwrap();
     assert_eq!(init["messages"].as_array().unwrap().len(), 1, "{init}");
     assert_eq!(init["complete"], true);
@@ -680,17 +661,16 @@ async fn begin_takeover(
     session: &Session,
 ) -> (Raw, common::Handshake) {
     let mut raw = Raw::connect(server.addr).await;
-    let mut login = raw
+    let login = raw
         .begin_login(
             name,
             PASSWORD,
             true,
-            json!({"resume": session.user_id, "room_id": session.room_id}),
+            json!({"resume": session.user_id, "room_id": session.room_id,
+                   "token": STANDARD.encode(session.token.as_bytes())}),
         )
         .await
         .unwrap();
-    let proof = cmd_chat::crypto::resume::resume_proof(&session.token, login.m());
-    login.verify["resume_proof"] = json!(STANDARD.encode(proof));
     (raw, login)
 }
 

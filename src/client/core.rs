@@ -18,21 +18,18 @@ use super::files::{
     RECEIVED_FILES_MAX, ReceivedFile,
 };
 use super::private::{Outgoing as PrivateOutgoing, PrivateChats, PrivateError};
-use crate::crypto::kdf::{self, KdfParams};
 use crate::crypto::private::SafetyCode;
-use crate::crypto::resume::resume_proof;
-use crate::crypto::srp::{ClientSession, SrpError};
-use crate::crypto::transport::{Side, derive_keys};
 use crate::crypto::{Key32, Password, RoomCipher};
+use crate::protocol::handshake::{ClientHello, HandshakeError, ResumeAsk};
 use crate::protocol::limits::{
     CLIENT_MAX_LINE, DEFAULT_MAX_FILE_SIZE, FILE_META_TOKEN_MAX, FILE_NAME_MAX, FILE_WINDOW,
     MAX_FILE_SIZE_CAP, MAX_PRIVATE_TEXT_LEN, MAX_ROOM_MEMBERS, PRE_AUTH_MAX_LINE,
     SERVER_SILENCE_LIMIT, file_chunks,
 };
 use crate::protocol::wire::{
-    Challenge, ClientFrame, ErrorCode, ErrorReply, FileMeta, HandshakeRequest, KnockOutcome,
-    MessageData, MessagePlaintext, NATIVE_PROTOCOL, PrivateEnvelope, Reply, ServerEvent,
-    ServerFrame, UserInfo, Welcome,
+    Challenge, ClientFrame, ErrorCode, ErrorReply, FileMeta, KnockOutcome, MessageData,
+    MessagePlaintext, NATIVE_PROTOCOL, PrivateEnvelope, Reply, ServerEvent, ServerFrame, UserInfo,
+    Welcome,
 };
 use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
 
@@ -266,7 +263,7 @@ struct Broken {
     /// The attempt under way. It runs as a task of its own so that a
     /// `next_event` call cancelled by other input (a `select!` moving on)
     /// resumes it rather than starting over.
-    attempt_task: Option<tokio::task::JoinHandle<Result<Link, ClientError>>>,
+    attempt_task: Option<tokio::task::JoinHandle<Result<Link, LoginFailed>>>,
 }
 
 impl Drop for Broken {
@@ -471,8 +468,124 @@ struct Login {
     /// a room stretches the password, and a login that skipped the stretch
     /// could not have proved itself to the server nor the server to us.
     names_inside: bool,
+    /// This login's id, from the challenge: `init` must list us under it
+    /// (or, taking our session over, under the session's id).
+    user_id: String,
     /// What the server said after `H_AMK`: `init`, `waiting`, or a refusal.
     first: ServerFrame,
+}
+
+/// A login that did not go through, and whether our password proof had
+/// gone out. Once it has, nothing is retried by itself: a server that is
+/// guessing passwords gets one guess per attempt the person makes.
+struct LoginFailed {
+    error: ClientError,
+    proof_sent: bool,
+}
+
+impl LoginFailed {
+    /// `error`, at the point of the login `progress` tells.
+    fn at(error: ClientError, progress: &LoginProgress) -> Self {
+        match progress.get() {
+            LoginProgress::STARTED => Self {
+                error,
+                proof_sent: false,
+            },
+            LoginProgress::PROOF_SENT => Self::after_proof(error),
+            _ => Self::after_server_proved(error),
+        }
+    }
+
+    /// `error`, once the server has proved it knows the password: what it
+    /// says is what it means, and nothing is retried by itself either.
+    fn after_server_proved(error: ClientError) -> Self {
+        Self {
+            error,
+            proof_sent: true,
+        }
+    }
+
+    /// `error`, after our proof went out. A server that knows the password
+    /// proves it right after our proof; one that drops us, stalls or says
+    /// anything it never says there has not proved it.
+    fn after_proof(error: ClientError) -> Self {
+        let error = match error {
+            ClientError::Busy(_) => ClientError::ServerUnproven(
+                "it answered our password proof with 'busy', which a cmd-chat server never does"
+                    .into(),
+            ),
+            ClientError::ConnectionLost(reason) | ClientError::Protocol(reason) => {
+                ClientError::ServerUnproven(reason)
+            }
+            other => other,
+        };
+        Self {
+            error,
+            proof_sent: true,
+        }
+    }
+}
+
+/// How far a login has got, which decides what its failure means: before
+/// our proof, anything may be retried; between our proof and the server's,
+/// a failure means the server did not prove the password; after both, the
+/// server's word stands.
+struct LoginProgress(std::sync::atomic::AtomicU8);
+
+impl LoginProgress {
+    const STARTED: u8 = 0;
+    const PROOF_SENT: u8 = 1;
+    const SERVER_PROVED: u8 = 2;
+
+    fn new() -> Self {
+        Self(std::sync::atomic::AtomicU8::new(Self::STARTED))
+    }
+
+    fn get(&self) -> u8 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set(&self, stage: u8) {
+        self.0.store(stage, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl From<ClientError> for LoginFailed {
+    /// An error before the login began (connecting).
+    fn from(error: ClientError) -> Self {
+        Self {
+            error,
+            proof_sent: false,
+        }
+    }
+}
+
+/// What a person is told when the client's side of the login stops.
+fn handshake_error(error: HandshakeError, config: &ClientConfig) -> ClientError {
+    match error {
+        HandshakeError::Refused { reply, after_proof } => refusal(
+            reply,
+            &config.username,
+            if after_proof {
+                Stage::Verify
+            } else {
+                Stage::Init
+            },
+        ),
+        HandshakeError::LegacyServer => ClientError::LegacyServer(config.server.clone()),
+        HandshakeError::Downgrade => ClientError::Tampered(
+            "our sealed session came back offered in clear (as cmd-chat 1.x)".into(),
+        ),
+        HandshakeError::Version(other) => protocol(format!(
+            "the server speaks native protocol {other}, this client {NATIVE_PROTOCOL}; \
+             the newer of the two must be used on both ends"
+        )),
+        HandshakeError::Stretch(detail) => ClientError::Tampered(format!(
+            "the server asks for a password stretch this client refuses: {detail}"
+        )),
+        HandshakeError::ServerNotAuthentic => ClientError::ServerNotAuthentic,
+        HandshakeError::Protocol(detail) => protocol(detail),
+    }
 }
 
 impl Client {
@@ -506,12 +619,17 @@ impl Client {
             })
             .await;
             match outcome {
-                Err(ClientError::Busy(_)) if attempt < BUSY_ATTEMPTS => {
+                // Refused before our proof went out: nothing was given away.
+                Err(LoginFailed {
+                    error: ClientError::Busy(_),
+                    proof_sent: false,
+                }) if attempt < BUSY_ATTEMPTS => {
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                     attempt += 1;
                 }
-                other => return Self::joined(config, other?),
+                Err(failed) => return Err(failed.error),
+                Ok(link) => return Self::joined(config, link),
             }
         }
     }
@@ -568,7 +686,7 @@ impl Client {
         config: &ClientConfig,
         resume: Option<&ResumeRequest>,
         on_waiting: impl FnOnce(&Waiting),
-    ) -> Result<Link, ClientError> {
+    ) -> Result<Link, LoginFailed> {
         let connect = TcpStream::connect(&config.server);
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(stream)) => stream,
@@ -576,23 +694,32 @@ impl Client {
                 return Err(ClientError::Connect {
                     addr: config.server.clone(),
                     source,
-                });
+                }
+                .into());
             }
             Err(_) => {
                 return Err(ClientError::Connect {
                     addr: config.server.clone(),
                     source: std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
-                });
+                }
+                .into());
             }
         };
         let _ = stream.set_nodelay(true);
-        let login = Self::login(stream, config, resume);
+        let progress = LoginProgress::new();
+        let login = Self::login(stream, config, resume, &progress);
         let login = match tokio::time::timeout(LOGIN_TIMEOUT, login).await {
-            Ok(result) => result?,
-            Err(_) => return Err(protocol("the server did not complete the login in time")),
+            Ok(Ok(login)) => login,
+            Ok(Err(error)) => return Err(LoginFailed::at(error, &progress)),
+            Err(_) => {
+                let error = protocol("the server did not complete the login in time");
+                return Err(LoginFailed::at(error, &progress));
+            }
         };
         // Waiting at a locked room has its own deadline, outside the login's.
-        let link = Self::enter(login, &config.username, on_waiting).await?;
+        let link = Self::enter(login, &config.username, on_waiting)
+            .await
+            .map_err(LoginFailed::after_server_proved)?;
         // The server must have resumed exactly where we asked, back in the
         // same room, and not at all otherwise: `after_seq` went in clear, its
         // echo came sealed. (A fresh join someone gave a resume point would
@@ -601,7 +728,7 @@ impl Client {
             .filter(|asked| link.room.id.is_some() && link.room.id == asked.room_id)
             .map(|asked| asked.after_seq);
         if link.resumed_after != expected {
-            return Err(ClientError::ResumeAltered {
+            return Err(LoginFailed::after_proof(ClientError::ResumeAltered {
                 asked: match expected {
                     Some(seq) => format!("resume the session after message {seq}"),
                     None => "send the whole history".into(),
@@ -610,116 +737,73 @@ impl Client {
                     Some(seq) => format!("sent only what came after message {seq}"),
                     None => "did not resume at all".into(),
                 },
-            });
+            }));
         }
         Ok(link)
     }
 
+    /// SRP through [`ClientHello`] and its successors: this does the socket
+    /// work and the arithmetic off the reactor; the state machines check
+    /// what the server says. `progress` follows the proofs.
     async fn login(
         stream: TcpStream,
         config: &ClientConfig,
         resume: Option<&ResumeRequest>,
+        progress: &LoginProgress,
     ) -> Result<Login, ClientError> {
         let username = &config.username;
         let (read, write) = stream.into_split();
         let mut reader = FrameReader::new(read, PRE_AUTH_MAX_LINE);
         let mut writer = FrameWriter::new(write);
 
-        let srp = ClientSession::new();
-        writer
-            .write(&HandshakeRequest::SrpInit {
-                username: username.clone(),
-                a: STANDARD.encode(srp.public()),
-                native: Some(NATIVE_PROTOCOL),
-                resume: resume.map(|r| r.session.user_id.clone()),
-                room_id: resume.and_then(|r| r.room_id.clone()),
-            })
-            .await?;
+        let ask = resume.map(|r| ResumeAsk {
+            user_id: r.session.user_id.clone(),
+            room_id: r.room_id.clone(),
+            token: r.session.token.clone(),
+            after_seq: r.after_seq,
+        });
+        let (hello, init) = ClientHello::start(username, config.allow_legacy, ask);
+        writer.write(&init).await?;
         writer.flush().await?;
 
-        let challenge = match read_reply::<Challenge>(&mut reader).await? {
-            Reply::Ok(c) => c,
-            Reply::Error(e) => return Err(refusal(e, username, Stage::Init)),
+        let challenge = read_reply::<Challenge>(&mut reader).await?;
+        let respond = hello
+            .read_challenge(challenge)
+            .map_err(|e| handshake_error(e, config))?;
+        let transport = if respond.legacy() {
+            Transport::Legacy
+        } else {
+            Transport::Sealed
         };
-        let transport = match challenge.native {
-            Some(NATIVE_PROTOCOL) => Transport::Sealed,
-            Some(other) => {
-                return Err(protocol(format!(
-                    "the server speaks native protocol {other}; upgrade cmd-chat"
-                )));
-            }
-            None if config.allow_legacy => Transport::Legacy,
-            None => return Err(ClientError::LegacyServer(config.server.clone())),
-        };
-        let salt = decode(&challenge.salt, "salt")?;
-        let b = decode(&challenge.b, "B")?;
-        let stretch = match &challenge.kdf {
-            None => None,
-            Some(spec) if spec.alg == "argon2id" && spec.params.within_client_limits() => {
-                Some((decode(&spec.salt, "kdf salt")?, spec.params))
-            }
-            Some(spec) => {
-                return Err(protocol(format!(
-                    "the server asks for password stretching this client refuses ({} {:?}; at most {:?})",
-                    spec.alg,
-                    spec.params,
-                    KdfParams::CLIENT_MAX
-                )));
-            }
-        };
-        let stretched = stretch.is_some();
         // Argon2id and SRP's exponentiations: keep them off the reactor.
         let password = config.password.clone();
-        let (proof, password) = tokio::task::spawn_blocking(move || {
-            let password = match stretch {
-                None => password,
-                Some((kdf_salt, params)) => kdf::stretch(&password, &kdf_salt, params)
-                    .map_err(|e| protocol(e.to_string()))?,
-            };
-            let proof = srp
-                .respond(&password, &salt, &b)
-                .map_err(|e| protocol(e.to_string()))?;
-            Ok::<_, ClientError>((proof, password))
-        })
-        .await
-        .map_err(|_| protocol("internal error"))??;
-        let resuming = resume.filter(|_| transport == Transport::Sealed);
-        writer
-            .write(&HandshakeRequest::SrpVerify {
-                user_id: challenge.user_id.clone(),
-                m: STANDARD.encode(proof.m()),
-                resume_proof: resuming
-                    .map(|r| STANDARD.encode(resume_proof(&r.session.token, proof.m()))),
-                after_seq: resuming.map(|r| r.after_seq),
-            })
-            .await?;
+        let (awaiting, verify) = tokio::task::spawn_blocking(move || respond.respond(&password))
+            .await
+            .map_err(|_| protocol("internal error"))?
+            .map_err(|e| handshake_error(e, config))?;
+        progress.set(LoginProgress::PROOF_SENT);
+        writer.write(&verify).await?;
         writer.flush().await?;
 
-        let welcome = match read_reply::<Welcome>(&mut reader).await? {
-            Reply::Ok(w) => w,
-            Reply::Error(e) => return Err(refusal(e, username, Stage::Verify)),
-        };
-        let key = proof
-            .verify_server(&decode(&welcome.h_amk, "H_AMK")?)
-            .map_err(|e| match e {
-                SrpError::ServerNotAuthentic => ClientError::ServerNotAuthentic,
-                other => protocol(other.to_string()),
-            })?;
-        if transport == Transport::Sealed {
-            let (sealer, opener) = derive_keys(&key, Side::Client);
+        let welcome = read_reply::<Welcome>(&mut reader).await?;
+        let established = awaiting
+            .read_welcome(welcome)
+            .map_err(|e| handshake_error(e, config))?;
+        progress.set(LoginProgress::SERVER_PROVED);
+        if let Some((sealer, opener)) = established.keys {
             writer.seal(sealer);
             reader.seal(opener);
         }
-        drop(key);
         reader.set_max_line(CLIENT_MAX_LINE);
         let first = read_frame(&mut reader, "closed before the room opened").await?;
         Ok(Login {
             reader,
             writer,
             transport,
-            password,
-            legacy_room_salt: challenge.room_salt,
-            names_inside: stretched,
+            password: established.password,
+            legacy_room_salt: established.legacy_room_salt,
+            names_inside: established.names_inside,
+            user_id: established.user_id,
             first,
         })
     }
@@ -737,6 +821,7 @@ impl Client {
             password,
             legacy_room_salt,
             names_inside,
+            user_id: login_id,
             mut first,
         } = login;
         if let ServerFrame::Event(ServerEvent::Waiting {
@@ -788,6 +873,17 @@ impl Client {
             return Err(protocol(format!(
                 "the server listed two members named {}",
                 pair[0]
+            )));
+        }
+        // We are in the room under the name we asked for and the id this
+        // login was given (or, taking our session over, the session's).
+        let our_id = user_id.as_deref().unwrap_or(&login_id);
+        if !users
+            .iter()
+            .any(|u| u.user_id == our_id && u.username == username)
+        {
+            return Err(ClientError::Tampered(format!(
+                "the room does not list us as {username:?}: our name was changed on the way in"
             )));
         }
         let room_salt = match transport {
@@ -1495,18 +1591,21 @@ impl Client {
             }));
         }
         let task = broken.attempt_task.as_mut().expect("just started");
-        let outcome = task
-            .await
-            .unwrap_or_else(|_| Err(protocol("the reconnection attempt failed")));
+        let outcome = task.await.unwrap_or_else(|_| {
+            Err(LoginFailed::after_proof(protocol(
+                "the reconnection attempt failed",
+            )))
+        });
         self.broken.as_mut().expect("still broken").attempt_task = None;
         let link = match outcome {
             Ok(link) => link,
-            // While resuming, a name still held by our old session or a room
-            // refusing logins for a moment are worth waiting out too.
-            Err(e)
-                if e.is_transient()
-                    || matches!(e, ClientError::NameTaken(_) | ClientError::LockedOut(_)) =>
-            {
+            // Refused or cut before our proof went out: worth trying again,
+            // a room refusing logins for a moment too. Never once the proof
+            // has gone out (see `LoginFailed`).
+            Err(LoginFailed {
+                error: e,
+                proof_sent: false,
+            }) if e.is_transient() || matches!(e, ClientError::LockedOut(_)) => {
                 let broken = self.broken.as_mut().expect("still broken");
                 if broken.attempt >= RECONNECT_ATTEMPTS {
                     return Err(ClientError::ConnectionLost(format!(
@@ -1521,7 +1620,21 @@ impl Client {
                     reason: e.to_string(),
                 }));
             }
-            Err(e) => return Err(e),
+            // The room took this password minutes ago; refusing it now
+            // means the login was changed on its way (each field of it is
+            // bound into the proof), unless the host restarted the room
+            // with another password.
+            Err(LoginFailed {
+                error: ClientError::WrongPassword,
+                ..
+            }) => {
+                return Err(ClientError::Tampered(
+                    "the room refused on reconnecting the password it took before \
+                     (unless its host restarted it with another password)"
+                        .into(),
+                ));
+            }
+            Err(failed) => return Err(failed.error),
         };
         self.broken = None;
         self.reconnected_at = Some(tokio::time::Instant::now());

@@ -15,12 +15,14 @@ pub mod exit_code {
     pub const USAGE: u8 = 2;
     /// The server could not be reached.
     pub const CANNOT_CONNECT: u8 = 3;
-    /// Wrong password, a server that could not prove it knows the password, or
-    /// a login refused after too many wrong passwords.
+    /// Wrong password, a server that could not prove it knows the password
+    /// (including one that cut the connection after our proof), or a login
+    /// refused after too many wrong passwords.
     pub const AUTH_FAILED: u8 = 4;
     /// The username is taken or invalid.
     pub const NAME_REFUSED: u8 = 5;
-    /// The server spoke something unexpected, refused us, or the sealed channel broke.
+    /// The server spoke something unexpected, refused us, the sealed channel
+    /// broke, or someone on the network altered the login.
     pub const PROTOCOL: u8 = 6;
     /// The connection was lost or the room closed after joining.
     pub const CONNECTION_LOST: u8 = 7;
@@ -46,6 +48,22 @@ pub enum ClientError {
          this may not be the server you meant to reach"
     )]
     ServerNotAuthentic,
+    /// Our password proof went out and the server did not answer it with
+    /// its own: it cut the connection, stalled, or said something a
+    /// cmd-chat server never says there. Never retried by itself.
+    #[error(
+        "the server could not prove it knows the room password: {0}. cmd-chat sends its \
+         proof once per attempt and does not retry by itself, so a server guessing passwords \
+         gets one guess; if this keeps happening, this may not be the server you meant to reach"
+    )]
+    ServerUnproven(String),
+    /// Someone on the network changed the login: the session is abandoned
+    /// before anything is said in it.
+    #[error(
+        "the login was altered on the network: {0}. Nothing was sent in the room; someone \
+         between you and the server may be attacking this connection"
+    )]
+    Tampered(String),
     #[error("login refused: {0}")]
     LockedOut(String),
     #[error("the server is busy: {0}")]
@@ -120,6 +138,7 @@ impl ClientError {
             ClientError::Connect { .. } | ClientError::Busy(_) => CANNOT_CONNECT,
             ClientError::WrongPassword
             | ClientError::ServerNotAuthentic
+            | ClientError::ServerUnproven(_)
             | ClientError::LockedOut(_) => AUTH_FAILED,
             ClientError::NameTaken(_) | ClientError::InvalidUsername(_) => NAME_REFUSED,
             ClientError::LegacyServer(_)
@@ -130,6 +149,7 @@ impl ClientError {
             | ClientError::NeedsNative(_)
             | ClientError::File(_)
             | ClientError::Protocol(_)
+            | ClientError::Tampered(_)
             | ClientError::ResumeAltered { .. } => PROTOCOL,
             ClientError::ConnectionLost(_)
             | ClientError::Reconnecting

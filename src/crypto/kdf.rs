@@ -36,19 +36,32 @@ impl KdfParams {
         p: 1,
     };
 
-    /// The most a client agrees to spend, so a hostile server cannot make it
-    /// allocate without bound: 1 GiB, 16 passes, 8 lanes.
-    pub const CLIENT_MAX: KdfParams = KdfParams {
-        m_kib: 1024 * 1024,
-        t: 16,
-        p: 8,
+    /// The least a client accepts: what `serve --kdf-memory` allows at its
+    /// lowest (8 MiB, 3 passes, 1 lane). An impostor posing as the server
+    /// who announced less would make each password guess it got to test
+    /// (one per login, from the proof the client sends) cheap.
+    pub const CLIENT_MIN: KdfParams = KdfParams {
+        m_kib: 8 * 1024,
+        t: 3,
+        p: 1,
     };
 
-    /// Whether a client should accept these parameters.
+    /// The most a client agrees to spend, so a hostile server cannot make it
+    /// allocate or compute without bound: 1 GiB (`serve --kdf-memory`'s
+    /// highest), 4 passes, 4 lanes.
+    pub const CLIENT_MAX: KdfParams = KdfParams {
+        m_kib: 1024 * 1024,
+        t: 4,
+        p: 4,
+    };
+
+    /// Whether a client should accept these parameters: within
+    /// [`Self::CLIENT_MIN`] and [`Self::CLIENT_MAX`], field by field.
     pub fn within_client_limits(&self) -> bool {
-        self.m_kib <= Self::CLIENT_MAX.m_kib
-            && self.t <= Self::CLIENT_MAX.t
-            && self.p <= Self::CLIENT_MAX.p
+        let (min, max) = (Self::CLIENT_MIN, Self::CLIENT_MAX);
+        (min.m_kib..=max.m_kib).contains(&self.m_kib)
+            && (min.t..=max.t).contains(&self.t)
+            && (min.p..=max.p).contains(&self.p)
             && self.argon2().is_ok()
     }
 
@@ -109,31 +122,26 @@ mod tests {
     }
 
     #[test]
-    fn client_refuses_extreme_parameters() {
+    fn client_refuses_parameters_outside_the_floor_and_ceiling() {
         assert!(KdfParams::DEFAULT.within_client_limits());
-        assert!(
-            !KdfParams {
-                m_kib: u32::MAX,
-                t: 3,
-                p: 1
-            }
-            .within_client_limits()
-        );
-        assert!(
-            !KdfParams {
-                m_kib: 64,
-                t: 1000,
-                p: 1
-            }
-            .within_client_limits()
-        );
-        assert!(
-            !KdfParams {
-                m_kib: 1,
-                t: 1,
-                p: 1
-            }
-            .within_client_limits()
-        );
+        assert!(KdfParams::CLIENT_MIN.within_client_limits());
+        assert!(KdfParams::CLIENT_MAX.within_client_limits());
+        let refused = [
+            // Too much: a client stalled or out of memory.
+            (u32::MAX, 3, 1),
+            (2 * 1024 * 1024, 3, 1),
+            (64 * 1024, 1000, 1),
+            (64 * 1024, 16, 1),
+            (64 * 1024, 3, 64),
+            // Too little: an impostor's guesses made cheap.
+            (8, 1, 1),
+            (1024, 3, 1),
+            (64 * 1024, 1, 1),
+            (64 * 1024, 3, 0),
+        ];
+        for (m_kib, t, p) in refused {
+            let params = KdfParams { m_kib, t, p };
+            assert!(!params.within_client_limits(), "{params:?}");
+        }
     }
 }

@@ -468,6 +468,41 @@ fn proofs(
     (key, m, h_amk)
 }
 
+/// Labels of the native login's proofs and key (see [`bind`]).
+const NATIVE_CLIENT_PROOF: &[u8] = b"cmd-chat native 4 client proof";
+const NATIVE_SERVER_PROOF: &[u8] = b"cmd-chat native 4 server proof";
+const NATIVE_SESSION_KEY: &[u8] = b"cmd-chat native 4 session key";
+
+fn hmac(key: &Key32, parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// A native login's proofs and session key, bound to the handshake
+/// `transcript` (the hash of every field that crossed the network before
+/// sealing, `protocol::handshake`):
+///
+/// ```text
+/// M'     = HMAC(K, "cmd-chat native 4 client proof" | M | transcript)
+/// H_AMK' = HMAC(K, "cmd-chat native 4 server proof" | M' | transcript)
+/// K'     = HMAC(K, "cmd-chat native 4 session key" | transcript)
+/// ```
+///
+/// `M'` never equals a 1.x `M`, so a native client's proof is never taken for
+/// a 1.x login; and two ends that saw different fields compute different
+/// proofs, so a change on the path fails the login.
+fn bind(key: &Key32, m: &[u8; 32], transcript: &[u8; 32]) -> (Key32, [u8; 32], [u8; 32]) {
+    let m_bound = hmac(key, &[NATIVE_CLIENT_PROOF, m, transcript]);
+    let h_amk_bound = hmac(key, &[NATIVE_SERVER_PROOF, &m_bound, transcript]);
+    let key_bound = Key32::new(hmac(key, &[NATIVE_SESSION_KEY, transcript]));
+    (key_bound, m_bound, h_amk_bound)
+}
+
 /// Parses a peer's public value: the integer as sent (what is hashed) and its
 /// residue mod `N` (what is computed with); `None` when longer than `N` or
 /// `≡ 0 (mod N)`.
@@ -585,6 +620,16 @@ impl ServerSession {
         minimal(&self.b_pub)
     }
 
+    /// The same login as a native one: its proofs and key bound to the
+    /// handshake `transcript` (see [`bind`]).
+    pub fn bind(mut self, transcript: &[u8; 32]) -> Self {
+        let (key, m, h_amk) = bind(&self.key, &self.expected_m, transcript);
+        self.key = key;
+        self.expected_m = m;
+        self.h_amk = h_amk;
+        self
+    }
+
     /// Checks the client's proof in constant time; on success returns `H_AMK`
     /// for the client and the session key `K`.
     pub fn verify(self, m: &[u8]) -> Result<([u8; 32], Key32), SrpError> {
@@ -674,6 +719,16 @@ pub struct ClientProof {
 impl ClientProof {
     pub fn m(&self) -> &[u8; 32] {
         &self.m
+    }
+
+    /// The same login as a native one: its proofs and key bound to the
+    /// handshake `transcript` (see [`bind`]).
+    pub fn bind(mut self, transcript: &[u8; 32]) -> Self {
+        let (key, m, h_amk) = bind(&self.key, &self.m, transcript);
+        self.key = key;
+        self.m = m;
+        self.expected_h_amk = h_amk;
+        self
     }
 
     /// Checks the server's `H_AMK` in constant time. Only a server that knows
@@ -884,6 +939,48 @@ mod tests {
         assert_eq!(residue.retrieve(), U2048::MAX.wrapping_sub(&n));
         let (_, residue) = parse_public(&n.wrapping_add(&U2048::ONE).to_be_bytes()).unwrap();
         assert_eq!(residue, Residue::ONE);
+    }
+
+    /// Native proofs: both ends that hashed the same transcript agree; a
+    /// different transcript on either end fails the login both ways; and a
+    /// native proof is never a 1.x proof.
+    #[test]
+    fn bound_proofs_need_the_same_transcript() {
+        let password = Password::new("pw".into());
+        let verifier = Verifier::new(&password);
+        let login = |client_t: [u8; 32], server_t: [u8; 32]| {
+            let client = ClientSession::new();
+            let server = ServerSession::start(&verifier, &client.public()).unwrap();
+            let legacy = client
+                .respond(&password, verifier.salt(), &server.public())
+                .unwrap();
+            let legacy_m = *legacy.m();
+            let proof = legacy.bind(&client_t);
+            assert_ne!(proof.m(), &legacy_m, "a native proof is not a 1.x proof");
+            (proof, server.bind(&server_t))
+        };
+        let (proof, server) = login([1; 32], [1; 32]);
+        let (h_amk, server_key) = server.verify(proof.m()).unwrap();
+        let client_key = proof.verify_server(&h_amk).unwrap();
+        assert_eq!(client_key.as_bytes(), server_key.as_bytes());
+
+        let (proof, server) = login([1; 32], [2; 32]);
+        assert_eq!(
+            server.verify(proof.m()).unwrap_err(),
+            SrpError::WrongPassword
+        );
+
+        // A server that binds nothing (a 1.x login) refuses a native proof.
+        let client = ClientSession::new();
+        let server = ServerSession::start(&verifier, &client.public()).unwrap();
+        let proof = client
+            .respond(&password, verifier.salt(), &server.public())
+            .unwrap()
+            .bind(&[1; 32]);
+        assert_eq!(
+            server.verify(proof.m()).unwrap_err(),
+            SrpError::WrongPassword
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The wire protocol: JSON line types, the line reader and writer with their
-//! size limits and sealing, username rules and the Fernet token shape check.
+//! The wire protocol: JSON line types, the login's state machines
+//! ([`handshake`]), the line reader and writer with their size limits and
+//! sealing, username rules and the Fernet token shape check.
 
 pub mod connection;
+pub mod handshake;
 pub mod limits;
 pub mod token;
 pub mod username;

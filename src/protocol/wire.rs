@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 /// Version of the sealed native protocol this build speaks. 2: a sealed
 /// record may hold several frames. 3: in rooms that admit native clients
 /// only, a message's token holds its writer's name ([`MessagePlaintext`]).
-pub const NATIVE_PROTOCOL: u32 = 3;
+/// 4: the proofs and the transport key are bound to a transcript of the
+/// whole cleartext handshake (`protocol::handshake`), and a reconnect's
+/// resume proof travels in `srp_init`.
+pub const NATIVE_PROTOCOL: u32 = 4;
 
 /// Client → server, before authentication.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,17 +37,20 @@ pub enum HandshakeRequest {
         /// own id differs treats the login as a fresh join.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room_id: Option<String>,
+        /// Reconnecting: `HMAC-SHA256(resume_token, digest of this srp_init)`,
+        /// standard base64 (see `protocol::handshake`). It proves the
+        /// previous session's secret without revealing it, and is bound to
+        /// this login's fresh `A`, so replaying it gets nobody a login they
+        /// can finish. A server checks it before anything else, so a member
+        /// coming back is not held to the room-wide guessing budget.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_proof: Option<String>,
     },
     SrpVerify {
         user_id: String,
         /// The client's proof `M`, standard base64.
         #[serde(rename = "M")]
         m: String,
-        /// Reconnecting: `HMAC-SHA256(resume_token, M)`, standard base64. It
-        /// proves the previous session's secret without revealing it, and is
-        /// bound to this login's `M`, so it cannot be replayed.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        resume_proof: Option<String>,
         /// Reconnecting: the last sequence number this member saw; `init`
         /// then carries only the messages after it (if `srp_init` named
         /// this room), and says so in its own `after_seq`.
@@ -578,6 +584,7 @@ mod tests {
                 native: None,
                 resume: None,
                 room_id: None,
+                resume_proof: None,
             },
             json!({"cmd": "srp_init", "username": "ann", "A": "QQ=="}),
         );
@@ -588,6 +595,7 @@ mod tests {
                 native: Some(1),
                 resume: Some("u1".into()),
                 room_id: Some("r1".into()),
+                resume_proof: None,
             },
             json!({"cmd": "srp_init", "username": "ann", "A": "QQ==", "native": 1,
                    "resume": "u1", "room_id": "r1"}),
@@ -596,7 +604,6 @@ mod tests {
             HandshakeRequest::SrpVerify {
                 user_id: "u1".into(),
                 m: "TQ==".into(),
-                resume_proof: None,
                 after_seq: None,
             },
             json!({"cmd": "srp_verify", "user_id": "u1", "M": "TQ=="}),

@@ -6,7 +6,9 @@
 //! [`GLOBAL_FAILURES_PER_MINUTE`] failures are allowed per minute (and a
 //! burst of as many); once that budget is spent, new logins are refused until
 //! it refills. Members already in the room are never affected: the guard
-//! only gates new logins.
+//! only gates new logins, and a member who comes back after a lost
+//! connection with its session's resume proof is held to its address's
+//! allowance only ([`Login::Returning`]).
 //!
 //! The bound is enforced where a guess is tested: a login's proof is checked
 //! only after the guard, in the same step, has found its address not locked
@@ -47,6 +49,18 @@ pub enum Refusal {
     /// Too many logins in progress from this address; one ends within the
     /// handshake deadline.
     Busy,
+}
+
+/// Who a login is, as far as the guard is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// Anyone: held to its address's allowance and to the room's.
+    Stranger,
+    /// A member coming back, who proved its session's resume token in
+    /// `srp_init`. Checking that is no password guess, and only someone who
+    /// was let in holds one, so the room-wide budget, which strangers can
+    /// spend, never keeps it out; its address's allowance still applies.
+    Returning,
 }
 
 struct Record {
@@ -102,7 +116,12 @@ impl GuessGuard {
     /// spends an exponentiation on it. Every login that began must be ended
     /// with [`GuessGuard::end`].
     pub fn begin(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
-        self.may_guess(ip, now)?;
+        self.begin_as(ip, now, Login::Stranger)
+    }
+
+    /// [`GuessGuard::begin`] for a login of the kind `who`.
+    pub fn begin_as(&mut self, ip: IpAddr, now: Instant, who: Login) -> Result<(), Refusal> {
+        self.may_guess(ip, now, who)?;
         if self
             .addresses
             .get(&address_key(ip))
@@ -123,8 +142,9 @@ impl GuessGuard {
         Ok(())
     }
 
-    /// May `ip` have a proof checked now?
-    fn may_guess(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+    /// May `ip` have a proof checked now? A returning member is held to its
+    /// address's allowance only.
+    fn may_guess(&mut self, ip: IpAddr, now: Instant, who: Login) -> Result<(), Refusal> {
         if let Some(record) = self.addresses.get(&address_key(ip))
             && record.locked_until > now
         {
@@ -133,7 +153,7 @@ impl GuessGuard {
             });
         }
         self.refill(now);
-        if self.tokens < 1.0 {
+        if who == Login::Stranger && self.tokens < 1.0 {
             let per_sec = f64::from(GLOBAL_FAILURES_PER_MINUTE) / 60.0;
             return Err(Refusal::Global {
                 retry_after: Duration::from_secs_f64((1.0 - self.tokens) / per_sec),
@@ -151,11 +171,23 @@ impl GuessGuard {
         now: Instant,
         check: impl FnOnce() -> Result<T, E>,
     ) -> Result<Result<T, E>, Refusal> {
-        self.may_guess(ip, now)?;
+        self.settle_as(ip, now, Login::Stranger, check)
+    }
+
+    /// [`GuessGuard::settle`] for a login of the kind `who`. A returning
+    /// member's wrong proof counts against its address only.
+    pub fn settle_as<T, E>(
+        &mut self,
+        ip: IpAddr,
+        now: Instant,
+        who: Login,
+        check: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Result<T, E>, Refusal> {
+        self.may_guess(ip, now, who)?;
         let outcome = check();
         match &outcome {
             Ok(_) => self.succeeded(ip, now),
-            Err(_) => self.failed(ip, now),
+            Err(_) => self.failed(ip, now, who),
         }
         Ok(outcome)
     }
@@ -172,8 +204,10 @@ impl GuessGuard {
     }
 
     /// A wrong proof from `ip`: counts against its allowance and the room's.
-    fn failed(&mut self, ip: IpAddr, now: Instant) {
-        self.tokens = (self.tokens - 1.0).max(0.0);
+    fn failed(&mut self, ip: IpAddr, now: Instant, who: Login) {
+        if who == Login::Stranger {
+            self.tokens = (self.tokens - 1.0).max(0.0);
+        }
         self.forget_old(now);
         let record = self.addresses.entry(address_key(ip)).or_insert(Record {
             failures: 0,

@@ -8,15 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::Shared;
 use super::files::{FileRefusal, Transfers};
-use super::guard::Refusal;
+use super::guard::{Login, Refusal};
 use super::limits::{
     FAREWELL_DEADLINE, FILE_ACK_POLL, HANDSHAKE_DEADLINE, KNOCK_MAX_LINE, PING_INTERVAL,
     PRESENCE_DELAY, RATE_BURST,
@@ -26,13 +24,11 @@ use super::pending::PendingSlot;
 use super::room::{
     Decision, Kick, Membership, NameReservation, PrivateRefusal, Resume, RoomError, Superseded,
 };
-use crate::crypto::srp::{N_LEN, ServerSession};
+use crate::crypto::srp::ServerSession;
 use crate::crypto::transport::{Side, derive_keys};
+use crate::protocol::handshake::{self, ServerHello};
 use crate::protocol::limits::{MAX_PRIVATE_BODY_LEN, MEMBER_MAX_LINE, PRE_AUTH_MAX_LINE};
-use crate::protocol::wire::{
-    Challenge, ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, NATIVE_PROTOCOL, ServerEvent,
-    Welcome,
-};
+use crate::protocol::wire::{ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, ServerEvent};
 use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
 
 /// A login that passed SRP: its name is reserved and, for native clients,
@@ -113,16 +109,6 @@ async fn next_request<R: AsyncRead + Unpin>(
     }
 }
 
-fn decode_b64(field: &str, value: &str, max_len: usize) -> Result<Vec<u8>, ErrorReply> {
-    // Reject before decoding so a huge field costs nothing.
-    if value.len() > max_len.div_ceil(3) * 4 {
-        return Err(bad_request(format!("field {field} is too long")));
-    }
-    STANDARD
-        .decode(value.as_bytes())
-        .map_err(|_| bad_request(format!("field {field} is not valid base64")))
-}
-
 fn write_failed(_: FrameError) -> ErrorReply {
     bad_request("write failed")
 }
@@ -151,16 +137,8 @@ fn login_refused(refusal: Refusal) -> ErrorReply {
     }
 }
 
-/// The `session_key` a cmd-chat 1.x client is sent: it runs
-/// `Fernet(base64.b64decode(session_key))`, so it must be the standard base64
-/// of a Fernet key (the url-safe base64 of 32 bytes). The bytes are fresh and
-/// random, never the SRP key: 1.x sends it in clear.
-fn legacy_session_key() -> String {
-    use base64::engine::general_purpose::URL_SAFE;
-    STANDARD.encode(URL_SAFE.encode(rand::random::<[u8; 32]>()))
-}
-
-/// SRP-6a, as in cmd-chat 1.x, then (native clients) sealing.
+/// SRP-6a, as in cmd-chat 1.x, with native logins bound to their transcript
+/// (see [`crate::protocol::handshake`]), then (native clients) sealing.
 async fn authenticate<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
@@ -171,95 +149,78 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let HandshakeRequest::SrpInit {
-        username,
-        a,
-        native,
-        resume,
-        room_id,
-    } = next_request(reader).await?
-    else {
-        return Err(bad_request("expected srp_init first"));
-    };
-    let legacy = match native {
-        Some(NATIVE_PROTOCOL) => false,
-        Some(other) => {
-            return Err(bad_request(format!(
-                "this server speaks native protocol {NATIVE_PROTOCOL}, not {other}; upgrade cmd-chat"
-            )));
-        }
-        None if shared.config.allow_legacy => true,
-        None => {
-            return Err(ErrorReply::new(
-                ErrorCode::LegacyRefused,
-                "this room admits only native cmd-chat clients (the server was not started with --allow-legacy)",
-            ));
-        }
-    };
-    let attempt = shared.begin_login(peer.ip()).map_err(login_refused)?;
-    username::validate(&username)
-        .map_err(|e| ErrorReply::new(ErrorCode::NameInvalid, format!("invalid username: {e}")))?;
+    let hello = ServerHello::read(next_request(reader).await?, shared.config.allow_legacy)?;
     // A resume is about the room it was made in. One from another room (this
     // server was restarted on the same address since) is a fresh join: its
-    // member id and sequence numbers mean nothing here. 1.x clients never resume.
-    let same_room = !legacy && room_id.as_deref() == Some(shared.room.id());
-    let resume = resume.filter(|_| same_room);
-    let resumed = resume.is_some();
-    let a_bytes = decode_b64("A", &a, N_LEN)?;
+    // member id and sequence numbers mean nothing here.
+    let same_room = hello.room_id.as_deref() == Some(shared.room.id());
+    let resume = hello.resume.clone().filter(|_| same_room);
+    // A member coming back proves its session's token before anything else,
+    // so the room-wide guessing budget strangers spend never keeps it out.
+    let returning = resume
+        .as_deref()
+        .is_some_and(|id| hello.resume_proved(&shared.room.resume_token(id)));
+    let who = if returning {
+        Login::Returning
+    } else {
+        Login::Stranger
+    };
+    let attempt = shared.begin_login(peer.ip(), who).map_err(login_refused)?;
     // The member id this login will have, sent in the challenge and echoed
     // in `srp_verify`. The name is reserved only once the password is
     // proved: someone without it learns nothing about who is in the room
     // (every name gets a challenge, and a wrong proof the same refusal), and
     // cannot hold a member's name while a login of theirs is pending. A
-    // reconnecting member's login notes now, telling nobody, which
-    // connection it may take over: never one that replaced it meanwhile.
+    // returning member's login notes now, telling nobody, which connection
+    // it may take over: never one that replaced it meanwhile, and only with
+    // the session's token.
     let user_id = uuid::Uuid::new_v4().to_string();
-    let takeover = shared.room.takeover_target(&username, resume.as_deref());
+    let takeover = returning
+        .then(|| {
+            shared
+                .room
+                .takeover_target(&hello.username, resume.as_deref())
+        })
+        .flatten();
 
     // Three 2048-bit exponentiations: on the login threads, below the relay.
     let session = {
         let worker = Arc::clone(shared);
+        let a = hello.a.clone();
         shared
             .logins
-            .run(move || ServerSession::start(&worker.secrets.verifier, &a_bytes))
+            .run(move || ServerSession::start(&worker.secrets.verifier, &a))
             .await
             .ok_or_else(|| bad_request("internal error"))?
             .map_err(|e| bad_request(e.to_string()))?
     };
-    let challenge = Challenge {
-        user_id: user_id.clone(),
-        b: STANDARD.encode(session.public()),
-        salt: STANDARD.encode(shared.secrets.verifier.salt()),
-        room_salt: legacy.then(|| shared.secrets.room_salt_b64.clone()),
-        native: (!legacy).then_some(NATIVE_PROTOCOL),
-        kdf: shared.secrets.kdf.clone(),
-    };
+    let username = hello.username.clone();
+    let legacy = hello.legacy;
+    let (awaiting, challenge) = hello.challenge(
+        user_id.clone(),
+        &session.public(),
+        shared.secrets.verifier.salt(),
+        &shared.secrets.room_salt_b64,
+        shared.secrets.kdf.as_ref(),
+    );
     writer.write(&challenge).await.map_err(write_failed)?;
     writer.flush().await.map_err(write_failed)?;
 
-    let HandshakeRequest::SrpVerify {
-        user_id: echoed_id,
-        m,
-        resume_proof,
-        after_seq,
-    } = next_request(reader).await?
-    else {
-        return Err(bad_request("expected srp_verify"));
+    let proof = awaiting.read_proof(next_request(reader).await?)?;
+    let session = match &proof.transcript {
+        Some(transcript) => session.bind(transcript),
+        None => session,
     };
-    if echoed_id != user_id {
-        return Err(bad_request("srp_verify names another login"));
-    }
-    let m = decode_b64("M", &m, 64)?;
     // The proof is checked only if this address may make a guess now.
     let checked = attempt
-        .settle(|| session.verify(&m))
+        .settle(|| session.verify(&proof.m))
         .map_err(login_refused)?;
-    let (h_amk, key) = match checked {
-        Ok(pair) => pair,
-        Err(_) => {
-            shared.login_failed(peer);
-            return Err(ErrorReply::new(ErrorCode::AuthFailed, "wrong password"));
-        }
+    let Ok((h_amk, key)) = checked else {
+        shared.login_failed(peer);
+        return Err(ErrorReply::new(
+            ErrorCode::AuthFailed,
+            "wrong password (or the login was altered on its way)",
+        ));
     };
     drop(attempt);
     let reservation = shared
@@ -271,27 +232,10 @@ where
                 format!("the name {username:?} is taken, or looks like one that is; pick another"),
             )
         })?;
-    // Taking over a session that still holds the name needs that session's secret.
-    if reservation.is_takeover() {
-        let proof = match resume_proof {
-            Some(proof) => decode_b64("resume_proof", &proof, 32)?,
-            None => Vec::new(),
-        };
-        if !shared.room.resume_proof_valid(&reservation, &m, &proof) {
-            return Err(ErrorReply::new(
-                ErrorCode::NameTaken,
-                format!("the name {username:?} is taken; pick another"),
-            ));
-        }
-    }
-
-    let welcome = Welcome {
-        h_amk: STANDARD.encode(h_amk),
-        // 1.x clients require the field and build a Fernet from it (then never
-        // use it): a fresh random key, unrelated to K or anything derived from it.
-        session_key: legacy.then(legacy_session_key),
-    };
-    writer.write(&welcome).await.map_err(write_failed)?;
+    writer
+        .write(&handshake::welcome(&h_amk, legacy))
+        .await
+        .map_err(write_failed)?;
     if !legacy {
         let (sealer, opener) = derive_keys(&key, Side::Server);
         writer.seal(sealer);
@@ -302,8 +246,9 @@ where
         reservation,
         legacy,
         // Only a resume picks up after a point; a fresh join gets it all.
-        resume: after_seq
-            .filter(|_| same_room && resumed)
+        resume: proof
+            .after_seq
+            .filter(|_| resume.is_some())
             .map(|after_seq| Resume { after_seq }),
     })
 }

@@ -102,13 +102,17 @@ struct Notices {
 pub(crate) struct LoginAttempt {
     shared: Arc<Shared>,
     ip: IpAddr,
+    /// A stranger, or a member who proved its resume token.
+    who: guard::Login,
 }
 
 impl LoginAttempt {
     /// Checks the login's proof with `check` if the guard lets this address
     /// make a guess now, and counts the outcome (see [`GuessGuard::settle`]).
     fn settle<T, E>(&self, check: impl FnOnce() -> Result<T, E>) -> Result<Result<T, E>, Refusal> {
-        self.shared.guard().settle(self.ip, Instant::now(), check)
+        self.shared
+            .guard()
+            .settle_as(self.ip, Instant::now(), self.who, check)
     }
 }
 
@@ -138,11 +142,16 @@ impl Shared {
     }
 
     /// Starts a login from `ip` if the guessing guard allows one now.
-    fn begin_login(self: &Arc<Self>, ip: IpAddr) -> Result<LoginAttempt, Refusal> {
-        self.guard().begin(ip, Instant::now())?;
+    fn begin_login(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        who: guard::Login,
+    ) -> Result<LoginAttempt, Refusal> {
+        self.guard().begin_as(ip, Instant::now(), who)?;
         Ok(LoginAttempt {
             shared: Arc::clone(self),
             ip,
+            who,
         })
     }
 
@@ -230,8 +239,19 @@ impl Server {
         config: ServerConfig,
         password: Password,
     ) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
         let stretch = (!config.allow_legacy).then_some(config.kdf);
+        if stretch.is_some_and(|params| !params.within_client_limits()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "password stretch {:?} is outside what clients accept ({:?} to {:?})",
+                    config.kdf,
+                    KdfParams::CLIENT_MIN,
+                    KdfParams::CLIENT_MAX
+                ),
+            ));
+        }
+        let listener = TcpListener::bind(addr).await?;
         let (verifier, kdf_spec) = tokio::task::spawn_blocking(move || -> io::Result<_> {
             match stretch {
                 None => Ok((Verifier::new(&password), None)),

@@ -14,13 +14,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use zeroize::Zeroize;
 
 use crate::crypto::Key32;
-use crate::crypto::resume::resume_proof;
 
 use super::limits::{
     FILE_RECEIVER_QUEUE_MAX, HISTORY_MAX_BYTES, HISTORY_PART, MAX_WAITING_KNOCKS, SessionRate,
@@ -252,6 +250,9 @@ pub struct Room {
     /// new room, whose sequence numbers start again) does not apply an old
     /// room's `after_seq` or member ids to its own.
     id: String,
+    /// Drawn at start-up: every member's resume token derives from it
+    /// ([`Room::resume_token`]).
+    resume_key: Key32,
     state: Mutex<State>,
 }
 
@@ -486,6 +487,7 @@ impl Room {
             config,
             room_salt_b64,
             id: uuid::Uuid::new_v4().to_string(),
+            resume_key: Key32::new(rand::random()),
             state: Mutex::new(State {
                 names: HashMap::new(),
                 looks: HashMap::new(),
@@ -538,7 +540,8 @@ impl Room {
     /// which names are in use. A reconnecting member's login brings the
     /// session it set out to take over ([`Room::takeover_target`]): if that
     /// connection still holds the name, the reservation is a takeover, to be
-    /// confirmed by [`Room::resume_proof_valid`].
+    /// allowed only to a login that proved the session's resume token
+    /// ([`Room::resume_token`]).
     ///
     /// # Takeovers
     ///
@@ -548,13 +551,11 @@ impl Room {
     /// and the name is free (it left, and the others saw it leave; or the
     /// room removed it), the login joins afresh as a new member. If another
     /// takeover replaced it first, or the connection goes between the proof
-    /// and the join, the login is refused as [`RoomError::NameTaken`], and
-    /// the client, which takes that as transient while reconnecting, tries
-    /// again: it then takes over the newer connection, or joins afresh if
-    /// the name is free. So of two takeovers in flight (say, an attempt the
-    /// client gave up on and the one after it) the first to finish wins,
-    /// and the older one can never evict a newer connection of the same
-    /// member. The replaced connection is kicked ([`Kick::Replaced`]) and
+    /// and the join, the login is refused as [`RoomError::NameTaken`]. (The
+    /// client does not retry that by itself, as it retries nothing once its
+    /// proof has gone out; the person connects again.) So of two takeovers
+    /// in flight the first to finish wins, and the older one can never evict
+    /// a newer connection of the same member. The replaced connection is kicked ([`Kick::Replaced`]) and
     /// can do nothing in the room from then on (see [`Membership`]).
     pub fn reserve(
         self: &Arc<Self>,
@@ -591,25 +592,18 @@ impl Room {
         })
     }
 
-    /// Checks a takeover's proof, `HMAC-SHA256(resume_token, M)`, against the
-    /// live session it names, in constant time. `false` too if the
-    /// connection the login set out to replace is gone.
-    pub fn resume_proof_valid(
-        &self,
-        reservation: &NameReservation,
-        m: &[u8],
-        proof: &[u8],
-    ) -> bool {
-        let Some(old) = &reservation.takeover_of else {
-            return false;
-        };
-        let state = self.lock();
-        let Some(pos) = old.position(&state) else {
-            return false;
-        };
-        resume_proof(&state.members[pos].resume_token, m)
-            .ct_eq(proof)
-            .into()
+    /// The resume token of member `user_id`: `HMAC(resume_key, user_id)`.
+    /// Derived rather than stored, so a member whose connection the room
+    /// already dropped can still prove its session when it comes back (and
+    /// so skip the room-wide guessing budget); a takeover keeps the
+    /// `user_id`, and so the token.
+    pub fn resume_token(&self, user_id: &str) -> Key32 {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.resume_key.as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(b"cmd-chat resume token");
+        mac.update(user_id.as_bytes());
+        Key32::new(mac.finalize().into_bytes().into())
     }
 
     /// Turns an authenticated login into a member: queues its `init`, then
@@ -648,7 +642,7 @@ impl Room {
             user_id: reservation.user_id.clone(),
             generation,
             username: username.clone(),
-            resume_token: Key32::new(rand::random()),
+            resume_token: self.resume_token(&reservation.user_id),
             legacy,
             outbox,
             kick: Some(kick),
@@ -1364,8 +1358,7 @@ mod tests {
             .unwrap();
         let mut first = join(&room, &fast);
         assert_eq!(old.kick.try_recv(), Ok(Kick::Replaced));
-        // The connection the slow login meant to replace is gone.
-        assert!(!room.resume_proof_valid(&slow, b"m", &[0; 32]));
+        // The connection the slow login meant to replace is gone: it joins nothing.
         let (outbox, _inbox) = outbox::channel();
         let (kick, _) = oneshot::channel();
         assert!(matches!(

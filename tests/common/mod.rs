@@ -10,12 +10,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use cmd_chat::client::{Client, ClientConfig, ClientError, Event};
 use cmd_chat::crypto::srp::{ClientProof, ClientSession};
-use cmd_chat::crypto::transport::{DirectionKey, Side, derive_keys};
+use cmd_chat::crypto::transport::DirectionKey;
 use cmd_chat::crypto::{Password, RoomCipher};
+use cmd_chat::protocol::handshake::{ClientAwaitingWelcome, ClientHello, HelloOptions};
 use cmd_chat::server::room::Room;
 use cmd_chat::server::{Server, ServerConfig};
 use serde_json::{Value, json};
 
+/// The native protocol version, for the tests that write raw lines.
+#[allow(unused_imports)]
 pub use cmd_chat::protocol::wire::NATIVE_PROTOCOL;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -54,7 +57,7 @@ impl TestServer {
         }
     }
 
-    /// A native-only room with a light password stretch, so the many logins
+    /// A native-only room with the lightest password stretch clients accept, so the many logins
     /// of the test suite stay quick; `tests/cli.rs` runs the real default.
     pub async fn native() -> Self {
         Self::start(Self::config_for_tests()).await
@@ -63,11 +66,7 @@ impl TestServer {
     /// `ServerConfig::default()` with the light stretch tests use.
     pub fn config_for_tests() -> ServerConfig {
         ServerConfig {
-            kdf: cmd_chat::crypto::kdf::KdfParams {
-                m_kib: 1024,
-                t: 1,
-                p: 1,
-            },
+            kdf: cmd_chat::crypto::kdf::KdfParams::CLIENT_MIN,
             ..ServerConfig::default()
         }
     }
@@ -154,21 +153,14 @@ pub async fn next_message(client: &mut Client) -> (String, String, bool) {
 
 /// A login between `srp_init` and `srp_verify` (see [`Raw::begin_login`]).
 pub struct Handshake {
-    native: bool,
+    /// A native login: the client's state machine, waiting for `H_AMK`.
+    native: Option<ClientAwaitingWelcome>,
+    /// A 1.x login: pysrp's proof, and the password for the room key.
+    legacy: Option<(ClientProof, Password)>,
     /// The server's answer to `srp_init`.
     pub challenge: Value,
-    /// As stretched for this room, for the room key.
-    password: Password,
-    proof: ClientProof,
     /// The `srp_verify` line about to be sent; a test may add fields.
     pub verify: Value,
-}
-
-impl Handshake {
-    /// The SRP proof `M` this login will send.
-    pub fn m(&self) -> &[u8] {
-        self.proof.m()
-    }
 }
 
 /// A connection speaking raw JSON lines, for driving the protocol by hand.
@@ -300,9 +292,13 @@ impl Raw {
         self.end_login(handshake).await
     }
 
-    /// The first half of a login: sends `srp_init` (with the fields of
-    /// `extra` added) and computes the answer to the challenge, without
-    /// sending it, so a test can choose the moment `srp_verify` goes out.
+    /// The first half of a login: sends `srp_init` and computes the answer
+    /// to the challenge, without sending it, so a test can choose the moment
+    /// `srp_verify` goes out. A native login runs the client's own
+    /// handshake ([`ClientHello`]); `extra` may set what a reconnect asks
+    /// for (`resume`, `room_id`, `token` as base64, `after_seq`), and any
+    /// other field is added to `srp_init` as it is. A 1.x login is pysrp's,
+    /// by hand, as the original client runs it.
     pub async fn begin_login(
         &mut self,
         name: &str,
@@ -310,12 +306,55 @@ impl Raw {
         native: bool,
         extra: Value,
     ) -> Result<Handshake, Value> {
+        self.name = name.to_owned();
+        let password = Password::new(password.into());
+        if !native {
+            return self.begin_legacy_login(name, password, extra).await;
+        }
+        let mut extra = extra.as_object().expect("extra fields").clone();
+        let mut take = |field: &str| extra.remove(field);
+        let options = HelloOptions {
+            allow_legacy: false,
+            resume: take("resume").map(|v| v.as_str().unwrap().to_owned()),
+            room_id: take("room_id").map(|v| v.as_str().unwrap().to_owned()),
+            token: take("token").map(|v| {
+                let bytes = STANDARD.decode(v.as_str().unwrap()).unwrap();
+                cmd_chat::crypto::Key32::new(bytes.try_into().unwrap())
+            }),
+            after_seq: take("after_seq").map(|v| v.as_u64().unwrap()),
+        };
+        let (hello, init) = ClientHello::start_with(name, options);
+        let mut init = serde_json::to_value(init).unwrap();
+        for (field, value) in extra {
+            init[field] = value;
+        }
+        self.send(init).await;
+        let challenge = self.recv().await.expect("challenge");
+        if challenge.get("error").is_some() {
+            return Err(challenge);
+        }
+        self.names_inside = challenge.get("kdf").is_some();
+        let reply = serde_json::from_value(challenge.clone()).expect("a challenge");
+        let respond = hello.read_challenge(reply).expect("a challenge we take");
+        let (awaiting, verify) = respond.respond(&password).expect("a proof");
+        Ok(Handshake {
+            native: Some(awaiting),
+            legacy: None,
+            challenge,
+            verify: serde_json::to_value(verify).unwrap(),
+        })
+    }
+
+    /// [`Raw::begin_login`] as a cmd-chat 1.x client: no `native`, pysrp's `M`.
+    async fn begin_legacy_login(
+        &mut self,
+        name: &str,
+        password: Password,
+        extra: Value,
+    ) -> Result<Handshake, Value> {
         let srp = ClientSession::new();
         let mut init =
             json!({"cmd": "srp_init", "username": name, "A": STANDARD.encode(srp.public())});
-        if native {
-            init["native"] = json!(NATIVE_PROTOCOL);
-        }
         for (field, value) in extra.as_object().expect("extra fields").iter() {
             init[field] = value.clone();
         }
@@ -328,23 +367,13 @@ impl Raw {
             .decode(challenge["salt"].as_str().unwrap())
             .unwrap();
         let b = STANDARD.decode(challenge["B"].as_str().unwrap()).unwrap();
-        let mut pw = Password::new(password.into());
-        if let Some(kdf) = challenge.get("kdf") {
-            assert_eq!(kdf["alg"], "argon2id");
-            let params: cmd_chat::crypto::kdf::KdfParams =
-                serde_json::from_value(kdf.clone()).unwrap();
-            let kdf_salt = STANDARD.decode(kdf["salt"].as_str().unwrap()).unwrap();
-            pw = cmd_chat::crypto::kdf::stretch(&pw, &kdf_salt, params).unwrap();
-        }
-        self.name = name.to_owned();
-        self.names_inside = challenge.get("kdf").is_some();
-        let proof = srp.respond(&pw, &salt, &b).unwrap();
+        self.names_inside = false;
+        let proof = srp.respond(&password, &salt, &b).unwrap();
         let verify = json!({"cmd": "srp_verify", "user_id": challenge["user_id"], "M": STANDARD.encode(proof.m())});
         Ok(Handshake {
-            native,
+            native: None,
+            legacy: Some((proof, password)),
             challenge,
-            password: pw,
-            proof,
             verify,
         })
     }
@@ -354,9 +383,8 @@ impl Raw {
     pub async fn end_login(&mut self, handshake: Handshake) -> Result<Value, Value> {
         let Handshake {
             native,
+            legacy,
             challenge,
-            password: pw,
-            proof,
             verify,
         } = handshake;
         self.send(verify).await;
@@ -364,18 +392,28 @@ impl Raw {
         if welcome.get("error").is_some() {
             return Err(welcome);
         }
-        let key = proof
-            .verify_server(&STANDARD.decode(welcome["H_AMK"].as_str().unwrap()).unwrap())
-            .unwrap();
-        if native {
-            assert!(
-                welcome.get("session_key").is_none(),
-                "no session key for native clients"
-            );
-            let (sealer, opener) = derive_keys(&key, Side::Client);
-            self.sealer = Some(sealer);
-            self.opener = Some(opener);
-        }
+        let password = match (native, legacy) {
+            (Some(awaiting), _) => {
+                assert!(
+                    welcome.get("session_key").is_none(),
+                    "no session key for native clients"
+                );
+                let reply = serde_json::from_value(welcome).expect("a welcome");
+                let done = awaiting.read_welcome(reply).expect("the server's proof");
+                let (sealer, opener) = done.keys.expect("sealed");
+                self.sealer = Some(sealer);
+                self.opener = Some(opener);
+                done.password
+            }
+            (None, Some((proof, password))) => {
+                proof
+                    .verify_server(&STANDARD.decode(welcome["H_AMK"].as_str().unwrap()).unwrap())
+                    .unwrap();
+                password
+            }
+            (None, None) => unreachable!("a login is native or 1.x"),
+        };
+        let native = self.sealer.is_some();
         let mut init = self.recv().await.expect("init");
         // A refusal after SRP (a locked room, say) is returned as it came.
         if init.get("error").is_some() {
@@ -398,7 +436,7 @@ impl Raw {
         let room_salt = STANDARD
             .decode(room_salt.as_str().expect("room salt"))
             .unwrap();
-        self.cipher = Some(RoomCipher::from_password(&pw, &room_salt));
+        self.cipher = Some(RoomCipher::from_password(&password, &room_salt));
         Ok(init)
     }
 

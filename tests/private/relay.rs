@@ -18,11 +18,9 @@ use cmd_chat::crypto::private::{KeyPair, PrivateSession};
 use cmd_chat::crypto::srp::{ServerSession, Verifier};
 use cmd_chat::crypto::transport::{Side, derive_keys};
 use cmd_chat::crypto::{Password, RoomCipher};
+use cmd_chat::protocol::handshake::{ServerHello, welcome};
 use cmd_chat::protocol::limits::{MEMBER_MAX_LINE, PRE_AUTH_MAX_LINE};
-use cmd_chat::protocol::wire::{
-    Challenge, ClientFrame, HandshakeRequest, MessageData, NATIVE_PROTOCOL, PrivateEnvelope,
-    ServerEvent, UserInfo, Welcome,
-};
+use cmd_chat::protocol::wire::{ClientFrame, MessageData, PrivateEnvelope, ServerEvent, UserInfo};
 use cmd_chat::protocol::{FrameReader, FrameWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -183,38 +181,39 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) {
 
     // SRP, as the real server runs it (without the password stretch, which
     // the protocol lets a server leave out).
-    let Ok(Some(HandshakeRequest::SrpInit { username, a, .. })) = reader.read().await else {
+    let Ok(Some(request)) = reader.read().await else {
         return;
     };
-    let session = ServerSession::start(&shared.verifier, &STANDARD.decode(a).unwrap()).unwrap();
+    let Ok(hello) = ServerHello::read(request, false) else {
+        return;
+    };
+    let username = hello.username.clone();
+    let session = ServerSession::start(&shared.verifier, &hello.a).unwrap();
     let user_id = {
         let mut state = shared.state.lock().unwrap();
         state.next_id += 1;
         format!("u{}", state.next_id)
     };
-    let challenge = Challenge {
-        user_id: user_id.clone(),
-        b: STANDARD.encode(session.public()),
-        salt: STANDARD.encode(shared.verifier.salt()),
-        room_salt: None,
-        native: Some(NATIVE_PROTOCOL),
-        kdf: None,
-    };
+    let (awaiting, challenge) = hello.challenge(
+        user_id.clone(),
+        &session.public(),
+        shared.verifier.salt(),
+        "",
+        None,
+    );
     writer.write(&challenge).await.unwrap();
     writer.flush().await.unwrap();
-    let Ok(Some(HandshakeRequest::SrpVerify { m, .. })) = reader.read().await else {
+    let Ok(Some(request)) = reader.read().await else {
         return;
     };
-    let Ok((h_amk, key)) = session.verify(&STANDARD.decode(m).unwrap()) else {
+    let Ok(proof) = awaiting.read_proof(request) else {
         return;
     };
-    writer
-        .write(&Welcome {
-            h_amk: STANDARD.encode(h_amk),
-            session_key: None,
-        })
-        .await
-        .unwrap();
+    let session = session.bind(&proof.transcript.expect("a native login"));
+    let Ok((h_amk, key)) = session.verify(&proof.m) else {
+        return;
+    };
+    writer.write(&welcome(&h_amk, false)).await.unwrap();
     let (sealer, opener) = derive_keys(&key, Side::Server);
     writer.seal(sealer);
     reader.seal(opener);
