@@ -575,19 +575,224 @@ mod tests {
         assert_eq!(serde_json::from_value::<T>(expected).unwrap(), value);
     }
 
+    /// Lines exactly as cmd-chat 1.x writes them, from one run of its code
+    /// paths with srp 1.0.22 (password "correct horse"): each is
+    /// `json.dumps(d)` of a dict built with its keys in the order the 1.x
+    /// client (`srp_authenticate`, `input_loop`) and server (`_handle_auth`,
+    /// `_handle_chat`, `models.Message`) build it, so Python's separators
+    /// `", "` and `": "`, and values of their real types and sizes: a 4-byte
+    /// SRP salt, a 16-byte room salt, the `user_id` a `uuid4` string, the
+    /// timestamp `datetime.now(timezone.utc).isoformat()`, and the verify
+    /// reply's `session_key` the standard base64 of the url-safe base64 of K.
+    mod cmd_chat_1x {
+        pub const SRP_INIT: &str = r#"{"cmd": "srp_init", "username": "old", "A": "Se/NjhwxS6RyKOl5zUyZMXUdhe+refN7iUop6lgFwePG671/QIBFoBuhwF7bW49yUoGUQBbGqNsjmlcCLqrQVPQLlUYL80KZ4tXjl1aBXeWxcgCpr1YJnHi88yU40Y9TU0KOKEiZuYOP/jQWHshpfxLHxxX+T0SvDf7skbW9KFV9pyBHUbMAg6CafIyD/b60LMjXNwFFcxNPKSr+xmOkHqkNmBSdizn7KP5jDXahzAVAUhcBarsMZY1Hi3jHUwBY/aEVGswhsHga2jp5B9W58ClPX9zEy2EYkXOAAuDCJMOU5l8CwqWWnQFJ1xN0mfn7bIWiaYOR9qsDgODQIZkIOw=="}"#;
+        pub const CHALLENGE: &str = r#"{"user_id": "85a6eb10-025f-4895-a3ed-f4ea93ed8457", "B": "UInXimJOjByI5dBg/Fl/ysMn0xuV1luz9z7RF6KA9rea5gJp5WDq58Ny0akXDYQjcJTqG4CYuYTgf50G31nR2MNqDZbEFHrOFe4VHc4ppV8EXSKjuG0g/z8Ci7lOUxU8NP/qAjNfhMOxnGA9ds0G/ejcIqmWuuFfVSSJgwg/KEmIhzevpQHbRZYSZRCc3WZjGN+qyGGsL4HNC1veqNNefba0Et/CGQG5jSMoFbna+9MwQHua41cWINu2n40QGVWWGDK28DQ5L4iQ7H9P+ttJ4URh57/YSiN+0IoYTxNENEQWxZeX22xTc6wRHBSKs+FAekMHgU+ustrWIBgTljJy6g==", "salt": "t7gXBw==", "room_salt": "G+GSFVW+3XMoWYC+Lg1qMg=="}"#;
+        pub const SRP_VERIFY: &str = r#"{"cmd": "srp_verify", "user_id": "85a6eb10-025f-4895-a3ed-f4ea93ed8457", "M": "sNu2W2TEqK21pOcH7BNw5qiZN4+K9ZxaD+JH51X8Pk4="}"#;
+        pub const WELCOME: &str = r#"{"H_AMK": "4U0GL7HxeK/BULl0zSvCw2//bcYXufsI6e3YDX7A3uM=", "session_key": "cWxRbUlGVjNzanBsbzBjTGdNc1hXTjk1cGhLV0dfdGZhSEN0MWFnY3UwVT0="}"#;
+        /// The server's refusal of a wrong proof (`SRPAuthManager.verify_auth`).
+        pub const WRONG_PASSWORD: &str = r#"{"error": "Authentication failed"}"#;
+        pub const SEND: &str = r#"{"type": "message", "text": "gAAAAABrE9WlEPJbv3RQplFU6FBGav1C9zxl_NZ7Qt7Y4QDYZEX45lWKBrT19zt4UE492GO_Cvy2fvfO0NlQ-57v-8oIjJMaKw=="}"#;
+        pub const INIT: &str = r#"{"type": "init", "messages": [{"id": "d8236cfa-b6f7-4009-8d63-3cb38d3f91fd", "text": "gAAAAABrE9WlEPJbv3RQplFU6FBGav1C9zxl_NZ7Qt7Y4QDYZEX45lWKBrT19zt4UE492GO_Cvy2fvfO0NlQ-57v-8oIjJMaKw==", "timestamp": "2026-12-05T09:13:09.363828+00:00", "user_ip": "127.0.0.1", "username": "old"}], "users": [{"user_id": "85a6eb10-025f-4895-a3ed-f4ea93ed8457", "username": "old"}]}"#;
+        pub const MESSAGE: &str = r#"{"type": "message", "data": {"id": "d8236cfa-b6f7-4009-8d63-3cb38d3f91fd", "text": "gAAAAABrE9WlEPJbv3RQplFU6FBGav1C9zxl_NZ7Qt7Y4QDYZEX45lWKBrT19zt4UE492GO_Cvy2fvfO0NlQ-57v-8oIjJMaKw==", "timestamp": "2026-12-05T09:13:09.363828+00:00", "user_ip": "127.0.0.1", "username": "old"}}"#;
+        pub const USER_JOINED: &str = r#"{"type": "user_joined", "user_id": "85a6eb10-025f-4895-a3ed-f4ea93ed8457", "username": "old"}"#;
+        pub const USER_LEFT: &str =
+            r#"{"type": "user_left", "user_id": "85a6eb10-025f-4895-a3ed-f4ea93ed8457"}"#;
+        pub const CLEARED: &str = r#"{"type": "cleared"}"#;
+        pub const USER_ID: &str = "85a6eb10-025f-4895-a3ed-f4ea93ed8457";
+        pub const TOKEN: &str = "gAAAAABrE9WlEPJbv3RQplFU6FBGav1C9zxl_NZ7Qt7Y4QDYZEX45lWKBrT19zt4UE492GO_Cvy2fvfO0NlQ-57v-8oIjJMaKw==";
+    }
+
+    /// A line as Python's `json.dumps` spaces it: what `serde_json` writes,
+    /// with a space after every `,` and `:` outside strings. (The lines
+    /// compared here are ASCII, so `ensure_ascii` changes nothing.)
+    fn python_spacing(compact: &str) -> String {
+        let mut out = String::with_capacity(compact.len() + compact.len() / 8);
+        let (mut in_string, mut escaped) = (false, false);
+        for c in compact.chars() {
+            out.push(c);
+            if in_string {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => in_string = false,
+                    _ => {}
+                }
+            } else if c == '"' {
+                in_string = true;
+            } else if c == ',' || c == ':' {
+                out.push(' ');
+            }
+        }
+        out
+    }
+
+    /// Parses a 1.x line into `T`, and checks that `T` writes it back byte
+    /// for byte as 1.x wrote it (same keys, same order, same types).
+    fn same_as_1x<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(
+        line: &str,
+        expected: T,
+    ) {
+        assert_eq!(serde_json::from_str::<T>(line).unwrap(), expected, "{line}");
+        assert_eq!(
+            python_spacing(&serde_json::to_string(&expected).unwrap()),
+            line
+        );
+    }
+
+    #[test]
+    fn python_spacing_leaves_strings_alone() {
+        assert_eq!(
+            python_spacing(r#"{"a":"x, y: \"z,\" \\","b":[1,{"c":null}]}"#),
+            r#"{"a": "x, y: \"z,\" \\", "b": [1, {"c": null}]}"#
+        );
+    }
+
     #[test]
     fn handshake_lines_match_cmd_chat_1x() {
-        round_trip(
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        use cmd_chat_1x::*;
+
+        let a = "Se/NjhwxS6RyKOl5zUyZMXUdhe+refN7iUop6lgFwePG671/QIBFoBuhwF7bW49yUoGUQBbGqNsjmlcCLqrQVPQLlUYL80KZ4tXjl1aBXeWxcgCpr1YJnHi88yU40Y9TU0KOKEiZuYOP/jQWHshpfxLHxxX+T0SvDf7skbW9KFV9pyBHUbMAg6CafIyD/b60LMjXNwFFcxNPKSr+xmOkHqkNmBSdizn7KP5jDXahzAVAUhcBarsMZY1Hi3jHUwBY/aEVGswhsHga2jp5B9W58ClPX9zEy2EYkXOAAuDCJMOU5l8CwqWWnQFJ1xN0mfn7bIWiaYOR9qsDgODQIZkIOw==";
+        same_as_1x(
+            SRP_INIT,
             HandshakeRequest::SrpInit {
-                username: "ann".into(),
-                a: "QQ==".into(),
+                username: "old".into(),
+                a: a.into(),
                 native: None,
                 resume: None,
                 room_id: None,
                 resume_proof: None,
             },
-            json!({"cmd": "srp_init", "username": "ann", "A": "QQ=="}),
         );
+        same_as_1x(
+            SRP_VERIFY,
+            HandshakeRequest::SrpVerify {
+                user_id: USER_ID.into(),
+                m: "sNu2W2TEqK21pOcH7BNw5qiZN4+K9ZxaD+JH51X8Pk4=".into(),
+                after_seq: None,
+            },
+        );
+        let challenge = Challenge {
+            user_id: USER_ID.into(),
+            b: serde_json::from_str::<serde_json::Value>(CHALLENGE).unwrap()["B"]
+                .as_str()
+                .unwrap()
+                .into(),
+            salt: "t7gXBw==".into(),
+            room_salt: Some("G+GSFVW+3XMoWYC+Lg1qMg==".into()),
+            native: None,
+            kdf: None,
+        };
+        same_as_1x(CHALLENGE, challenge.clone());
+        assert_eq!(
+            serde_json::from_str::<Reply<Challenge>>(CHALLENGE).unwrap(),
+            Reply::Ok(challenge)
+        );
+        let welcome = Welcome {
+            h_amk: "4U0GL7HxeK/BULl0zSvCw2//bcYXufsI6e3YDX7A3uM=".into(),
+            session_key: Some(
+                "cWxRbUlGVjNzanBsbzBjTGdNc1hXTjk1cGhLV0dfdGZhSEN0MWFnY3UwVT0=".into(),
+            ),
+        };
+        same_as_1x(WELCOME, welcome.clone());
+        assert_eq!(
+            serde_json::from_str::<Reply<Welcome>>(WELCOME).unwrap(),
+            Reply::Ok(welcome.clone())
+        );
+        // What the 1.x client makes of it: `Fernet(base64.b64decode(session_key))`,
+        // which takes the url-safe base64 of exactly 32 bytes and nothing else.
+        let fernet_key = STANDARD.decode(welcome.session_key.unwrap()).unwrap();
+        assert_eq!(URL_SAFE.decode(&fernet_key).unwrap().len(), 32);
+        // A refusal has no code from 1.x; ours adds one, which 1.x ignores.
+        same_as_1x(
+            WRONG_PASSWORD,
+            ErrorReply {
+                error: "Authentication failed".into(),
+                code: None,
+                reference: None,
+                to: None,
+            },
+        );
+        assert!(matches!(
+            serde_json::from_str::<Reply<Welcome>>(WRONG_PASSWORD).unwrap(),
+            Reply::Error(ErrorReply { code: None, .. })
+        ));
+    }
+
+    #[test]
+    fn events_match_cmd_chat_1x() {
+        use cmd_chat_1x::*;
+
+        same_as_1x(
+            SEND,
+            ClientFrame::Message {
+                text: TOKEN.into(),
+                reference: None,
+            },
+        );
+        let data = MessageData {
+            id: "d8236cfa-b6f7-4009-8d63-3cb38d3f91fd".into(),
+            seq: None,
+            text: TOKEN.into(),
+            timestamp: "2026-12-05T09:13:09.363828+00:00".into(),
+            username: "old".into(),
+        };
+        let user = UserInfo {
+            user_id: USER_ID.into(),
+            username: "old".into(),
+        };
+        // 1.x servers write the sender's address into every message; we read
+        // past it, and our own server never writes it.
+        let without_ip = |line: &str| line.replace(r#", "user_ip": "127.0.0.1""#, "");
+        let message = ServerEvent::Message { data: data.clone() };
+        for parsed in [
+            ServerFrame::from_json(MESSAGE).unwrap(),
+            serde_json::from_str::<ServerFrame>(MESSAGE).unwrap(),
+        ] {
+            assert_eq!(parsed, ServerFrame::Event(message.clone()));
+        }
+        same_as_1x(&without_ip(MESSAGE), message);
+        let init = ServerEvent::Init {
+            messages: vec![data],
+            users: vec![user.clone()],
+            room_salt: None,
+            user_id: None,
+            room_id: None,
+            resume_token: None,
+            after_seq: None,
+            complete: None,
+            locked: None,
+            knocking: vec![],
+            history: None,
+            max_file_size: None,
+        };
+        assert_eq!(
+            serde_json::from_str::<ServerFrame>(INIT).unwrap(),
+            ServerFrame::Event(init.clone())
+        );
+        same_as_1x(&without_ip(INIT), init);
+        same_as_1x(
+            USER_JOINED,
+            ServerEvent::UserJoined {
+                user_id: user.user_id.clone(),
+                username: user.username,
+            },
+        );
+        same_as_1x(
+            USER_LEFT,
+            ServerEvent::UserLeft {
+                user_id: user.user_id,
+            },
+        );
+        same_as_1x(CLEARED, ServerEvent::Cleared);
+        // The 1.x client never sends `clear`, but the 1.x server takes this line.
+        same_as_1x(r#"{"type": "clear"}"#, ClientFrame::Clear);
+    }
+
+    /// What native peers add to the 1.x shapes (not written by 1.x).
+    #[test]
+    fn native_extras_round_trip() {
         round_trip(
             HandshakeRequest::SrpInit {
                 username: "ann".into(),
@@ -595,29 +800,18 @@ mod tests {
                 native: Some(1),
                 resume: Some("u1".into()),
                 room_id: Some("r1".into()),
-                resume_proof: None,
+                resume_proof: Some("UA==".into()),
             },
             json!({"cmd": "srp_init", "username": "ann", "A": "QQ==", "native": 1,
-                   "resume": "u1", "room_id": "r1"}),
+                   "resume": "u1", "room_id": "r1", "resume_proof": "UA=="}),
         );
         round_trip(
             HandshakeRequest::SrpVerify {
                 user_id: "u1".into(),
                 m: "TQ==".into(),
-                after_seq: None,
+                after_seq: Some(5),
             },
-            json!({"cmd": "srp_verify", "user_id": "u1", "M": "TQ=="}),
-        );
-        round_trip(
-            Challenge {
-                user_id: "u1".into(),
-                b: "Qg==".into(),
-                salt: "cw==".into(),
-                room_salt: Some("cg==".into()),
-                native: None,
-                kdf: None,
-            },
-            json!({"user_id": "u1", "B": "Qg==", "salt": "cw==", "room_salt": "cg=="}),
+            json!({"cmd": "srp_verify", "user_id": "u1", "M": "TQ==", "after_seq": 5}),
         );
         round_trip(
             Welcome {
@@ -626,10 +820,6 @@ mod tests {
             },
             json!({"H_AMK": "SA=="}),
         );
-    }
-
-    #[test]
-    fn events_match_cmd_chat_1x() {
         round_trip(
             ServerEvent::Message {
                 data: MessageData {
@@ -643,13 +833,6 @@ mod tests {
             json!({"type": "message", "data": {"id": "7", "seq": 7, "text": "gAAA",
                    "timestamp": "2026-01-01T00:00:00.000Z", "username": "ann"}}),
         );
-        round_trip(
-            ServerEvent::UserLeft {
-                user_id: "u".into(),
-            },
-            json!({"type": "user_left", "user_id": "u"}),
-        );
-        round_trip(ServerEvent::Cleared, json!({"type": "cleared"}));
         round_trip(ServerEvent::Ping, json!({"type": "ping"}));
         round_trip(ClientFrame::Pong, json!({"type": "pong"}));
         round_trip(
@@ -671,14 +854,6 @@ mod tests {
             },
             json!({"user_id": "u", "B": "Qg==", "salt": "cw==", "native": 1,
                    "kdf": {"alg": "argon2id", "salt": "a2Rm", "m_kib": 65536, "t": 3, "p": 1}}),
-        );
-        round_trip(ClientFrame::Clear, json!({"type": "clear"}));
-        round_trip(
-            ClientFrame::Message {
-                text: "gAAA".into(),
-                reference: None,
-            },
-            json!({"type": "message", "text": "gAAA"}),
         );
         round_trip(
             ClientFrame::Message {
