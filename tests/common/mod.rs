@@ -187,7 +187,19 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).await.unwrap();
+        Self::over(TcpStream::connect(addr).await.unwrap())
+    }
+
+    /// Connects from the loopback address `from` (any of 127.0.0.0/8), so
+    /// the server counts it as another address.
+    #[allow(dead_code)]
+    pub async fn connect_from(from: std::net::Ipv4Addr, addr: SocketAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).unwrap();
+        Self::over(socket.connect(addr).await.unwrap())
+    }
+
+    fn over(stream: TcpStream) -> Self {
         let (read, write) = stream.into_split();
         Self {
             lines: BufReader::new(read).lines(),
