@@ -129,6 +129,7 @@ async fn a_flooding_member_is_rate_limited_and_others_carry_on() {
                 _ => unreachable!(),
             },
             history: false,
+            relayed_again: None,
         })
     );
 }

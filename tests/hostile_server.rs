@@ -218,6 +218,39 @@ async fn a_replayed_message_is_shown_once() {
     );
 }
 
+/// A server that relays an old token again as new gives it its own, new
+/// time stamp; the token keeps the time its writer made it. Here the token
+/// is fresh and the stamp an hour ahead, which is the same gap.
+#[tokio::test]
+async fn an_old_message_relayed_again_is_shown_as_such() {
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let (addr, _impostor) = impostor(loopback().await, move |listener| async move {
+        let mut s = login(listener.accept().await.unwrap().0).await;
+        let mut old = message(5, "sign the contract");
+        old.timestamp = later.to_rfc3339();
+        s.send([
+            init(Vec::new(), None, None),
+            live(4, "fresh"),
+            ServerEvent::Message { data: old },
+        ])
+        .await;
+        s
+    })
+    .await;
+    let mut bob = Client::connect(config(addr)).await.unwrap();
+    let mut relayed = Vec::new();
+    while relayed.len() < 2 {
+        if let Event::Message(m) = common::next(&mut bob).await {
+            relayed.push((m.text.clone(), m.relayed_again.clone()));
+        }
+    }
+    assert_eq!(relayed[0], ("fresh".to_owned(), None));
+    assert_eq!(relayed[1].0, "sign the contract");
+    let written = relayed[1].1.as_deref().expect("shown as relayed again");
+    let written = chrono::DateTime::parse_from_rfc3339(written).unwrap();
+    assert!((chrono::Utc::now() - written.to_utc()).num_seconds().abs() < 60);
+}
+
 #[tokio::test]
 async fn a_message_replayed_after_a_reconnect_is_shown_once() {
     let (addr, _impostor) = impostor(loopback().await, |listener| async move {

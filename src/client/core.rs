@@ -71,6 +71,34 @@ pub struct ChatMessage {
     pub timestamp: String,
     /// Replayed from history at join, rather than said live.
     pub history: bool,
+    /// `Some(when it was written)`, RFC 3339, if the message's token was
+    /// made long before the server says it received it
+    /// ([`RELAYED_AGAIN_AFTER`]): the server relayed an old message again
+    /// as if it were new. The words and the writer are genuine; the moment
+    /// is not, and the message is shown as relayed again, not as fresh.
+    pub relayed_again: Option<String>,
+}
+
+/// How much older than the server's stamp a message's own timestamp (its
+/// Fernet token's, by the writer's clock) may be before it is shown as
+/// relayed again: generous, so that members' clocks may disagree.
+pub const RELAYED_AGAIN_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// When `token` was written, if that is more than [`RELAYED_AGAIN_AFTER`]
+/// before `server_stamp` (RFC 3339). Unreadable stamps claim nothing.
+fn written_long_before(token: &str, server_stamp: &str) -> Option<String> {
+    let written = crate::crypto::room_key::token_written_at(token)?;
+    // cmd-chat 1.x servers may send a naive ISO 8601 time, meant as UTC.
+    let stamped = chrono::DateTime::parse_from_rfc3339(server_stamp)
+        .map(|t| t.to_utc())
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(server_stamp, "%Y-%m-%dT%H:%M:%S%.f")
+                .map(|t| t.and_utc())
+        })
+        .ok()?;
+    let written = chrono::DateTime::from_timestamp(i64::try_from(written).ok()?, 0)?;
+    let age = stamped.signed_duration_since(written).to_std().ok()?;
+    (age > RELAYED_AGAIN_AFTER).then(|| written.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// A private message, to us or from us: only the two members can read it.
@@ -2143,6 +2171,7 @@ impl Client {
                 seq,
                 from,
                 text,
+                relayed_again: written_long_before(&data.text, &data.timestamp),
                 timestamp: std::mem::take(&mut data.timestamp),
                 history,
             }),

@@ -156,6 +156,13 @@ pub fn local_hhmm(timestamp: &str) -> String {
         .unwrap_or_else(|_| "--:--".into())
 }
 
+/// `YYYY-MM-DD HH:MM` in local time for an RFC 3339 timestamp.
+fn local_date_hhmm(timestamp: &str) -> String {
+    DateTime::parse_from_rfc3339(timestamp)
+        .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|_| "at an unreadable time".into())
+}
+
 /// The local time now as `HH:MM`, for lines the server does not time-stamp.
 pub fn now_hhmm() -> String {
     Local::now().format("%H:%M").to_string()
@@ -574,10 +581,18 @@ impl Renderer {
             out.push(format!("{time} {name}:"));
         }
         out.extend(lines.into_iter().map(|l| format!("{BLOCK_INDENT}{l}")));
+        if let Some(written) = &m.relayed_again {
+            let note = format!(
+                "(relayed again by the server: written {})",
+                local_date_hhmm(written)
+            );
+            out[0] = format!("{} {}", out[0], self.paint(Style::Warning, &note));
+        }
         Shown {
             lines: out,
-            // Replayed history is old news: highlight it, but stay quiet.
-            bell: mentioned && !m.history,
+            // Replayed history, or an old message relayed again, is old
+            // news: highlight it, but stay quiet.
+            bell: mentioned && !m.history && m.relayed_again.is_none(),
         }
     }
 
@@ -718,7 +733,25 @@ mod tests {
             text: text.into(),
             timestamp: "2026-11-21T10:00:00.000Z".into(),
             history: false,
+            relayed_again: None,
         })
+    }
+
+    #[test]
+    fn an_old_message_relayed_again_says_so_and_stays_quiet() {
+        let r = plain("ann");
+        let Event::Message(mut m) = message("bob", "ann, sign here") else {
+            unreachable!()
+        };
+        m.relayed_again = Some("2026-11-20T09:00:00Z".into());
+        let shown = r.event(&Event::Message(m), "x");
+        assert!(
+            shown.lines[0].contains("bob: ann, sign here"),
+            "{:?}",
+            shown.lines
+        );
+        assert!(shown.lines[0].contains("(relayed again by the server: written 2026-11-"));
+        assert!(!shown.bell);
     }
 
     fn plain(me: &str) -> Renderer {
@@ -957,6 +990,7 @@ mod tests {
             text: "ann?".into(),
             timestamp: "2026-11-21T10:00:00.000Z".into(),
             history: true,
+            relayed_again: None,
         });
         let shown = r.event(&old, "x");
         assert!(!shown.bell && shown.lines[0].contains("\x1b[1;7m"));

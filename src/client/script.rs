@@ -34,14 +34,20 @@ fn direction(sending: bool) -> &'static str {
 /// The JSON object printed for an event.
 pub fn event_json(event: &Event) -> Value {
     match event {
-        Event::Message(m) => json!({
-            "event": "message",
-            "seq": m.seq,
-            "from": m.from,
-            "text": m.text,
-            "ts": m.timestamp,
-            "history": m.history,
-        }),
+        Event::Message(m) => {
+            let mut line = json!({
+                "event": "message",
+                "seq": m.seq,
+                "from": m.from,
+                "text": m.text,
+                "ts": m.timestamp,
+                "history": m.history,
+            });
+            if let Some(written) = &m.relayed_again {
+                line["relayed_again"] = json!(written);
+            }
+            line
+        }
         Event::Private(m) => json!({
             "event": "private",
             "from": m.from,

@@ -101,6 +101,15 @@ impl RoomCipher {
     }
 }
 
+/// When a Fernet token was made, by its writer's clock, in seconds since
+/// the Unix epoch. Fernet authenticates this stamp, so read it only from a
+/// token that decrypted: then the server cannot have changed it.
+pub fn token_written_at(token: &str) -> Option<u64> {
+    // Version byte and the 8-byte stamp: the first 12 base64 characters.
+    let head = URL_SAFE.decode(token.get(..12)?).ok()?;
+    (head[0] == 0x80).then(|| u64::from_be_bytes(head[1..9].try_into().expect("9 bytes")))
+}
+
 /// A Fernet for `key`.
 fn fernet_of(key: &Key32) -> fernet::Fernet {
     let encoded = Zeroizing::new(URL_SAFE.encode(key.as_bytes()));
@@ -116,6 +125,24 @@ impl std::fmt::Debug for RoomCipher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_tells_when_it_was_written() {
+        let cipher = RoomCipher::new(&Key32::new([3; 32]));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let written = token_written_at(&cipher.encrypt("hi")).unwrap();
+        assert!(written.abs_diff(now) <= 2, "{written} vs {now}");
+        // 1.x's tokens, made by Python's cryptography, the same way.
+        let vectors: Vec<serde_json::Value> =
+            serde_json::from_str(include_str!("../../tests/data/room_key_vectors.json")).unwrap();
+        let token = vectors[0]["token"].as_str().unwrap();
+        assert!(token_written_at(token).unwrap() > 1_600_000_000);
+        assert_eq!(token_written_at("not a token"), None);
+        assert_eq!(token_written_at(""), None);
+    }
 
     /// Fixed vector computed with Python's `cryptography` HKDF, the primitive
     /// cmd-chat 1.x uses (see tests/data/room_key_vectors.json).
