@@ -1,9 +1,10 @@
 //! The sealed channel native cmd-chat peers use after SRP.
 //!
-//! Both sides derive one ChaCha20-Poly1305 key per direction from the SRP
-//! session key `K`. The nonce is a per-direction frame counter that is never
-//! sent: a frame that was dropped, replayed, reordered or altered fails to open,
-//! and the connection ends.
+//! Both sides derive one ChaCha20-Poly1305 key per direction from the
+//! login's session key (SRP's `K` bound to the handshake transcript, see
+//! `protocol::handshake`). The nonce is a per-direction record counter that
+//! is never sent: a record that was dropped, replayed, reordered or altered
+//! fails to open, and the connection ends.
 
 use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
@@ -100,7 +101,8 @@ impl std::fmt::Debug for DirectionKey {
     }
 }
 
-/// Derives `(sealing, opening)` keys for `side` from the SRP session key.
+/// Derives `(sealing, opening)` keys for `side` from the login's session
+/// key (bound to the handshake transcript).
 pub fn derive_keys(session_key: &Key32, side: Side) -> (DirectionKey, DirectionKey) {
     let c2s = DirectionKey::derive(session_key, CLIENT_TO_SERVER_INFO);
     let s2c = DirectionKey::derive(session_key, SERVER_TO_CLIENT_INFO);

@@ -24,8 +24,9 @@
 //! removes any field (the name, the protocol version, the resume request,
 //! the salts, the password stretch, the point a reconnect resumes from)
 //! leaves the two ends with different transcripts, and the login fails at
-//! the server's check of the client's proof, before anything beyond `B` and
-//! the salts has left the server. Fields neither end reads (unknown JSON
+//! the server's check of the client's proof, before anything beyond the
+//! challenge (the login's id, `B`, the salts and the stretch's parameters)
+//! has left the server. Fields neither end reads (unknown JSON
 //! keys) are harmless by construction. A 1.x login has no transcript: its
 //! proofs are pysrp's, which a native proof never equals, so a native login
 //! cannot be passed off as a 1.x one even in a room that admits both.

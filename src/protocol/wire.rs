@@ -41,8 +41,9 @@ pub enum HandshakeRequest {
         /// standard base64 (see `protocol::handshake`). It proves the
         /// previous session's secret without revealing it, and is bound to
         /// this login's fresh `A`, so replaying it gets nobody a login they
-        /// can finish. A server checks it before anything else, so a member
-        /// coming back is not held to the room-wide guessing budget.
+        /// can finish. A server checks it once `srp_init` has parsed, before
+        /// the guessing guard, so a member coming back is not held to the
+        /// room-wide guessing budget.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume_proof: Option<String>,
     },
@@ -51,9 +52,10 @@ pub enum HandshakeRequest {
         /// The client's proof `M`, standard base64.
         #[serde(rename = "M")]
         m: String,
-        /// Reconnecting: the last sequence number this member saw; `init`
-        /// then carries only the messages after it (if `srp_init` named
-        /// this room), and says so in its own `after_seq`.
+        /// Reconnecting: the last sequence number this member saw; the
+        /// history that follows `init` then holds only the messages after
+        /// it (if `srp_init` named this room), and `init` says so in its
+        /// own `after_seq`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after_seq: Option<u64>,
     },
@@ -93,8 +95,10 @@ pub struct KdfSpec {
 pub struct Welcome {
     #[serde(rename = "H_AMK")]
     pub h_amk: String,
-    /// Random bytes for cmd-chat 1.x clients, which require the field and never
-    /// use it. Unrelated to the SRP key; never sent to native clients.
+    /// For cmd-chat 1.x clients, which build a Fernet from it and abort the
+    /// login if that fails, then never use it: a fresh random Fernet key
+    /// (standard base64 of its url-safe base64 form), unrelated to the SRP
+    /// key. Never sent to native clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key: Option<String>,
 }
@@ -376,7 +380,8 @@ pub enum ServerEvent {
         messages: Vec<MessageData>,
     },
     Cleared,
-    /// The server is going away (native only).
+    /// The server is going away (native only). This server says so with
+    /// the error `shutting_down` instead; clients take either.
     Closing {
         reason: String,
     },
