@@ -76,12 +76,27 @@ async fn refused(raw: &mut Raw, silent_ok: bool) -> Option<Value> {
     first
 }
 
-/// Sends one raw line before authentication and expects a refusal with `code`.
-async fn pre_auth_line(server: &TestServer, line: &str, code: &str) {
+/// Sends one raw line before authentication and expects a refusal with
+/// `code` whose text says `meaning` (so it was refused for that fault).
+async fn pre_auth_line(server: &TestServer, line: &str, code: &str, meaning: &str) {
     let mut raw = Raw::connect(server.addr).await;
     raw.send_line(line).await;
     let error = refused(&mut raw, false).await.unwrap();
     assert_eq!(error["code"], code, "{line} -> {error}");
+    let text = error["error"].as_str().unwrap();
+    assert!(
+        text.contains(meaning),
+        "{line} -> {text:?} lacks {meaning:?}"
+    );
+}
+
+/// A valid native `srp_init` for "eve", with `change` applied: the one
+/// fault a case names.
+fn srp_init_with(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
+    let mut line =
+        json!({"cmd": "srp_init", "username": "eve", "A": a(), "native": NATIVE_PROTOCOL});
+    change(line.as_object_mut().unwrap());
+    line.to_string()
 }
 
 fn a() -> String {
@@ -153,113 +168,103 @@ macro_rules! hostile {
 // ---- Before authentication -------------------------------------------------
 
 hostile!(invalid_json, |s| {
-    pre_auth_line(s, "this is not json", "bad_request").await
+    pre_auth_line(
+        s,
+        "this is not json",
+        "bad_request",
+        "malformed handshake line",
+    )
+    .await
 });
 hostile!(json_array, |s| {
-    pre_auth_line(s, "[1, 2, 3]", "bad_request").await
+    pre_auth_line(s, "[1, 2, 3]", "bad_request", "malformed handshake line").await
 });
 hostile!(json_number, |s| {
-    pre_auth_line(s, "42", "bad_request").await
+    pre_auth_line(s, "42", "bad_request", "malformed handshake line").await
 });
 hostile!(json_string, |s| {
-    pre_auth_line(s, r#""srp_init""#, "bad_request").await
+    pre_auth_line(
+        s,
+        r#""srp_init""#,
+        "bad_request",
+        "malformed handshake line",
+    )
+    .await
 });
 hostile!(empty_object, |s| {
-    pre_auth_line(s, "{}", "bad_request").await
+    pre_auth_line(s, "{}", "bad_request", "missing field `cmd`").await
 });
 hostile!(unknown_command, |s| {
-    pre_auth_line(s, r#"{"cmd":"launch"}"#, "bad_request").await
+    pre_auth_line(
+        s,
+        r#"{"cmd":"launch"}"#,
+        "bad_request",
+        "unknown variant `launch`",
+    )
+    .await
 });
 hostile!(command_of_wrong_type, |s| {
-    pre_auth_line(s, r#"{"cmd":5}"#, "bad_request").await
+    pre_auth_line(
+        s,
+        r#"{"cmd":5}"#,
+        "bad_request",
+        "invalid type: integer `5`",
+    )
+    .await
 });
 hostile!(srp_init_without_username, |s| {
-    pre_auth_line(
-        s,
-        &json!({"cmd": "srp_init", "A": a(), "native": NATIVE_PROTOCOL}).to_string(),
-        "bad_request",
-    )
-    .await
+    let line = srp_init_with(|l| drop(l.remove("username")));
+    pre_auth_line(s, &line, "bad_request", "missing field `username`").await
 });
 hostile!(srp_init_without_a, |s| {
-    pre_auth_line(
-        s,
-        r#"{"cmd":"srp_init","username":"eve","native":2}"#,
-        "bad_request",
-    )
-    .await
+    let line = srp_init_with(|l| drop(l.remove("A")));
+    pre_auth_line(s, &line, "bad_request", "missing field `A`").await
 });
 hostile!(username_of_wrong_type, |s| {
-    pre_auth_line(
-        s,
-        &json!({"cmd": "srp_init", "username": 7, "A": a(), "native": NATIVE_PROTOCOL}).to_string(),
-        "bad_request",
-    )
-    .await
+    let line = srp_init_with(|l| drop(l.insert("username".into(), json!(7))));
+    pre_auth_line(s, &line, "bad_request", "invalid type: integer `7`").await
 });
 hostile!(a_of_wrong_type, |s| {
-    pre_auth_line(
-        s,
-        r#"{"cmd":"srp_init","username":"eve","A":[1,2],"native":2}"#,
-        "bad_request",
-    )
-    .await
+    let line = srp_init_with(|l| drop(l.insert("A".into(), json!([1, 2]))));
+    pre_auth_line(s, &line, "bad_request", "invalid type: sequence").await
 });
 hostile!(a_not_base64, |s| {
-    pre_auth_line(
-        s,
-        r#"{"cmd":"srp_init","username":"eve","A":"**not base64**","native":2}"#,
-        "bad_request",
-    )
-    .await
+    let line = srp_init_with(|l| drop(l.insert("A".into(), json!("**not base64**"))));
+    pre_auth_line(s, &line, "bad_request", "field A is not valid base64").await
 });
 hostile!(a_empty, |s| {
-    pre_auth_line(
-        s,
-        r#"{"cmd":"srp_init","username":"eve","A":"","native":2}"#,
-        "bad_request",
-    )
-    .await
+    let line = srp_init_with(|l| drop(l.insert("A".into(), json!(""))));
+    pre_auth_line(s, &line, "bad_request", "public value A is invalid").await
 });
 hostile!(a_is_zero, |s| {
-    let line = json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode([0u8]), "native": NATIVE_PROTOCOL});
-    pre_auth_line(s, &line.to_string(), "bad_request").await
+    let line = srp_init_with(|l| drop(l.insert("A".into(), json!(STANDARD.encode([0u8])))));
+    pre_auth_line(s, &line, "bad_request", "public value A is invalid").await
 });
+// The one value of at most N's length that is 0 mod N besides 0 (2N and
+// beyond are longer than N, which `a_longer_than_n` covers).
 hostile!(a_is_n, |s| {
-    let line = json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode(n_bytes()), "native": NATIVE_PROTOCOL});
-    pre_auth_line(s, &line.to_string(), "bad_request").await
-});
-hostile!(a_is_2n, |s| {
-    let two_n = (&srp::groups::G_2048.n * 2u32).to_bytes_be();
-    let line = json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode(two_n), "native": NATIVE_PROTOCOL});
-    pre_auth_line(s, &line.to_string(), "bad_request").await
+    let line = srp_init_with(|l| drop(l.insert("A".into(), json!(STANDARD.encode(n_bytes())))));
+    pre_auth_line(s, &line, "bad_request", "public value A is invalid").await
 });
 hostile!(a_longer_than_n, |s| {
-    let line = json!({"cmd": "srp_init", "username": "eve", "A": STANDARD.encode([7u8; 300]), "native": NATIVE_PROTOCOL});
-    pre_auth_line(s, &line.to_string(), "bad_request").await
+    let line = srp_init_with(|l| drop(l.insert("A".into(), json!(STANDARD.encode([7u8; 300])))));
+    pre_auth_line(s, &line, "bad_request", "field A is too long").await
 });
 hostile!(username_empty, |s| {
-    pre_auth_line(
-        s,
-        &json!({"cmd": "srp_init", "username": "", "A": a(), "native": NATIVE_PROTOCOL})
-            .to_string(),
-        "name_invalid",
-    )
-    .await
+    let line = srp_init_with(|l| drop(l.insert("username".into(), json!(""))));
+    pre_auth_line(s, &line, "name_invalid", "the username is empty").await
 });
 hostile!(username_too_long, |s| {
-    let line =
-        json!({"cmd": "srp_init", "username": "x".repeat(33), "A": a(), "native": NATIVE_PROTOCOL});
-    pre_auth_line(s, &line.to_string(), "name_invalid").await
+    let line = srp_init_with(|l| drop(l.insert("username".into(), json!("x".repeat(33)))));
+    pre_auth_line(s, &line, "name_invalid", "longer than").await
 });
 hostile!(username_with_escape_sequence, |s| {
-    let line =
-        json!({"cmd": "srp_init", "username": "eve\u{1b}[2J", "A": a(), "native": NATIVE_PROTOCOL});
-    pre_auth_line(s, &line.to_string(), "name_invalid").await
+    let line = srp_init_with(|l| drop(l.insert("username".into(), json!("eve\u{1b}[2J"))));
+    pre_auth_line(s, &line, "name_invalid", "control or formatting").await
 });
 hostile!(username_with_bidi_override, |s| {
-    let line = json!({"cmd": "srp_init", "username": "eve\u{202E}nna", "A": a(), "native": NATIVE_PROTOCOL});
-    pre_auth_line(s, &line.to_string(), "name_invalid").await
+    let line = srp_init_with(|l| drop(l.insert("username".into(), json!("eve\u{202E}nna"))));
+    pre_auth_line(s, &line, "name_invalid", "control or formatting").await
 });
 // Without the password a member's name is like any other: it gets a
 // challenge, and a wrong proof the same refusal, so who is in the room is
@@ -282,39 +287,39 @@ hostile!(username_of_a_member, |s| {
     assert_eq!(error["code"], "auth_failed", "{error}");
 });
 hostile!(unknown_native_version, |s| {
-    pre_auth_line(
-        s,
-        &json!({"cmd": "srp_init", "username": "eve", "A": a(), "native": 99}).to_string(),
-        "bad_request",
-    )
-    .await
+    let line = srp_init_with(|l| drop(l.insert("native".into(), json!(99))));
+    pre_auth_line(s, &line, "bad_request", "not 99").await
 });
 hostile!(legacy_client_in_native_room, |s| {
-    pre_auth_line(
-        s,
-        &json!({"cmd": "srp_init", "username": "eve", "A": a()}).to_string(),
-        "legacy_refused",
-    )
-    .await
+    let line = srp_init_with(|l| drop(l.remove("native")));
+    pre_auth_line(s, &line, "legacy_refused", "admits only native").await
 });
 hostile!(srp_verify_before_srp_init, |s| {
     let line = json!({"cmd": "srp_verify", "user_id": "00000000-0000-0000-0000-000000000000", "M": STANDARD.encode([0u8; 32])});
-    pre_auth_line(s, &line.to_string(), "bad_request").await
-});
-hostile!(chat_frame_before_authentication, |s| {
     pre_auth_line(
         s,
-        r#"{"type":"message","text":"gAAAAABhello"}"#,
+        &line.to_string(),
         "bad_request",
+        "expected srp_init first",
     )
     .await
 });
+hostile!(chat_frame_before_authentication, |s| {
+    let line = json!({"type": "message", "text": "gAAAAABhello"}).to_string();
+    pre_auth_line(s, &line, "bad_request", "missing field `cmd`").await
+});
 hostile!(clear_before_authentication, |s| {
-    pre_auth_line(s, r#"{"type":"clear"}"#, "bad_request").await
+    pre_auth_line(
+        s,
+        r#"{"type":"clear"}"#,
+        "bad_request",
+        "missing field `cmd`",
+    )
+    .await
 });
 hostile!(line_longer_than_pre_auth_limit, |s| {
-    let line = json!({"cmd": "srp_init", "username": "eve", "A": "A".repeat(8000)});
-    pre_auth_line(s, &line.to_string(), "bad_request").await
+    let line = srp_init_with(|l| drop(l.insert("username".into(), json!("e".repeat(8000)))));
+    pre_auth_line(s, &line, "bad_request", "longer than").await
 });
 hostile!(megabyte_without_newline, |s| {
     let mut raw = Raw::connect(s.addr).await;
@@ -322,14 +327,28 @@ hostile!(megabyte_without_newline, |s| {
     refused(&mut raw, true).await;
 });
 hostile!(non_utf8_bytes, |s| {
+    // A valid srp_init whose name holds two bytes that are not UTF-8.
+    let line = srp_init_with(|l| drop(l.insert("username".into(), json!("eve@@"))));
+    let bytes = line.replace("eve@@", "eve\u{1}\u{2}").into_bytes();
+    let bytes: Vec<u8> = bytes
+        .iter()
+        .map(|&b| match b {
+            1 => 0xff,
+            2 => 0xfe,
+            b => b,
+        })
+        .collect();
     let mut raw = Raw::connect(s.addr).await;
-    raw.send_bytes(b"{\"cmd\":\"srp_init\",\"username\":\"\xff\xfe\"}\n")
-        .await;
+    raw.send_bytes(&[bytes, b"\n".to_vec()].concat()).await;
     let error = refused(&mut raw, false).await.unwrap();
     assert_eq!(error["code"], "bad_request");
+    assert!(
+        error["error"].as_str().unwrap().contains("not valid UTF-8"),
+        "{error}"
+    );
 });
 hostile!(nul_bytes, |s| {
-    pre_auth_line(s, "\0\0\0\0", "bad_request").await
+    pre_auth_line(s, "\0\0\0\0", "bad_request", "malformed handshake line").await
 });
 
 async fn challenged(server: &TestServer, name: &str) -> (Raw, Value) {
@@ -407,15 +426,36 @@ hostile!(vanishing_mid_handshake, |s| {
 });
 hostile!(a_thousand_connections_at_once, |s| {
     let mut sockets = Vec::new();
+    // From an address of their own, so the members' 127.0.0.1 is not it.
     for _ in 0..1000 {
-        if let Ok(socket) = tokio::net::TcpStream::connect(s.addr).await {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        if let Ok(socket) = socket.connect(s.addr).await {
             sockets.push(socket);
         }
     }
     assert!(sockets.len() >= 900, "only {} connected", sockets.len());
-    drop(sockets);
-    // Give the server a moment to see them all go.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // One address holds at most its share of the places for logins; the
+    // server closes every connection beyond it.
+    use cmd_chat::server::limits::PENDING_PER_ADDRESS as share;
+    let (ended, mut ends) = tokio::sync::mpsc::channel(sockets.len());
+    let mut readers = Vec::new();
+    for mut socket in sockets.drain(..) {
+        let ended = ended.clone();
+        readers.push(tokio::spawn(async move {
+            let mut rest = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut socket, &mut rest).await;
+            let _ = ended.send(()).await;
+            socket
+        }));
+    }
+    let excess = 900 - share;
+    for closed in 0..excess {
+        tokio::time::timeout(PATIENCE, ends.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {closed} of the excess connections were closed"));
+    }
+    readers.iter().for_each(|reader| reader.abort());
 });
 
 // ---- After authentication, sealed ------------------------------------------

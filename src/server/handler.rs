@@ -102,9 +102,12 @@ async fn next_request<R: AsyncRead + Unpin>(
     match reader.read::<HandshakeRequest>().await {
         Ok(Some(request)) => Ok(request),
         Ok(None) => Err(bad_request("connection closed during authentication")),
-        Err(FrameError::Malformed(_)) => Err(bad_request(
-            "expected {\"cmd\":\"srp_init\",...} or {\"cmd\":\"srp_verify\",...}",
-        )),
+        // serde's words name the field and the fault, never more than the
+        // sender itself wrote.
+        Err(FrameError::Malformed(detail)) => Err(bad_request(format!(
+            "malformed handshake line ({detail}); expected {{\"cmd\":\"srp_init\",...}} \
+             or {{\"cmd\":\"srp_verify\",...}}"
+        ))),
         Err(e) => Err(bad_request(format!("unreadable handshake line: {e}"))),
     }
 }
