@@ -17,8 +17,30 @@ const BIN: &str = env!("CARGO_BIN_EXE_cmd-chat");
 /// anonymous memory, and the data sections. Read-only file mappings (the
 /// binary's code and constants, shared libraries) cannot hold runtime secrets.
 fn writable_memory(pid: u32) -> Vec<u8> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read maps");
-    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("open /proc/PID/mem");
+    // A mapping may go between reading the list and reading it: try again.
+    let mut failure = String::new();
+    for _ in 0..3 {
+        match try_writable_memory(pid) {
+            Ok(all) => {
+                assert!(
+                    all.len() > 100_000,
+                    "read only {} bytes of memory",
+                    all.len()
+                );
+                return all;
+            }
+            Err(e) => failure = e,
+        }
+    }
+    panic!("cannot read the memory of process {pid}: {failure}");
+}
+
+/// One pass of [`writable_memory`]; any mapping that cannot be read fails
+/// it, so that nothing is skipped silently.
+fn try_writable_memory(pid: u32) -> Result<Vec<u8>, String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| e.to_string())?;
+    let mut mem =
+        std::fs::File::open(format!("/proc/{pid}/mem")).map_err(|e| format!("open mem: {e}"))?;
     let mut all = Vec::new();
     for line in maps.lines() {
         let mut fields = line.split_whitespace();
@@ -31,16 +53,12 @@ fn writable_memory(pid: u32) -> Vec<u8> {
         let start = u64::from_str_radix(start, 16).unwrap();
         let end = u64::from_str_radix(end, 16).unwrap();
         let mut chunk = vec![0u8; (end - start) as usize];
-        if mem.seek(SeekFrom::Start(start)).is_ok() && mem.read_exact(&mut chunk).is_ok() {
-            all.extend_from_slice(&chunk);
-        }
+        mem.seek(SeekFrom::Start(start))
+            .and_then(|_| mem.read_exact(&mut chunk))
+            .map_err(|e| format!("{line}: {e}"))?;
+        all.extend_from_slice(&chunk);
     }
-    assert!(
-        all.len() > 100_000,
-        "read only {} bytes of memory",
-        all.len()
-    );
-    all
+    Ok(all)
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -184,9 +202,14 @@ async fn client_probe() {
     while input.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
         line.push(byte[0]);
     }
-    let split = line.iter().position(|&b| b == b' ').unwrap();
-    let password = zeroize::Zeroizing::new(String::from_utf8(line[..split].to_vec()).unwrap());
-    let plaintext = zeroize::Zeroizing::new(String::from_utf8(line[split + 1..].to_vec()).unwrap());
+    let mut words = line.split(|&b| b == b' ');
+    let mut word =
+        || zeroize::Zeroizing::new(String::from_utf8(words.next().unwrap().to_vec()).unwrap());
+    let (password, plaintext, kept) = (word(), word(), word());
+    // Kept on the heap for the whole run: the scan must find it, or it
+    // does not see the heap at all.
+    let kept: &'static str = Box::leak(kept.as_str().to_owned().into_boxed_str());
+    std::hint::black_box(kept);
     drop(line);
     {
         let port: u16 = port.parse().unwrap();
@@ -256,7 +279,9 @@ async fn a_client_that_left_holds_no_password_or_plaintext() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    writeln!(probe.stdin.take().unwrap(), "{password} {plaintext}").unwrap();
+    // Neither in argv nor in the environment: only in what the probe keeps.
+    let kept = canary("KEPT");
+    writeln!(probe.stdin.take().unwrap(), "{password} {plaintext} {kept}").unwrap();
     let mut out = std::io::BufReader::new(probe.stdout.take().unwrap());
     let probe = Reaped(probe);
     let mut line = String::new();
@@ -273,8 +298,8 @@ async fn a_client_that_left_holds_no_password_or_plaintext() {
     }
     let memory = writable_memory(probe.0.id());
     assert!(
-        contains(&memory, "probe"),
-        "the scan should find the client's name"
+        contains(&memory, &kept),
+        "the scan should find what the client keeps on its heap"
     );
     assert!(
         !contains(&memory, &password),

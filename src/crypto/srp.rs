@@ -995,6 +995,9 @@ mod tests {
                 &server.public(),
             )
             .unwrap();
+        // The two ends hold different keys: nothing sealed with one would
+        // open with the other.
+        assert_ne!(proof.key.as_bytes(), server.key.as_bytes());
         assert_eq!(
             server.verify(proof.m()).unwrap_err(),
             SrpError::WrongPassword
