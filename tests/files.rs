@@ -633,10 +633,12 @@ async fn cancel_and_offer_again_stays_paced() {
     // Unpaced, about a thousand rounds got bob disconnected.
     const ROUNDS: usize = 2000;
     let deadline = std::time::Instant::now() + PATIENCE;
+    let mut rounds = 0;
     for round in 0..ROUNDS {
         if std::time::Instant::now() > deadline {
             break;
         }
+        rounds += 1;
         let id = format!("f{round}");
         eve.send(json!({"type": "file_offer", "id": id, "chunks": 160, "meta": meta}))
             .await;
@@ -658,6 +660,11 @@ async fn cancel_and_offer_again_stays_paced() {
             break;
         }
     }
+    // Past the thousand rounds that once got bob disconnected.
+    assert!(
+        rounds > 1000,
+        "only {rounds} rounds ran before the deadline"
+    );
     assert!(
         server.room.member_names().iter().any(|n| n == "bob"),
         "bob was disconnected by file traffic alone"

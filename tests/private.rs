@@ -14,7 +14,7 @@ use cmd_chat::client::{Client, ClientConfig, ClientError, Event, PrivateMessage}
 use cmd_chat::crypto::{Password, RoomCipher, derive_room_key};
 use cmd_chat::protocol::wire::{PrivateEnvelope, ServerEvent};
 use common::*;
-use relay::{Mode, Relay};
+use relay::{Captured, Mode, Relay};
 use serde_json::json;
 
 /// The private messages (sent and received) a client shows, until `count`
@@ -245,6 +245,36 @@ async fn the_relaying_server_cannot_read_private_messages_even_with_the_password
         .map(|c| format!("{}->{}", c.from, c.to))
         .collect();
     assert_eq!(route, ["ann->bob", "bob->ann", "ann->bob", "bob->ann"]);
+
+    // The same two names, password, text and counter in a second session
+    // give another ciphertext: the keys are the sessions' own, not derived
+    // from anything the two sessions share.
+    let first = first_private_msg(&room, &captured);
+    ann.leave().await.unwrap();
+    bob.leave().await.unwrap();
+    let mut ann = join_relay(&relay, "ann").await;
+    let mut bob = join_relay(&relay, "bob").await;
+    joined(&mut ann, "bob").await;
+    ann.send_private("bob", secret).await.unwrap();
+    let (bob_saw, _) = tokio::join!(privates(&mut bob, 1), privates(&mut ann, 1));
+    assert_eq!(bob_saw, [format!("ann->bob: {secret}")]);
+    let captured = relay.captured.lock().unwrap()[captured.len()..].to_vec();
+    let second = first_private_msg(&room, &captured);
+    assert_eq!(first.0, second.0, "the same counter");
+    assert_ne!(first.1, second.1, "the same ciphertext in two sessions");
+}
+
+/// The counter and ciphertext of the first private message in `captured`.
+fn first_private_msg(room: &RoomCipher, captured: &[Captured]) -> (u64, String) {
+    captured
+        .iter()
+        .find_map(|frame| {
+            match serde_json::from_str::<PrivateEnvelope>(&room.decrypt(&frame.body).ok()?).ok()? {
+                PrivateEnvelope::Msg { n, ct } => Some((n, ct)),
+                _ => None,
+            }
+        })
+        .expect("a private message was relayed")
 }
 
 #[tokio::test]
