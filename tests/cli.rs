@@ -560,7 +560,8 @@ async fn scripted_send_and_save() {
         bob.event_of("file").await,
         json!({"event": "file", "n": 1, "from": "ann", "name": "data.bin", "size": 100_000})
     );
-    // In bob's memory, not on his disk.
+    // In bob's memory: not in his working directory, where /save writes by
+    // default (tests/no_disk.rs traces that nothing is written anywhere).
     assert_eq!(std::fs::read_dir(bob_dir.path()).unwrap().count(), 0);
     bob.say("/save 1").await;
     let saved = bob.event_of("saved").await;
