@@ -327,6 +327,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         expire: args.expire,
         knock_timeout: std::time::Duration::from_secs(args.knock_timeout),
         max_file_size: args.max_file_size,
+        ..ServerConfig::default()
     };
     let addr = SocketAddr::new(args.ip, args.port);
     let server = match Server::bind(addr, config, password).await {

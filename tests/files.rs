@@ -701,11 +701,24 @@ async fn file_offers_count_against_the_rate() {
         refused["reason"].as_str().unwrap().contains("slow down"),
         "{refused}"
     );
-    // Ann gets an offer and an abort for each offer let through, then quiet.
+    // Everything eve sent has been handled, and relayed to ann's queue,
+    // once her next frame is answered.
+    let chunk = eve.cipher.as_ref().unwrap().encrypt_file_part(b"x");
+    eve.send(json!({"type": "file_chunk", "id": "marker", "index": 0, "data": chunk}))
+        .await;
+    while eve.recv_type("file_aborted").await["id"] != "marker" {}
+    // Ann gets an offer and an abort for each offer let through, all of
+    // them queued before her own next message.
+    ann.send(json!({"type": "message", "text": ann.encrypt_message("marker")}))
+        .await;
     let mut from_eve = 0;
-    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(1), ann.recv()).await {
+    loop {
+        let frame = ann.recv().await.expect("ann stays");
         if frame["from"] == "eve" {
             from_eve += 1;
+        }
+        if frame["type"] == "message" {
+            break;
         }
     }
     let allowed = 2

@@ -169,16 +169,35 @@ fn init(messages: Vec<MessageData>, history: Option<u64>, after_seq: Option<u64>
     }
 }
 
-/// The messages `client` shows until it has been quiet for a second, as
-/// `(seq, text)`.
+/// The text of the message an impostor sends last, so that a test knows
+/// it has seen everything before it (rather than waiting for a quiet spell).
+const END: &str = "the impostor is done";
+
+/// The last message of an impostor's script: [`END`], numbered past the rest.
+fn end() -> ServerEvent {
+    live(1000, END)
+}
+
+/// The next message `client` shows, as `(seq, text)`.
+async fn next_message_of(client: &mut Client) -> (u64, String) {
+    loop {
+        if let Event::Message(m) = common::next(client).await {
+            return (m.seq, m.text.to_string());
+        }
+    }
+}
+
+/// The messages `client` shows before [`END`], as `(seq, text)`.
 async fn shown(client: &mut Client) -> Vec<(u64, String)> {
     let mut shown = Vec::new();
-    while let Ok(event) = tokio::time::timeout(Duration::from_secs(1), client.next_event()).await {
-        if let Event::Message(m) = event.expect("the session goes on") {
+    loop {
+        if let Event::Message(m) = common::next(client).await {
+            if m.text == END {
+                return shown;
+            }
             shown.push((m.seq, m.text.to_string()));
         }
     }
-    shown
 }
 
 /// The error that ends `client`'s session, events before it skipped.
@@ -206,6 +225,7 @@ async fn a_replayed_message_is_shown_once() {
             live(5, "transfer 100 EUR"),
             live(4, "an old one"),
             live(6, "new"),
+            end(),
         ])
         .await;
         s
@@ -253,33 +273,35 @@ async fn an_old_message_relayed_again_is_shown_as_such() {
 
 #[tokio::test]
 async fn a_message_replayed_after_a_reconnect_is_shown_once() {
+    let (seen, seen_by_bob) = tokio::sync::oneshot::channel();
     let (addr, _impostor) = impostor(loopback().await, |listener| async move {
-        // First session: message 5 live, then the connection drops.
+        // First session: message 5 live, then, once bob has shown it, the
+        // connection drops.
         let mut s = login(listener.accept().await.unwrap().0).await;
         s.send([init(Vec::new(), None, None), live(5, "transfer 100 EUR")])
             .await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        seen_by_bob.await.unwrap();
         drop(s);
         // The resume asks for what came after 5; message 5 comes again anyway.
         let mut s = login(listener.accept().await.unwrap().0).await;
         assert_eq!(s.after_seq, Some(5));
         let replay = vec![message(5, "transfer 100 EUR"), message(6, "new")];
-        s.send([init(replay, None, s.after_seq)]).await;
+        s.send([init(replay, None, s.after_seq), end()]).await;
         s
     })
     .await;
     let mut bob = Client::connect(config(addr)).await.unwrap();
-    assert_eq!(
-        shown(&mut bob).await,
-        [(5, "transfer 100 EUR".to_owned()), (6, "new".to_owned())]
-    );
+    let first = next_message_of(&mut bob).await;
+    assert_eq!(first, (5, "transfer 100 EUR".to_owned()));
+    seen.send(()).unwrap();
+    assert_eq!(shown(&mut bob).await, [(6, "new".to_owned())]);
 }
 
 #[tokio::test]
 async fn an_absurd_history_count_is_no_panic() {
     let (addr, _impostor) = impostor(loopback().await, |listener| async move {
         let mut s = login(listener.accept().await.unwrap().0).await;
-        s.send([init(vec![message(1, "hi")], Some(u64::MAX), None)])
+        s.send([init(vec![message(1, "hi")], Some(u64::MAX), None), end()])
             .await;
         s
     })

@@ -77,6 +77,9 @@ pub struct GuessGuard {
     /// Token bucket of allowed failures: `tokens` of [`GLOBAL_FAILURES_PER_MINUTE`].
     tokens: f64,
     refilled_at: Instant,
+    /// The first wait after an address's free failures ([`BASE_LOCKOUT`]
+    /// unless the server is configured otherwise).
+    base_lockout: Duration,
 }
 
 /// Guessers rotate IPv6 addresses within their /64: count the prefix.
@@ -95,10 +98,16 @@ pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
 
 impl GuessGuard {
     pub fn new(now: Instant) -> Self {
+        Self::with_base_lockout(now, BASE_LOCKOUT)
+    }
+
+    /// A guard whose first wait is `base_lockout`, doubling from there.
+    pub fn with_base_lockout(now: Instant, base_lockout: Duration) -> Self {
         Self {
             addresses: HashMap::new(),
             tokens: f64::from(GLOBAL_FAILURES_PER_MINUTE),
             refilled_at: now,
+            base_lockout,
         }
     }
 
@@ -219,7 +228,10 @@ impl GuessGuard {
         record.last_failure = now;
         if record.failures > FREE_FAILURES {
             let doublings = (record.failures - FREE_FAILURES - 1).min(16);
-            let wait = BASE_LOCKOUT.saturating_mul(1 << doublings).min(MAX_LOCKOUT);
+            let wait = self
+                .base_lockout
+                .saturating_mul(1 << doublings)
+                .min(MAX_LOCKOUT);
             record.locked_until = now + wait;
         }
     }

@@ -62,6 +62,11 @@ pub struct ServerConfig {
     /// Largest file, in bytes, the room relays (`--max-file-size`); at most
     /// [`MAX_FILE_SIZE_CAP`](crate::protocol::limits::MAX_FILE_SIZE_CAP).
     pub max_file_size: u64,
+    /// An address's first wait once its free wrong passwords are spent;
+    /// each further failure doubles it, up to [`guard::MAX_LOCKOUT`].
+    /// [`guard::BASE_LOCKOUT`] unless a test needs its checks to land
+    /// well inside the wait.
+    pub base_lockout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +83,7 @@ impl Default for ServerConfig {
             expire: None,
             knock_timeout: limits::DEFAULT_KNOCK_TIMEOUT,
             max_file_size: crate::protocol::limits::DEFAULT_MAX_FILE_SIZE,
+            base_lockout: guard::BASE_LOCKOUT,
         }
     }
 }
@@ -285,6 +291,7 @@ impl Server {
             room_salt_b64.clone(),
         );
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let guard = GuessGuard::with_base_lockout(Instant::now(), config.base_lockout);
         Ok(Self {
             listener,
             shared: Arc::new(Shared {
@@ -295,7 +302,7 @@ impl Server {
                     kdf: kdf_spec,
                 },
                 room,
-                guard: Mutex::new(GuessGuard::new(Instant::now())),
+                guard: Mutex::new(guard),
                 logins: LoginPool::start()?,
                 notices: Mutex::new(Notices {
                     last: None,
