@@ -708,7 +708,7 @@ async fn a_replaced_connection_cannot_act_on_frames_it_still_holds() {
     let (mut new, login) = begin_takeover(&server, "ann", &session).await;
     // The old connection has a long run of messages on its way when its
     // session is taken over: the server is still reading them.
-    const BATCH: usize = 2000;
+    const BATCH: usize = 20_000;
     let mut batch = Vec::new();
     for i in 0..BATCH {
         let frame = json!({"type": "message", "text": old.encrypt_message(&format!("old {i}"))});
@@ -725,8 +725,14 @@ async fn a_replaced_connection_cannot_act_on_frames_it_still_holds() {
         );
         batch.push(b'\n');
     }
-    old.send_bytes(&batch).await;
-    let init = new.end_login(login).await.expect("the takeover passes");
+    // The takeover ends once the server has stored some of the batch.
+    let take_over = async {
+        while server.room.history_len() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        new.end_login(login).await.expect("the takeover passes")
+    };
+    let ((), init) = tokio::join!(old.send_bytes(&batch), take_over);
     assert_eq!(init["user_id"].as_str(), Some(session.user_id.as_str()));
     // The old connection ends. Its farewell says why, unless closing with
     // the rest of the batch unread reset the connection and lost it.
@@ -739,14 +745,19 @@ async fn a_replaced_connection_cannot_act_on_frames_it_still_holds() {
     new.send(json!({"type": "message", "text": new.encrypt_message("marker")}))
         .await;
     let mut late = Vec::new();
-    loop {
+    let stored_before = loop {
         let frame = new.recv_type("message").await;
         let text = new.decrypt_message(frame["data"]["text"].as_str().unwrap());
         if text == "marker" {
-            break;
+            break frame["data"]["seq"].as_u64().unwrap() - 1;
         }
         late.push(text);
-    }
+    };
+    // The takeover landed in the middle of the batch, as the test means.
+    assert!(
+        (1..BATCH as u64).contains(&stored_before),
+        "{stored_before} of {BATCH} stored before the takeover"
+    );
     assert!(
         late.is_empty(),
         "{} messages posted by the replaced connection after the takeover, first {:?}",
