@@ -3,6 +3,7 @@
 //! sealing, username rules and the Fernet token shape check.
 
 pub mod connection;
+pub mod encode;
 pub mod handshake;
 pub mod limits;
 pub mod token;

@@ -33,6 +33,7 @@ use super::limits::{
 };
 use super::outbox::Outbound;
 use super::room::{Membership, Room, Superseded};
+use crate::protocol::encode::encode;
 use crate::protocol::limits::{
     FILE_CHUNK_TOKEN_MAX, FILE_ID_MAX, FILE_META_TOKEN_MAX, FILE_WINDOW, MAX_FILE_SIZE_CAP,
     file_chunks,
@@ -150,12 +151,6 @@ fn valid_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-fn json(event: &ServerEvent) -> Outbound {
-    serde_json::to_string(event)
-        .expect("events serialize")
-        .into()
-}
-
 impl Transfers {
     pub fn new(max_file_size: u64) -> Self {
         let max_file_size = max_file_size.min(MAX_FILE_SIZE_CAP);
@@ -194,7 +189,7 @@ impl Transfers {
             });
         }
         token::check_shape_within(&meta, FILE_META_TOKEN_MAX).map_err(|_| FileRefusal::BadMeta)?;
-        let frame = json(&ServerEvent::FileOffer {
+        let frame = encode(&ServerEvent::FileOffer {
             from: sender.username().to_owned(),
             id: id.clone(),
             chunks,
@@ -242,14 +237,14 @@ impl Transfers {
             self.abort(sender.room(), sender.username(), &id, &refusal.to_string());
             return Err(refusal);
         }
-        let aborted = json(&ServerEvent::FileAborted {
+        let aborted = encode(&ServerEvent::FileAborted {
             from: sender.username().to_owned(),
             id: id.clone(),
             reason: "you fell too far behind the room to take this file".into(),
         });
         let transfer = self.active.get_mut(&id).expect("checked above");
         let size = data.len();
-        let frame = json(&ServerEvent::FileChunk {
+        let frame = encode(&ServerEvent::FileChunk {
             from: sender.username().to_owned(),
             id,
             index,
@@ -264,7 +259,7 @@ impl Transfers {
     /// Ends a transfer early and tells its receivers why. Unknown ids are ignored.
     pub fn abort(&mut self, room: &Room, sender: &str, id: &str, reason: &str) {
         if let Some(transfer) = self.active.remove(id) {
-            let frame = json(&ServerEvent::FileAborted {
+            let frame = encode(&ServerEvent::FileAborted {
                 from: sender.to_owned(),
                 id: id.to_owned(),
                 reason: reason.to_owned(),
@@ -316,7 +311,7 @@ impl Transfers {
                 continue;
             }
             transfer.acked = transfer.relayed;
-            acks.push(json(&ServerEvent::FileAck {
+            acks.push(encode(&ServerEvent::FileAck {
                 id: id.clone(),
                 // Cumulative: every chunk up to this one.
                 index: transfer.relayed - 1,

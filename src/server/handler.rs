@@ -26,6 +26,7 @@ use super::room::{
 };
 use crate::crypto::srp::ServerSession;
 use crate::crypto::transport::{Side, derive_keys};
+use crate::protocol::encode::encode;
 use crate::protocol::handshake::{self, ServerHello};
 use crate::protocol::limits::{MAX_PRIVATE_BODY_LEN, MEMBER_MAX_LINE, PRE_AUTH_MAX_LINE};
 use crate::protocol::wire::{ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, ServerEvent};
@@ -392,7 +393,7 @@ where
 
 /// Tells the sender of a file that it was refused.
 fn file_refused(id: String, from: &str, refusal: &FileRefusal) -> Outbound {
-    json(&ServerEvent::FileAborted {
+    encode(&ServerEvent::FileAborted {
         from: from.to_owned(),
         id,
         reason: refusal.to_string(),
@@ -424,12 +425,6 @@ fn kicked(kick: Kick) -> Ending {
     }
 }
 
-fn json(value: &impl serde::Serialize) -> Outbound {
-    serde_json::to_string(value)
-        .expect("frames serialize")
-        .into()
-}
-
 /// A member's life in the room: relay what it sends, deliver what the room sends.
 async fn serve_member<R, W>(
     mut reader: FrameReader<R>,
@@ -458,7 +453,7 @@ async fn serve_member<R, W>(
 
     // A member too slow to take its own reply is about to be removed by the room anyway.
     let reply = |reply: ErrorReply| {
-        let _ = own.push(&json(&reply));
+        let _ = own.push(&encode(&reply));
     };
     // Lock, unlock, admit and deny are confirmed by the events every member
     // gets; only a refusal needs an answer of its own.
@@ -482,7 +477,7 @@ async fn serve_member<R, W>(
             let every = PING_INTERVAL.min(config.idle_timeout / 3);
             tokio::time::interval_at(tokio::time::Instant::now() + every, every)
         };
-        let ping_frame = json(&ServerEvent::Ping);
+        let ping_frame = encode(&ServerEvent::Ping);
         let mut last_heard = Instant::now();
         let mut ack_poll = tokio::time::interval(FILE_ACK_POLL);
         ack_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -550,7 +545,7 @@ async fn serve_member<R, W>(
                         membership.post(text).map(|seq| {
                             // The echo is queued already; the receipt follows it.
                             if let Some(reference) = reference.filter(|_| !legacy) {
-                                let _ = own.push(&json(&ServerEvent::Sent { reference, seq }));
+                                let _ = own.push(&encode(&ServerEvent::Sent { reference, seq }));
                             }
                         })
                     }

@@ -25,6 +25,7 @@ use super::limits::{
 };
 pub use super::outbox::Outbound;
 use super::outbox::{Outbox, Urgency};
+use crate::protocol::encode;
 use crate::protocol::limits::LEGACY_MAX_LINE;
 use crate::protocol::username::likenesses;
 use crate::protocol::wire::{ErrorCode, KnockOutcome, MessageData, ServerEvent, UserInfo};
@@ -676,7 +677,7 @@ impl Room {
             // The new member's queue is empty, so its `init` always fits, and
             // it is the first frame the member's connection sends.
             let _ = member.outbox.push(&init);
-            let joined = to_json(&ServerEvent::UserJoined {
+            let joined = encode::encode(&ServerEvent::UserJoined {
                 user_id: member.user_id.clone(),
                 username: username.clone(),
             });
@@ -726,68 +727,42 @@ impl Room {
             user_id: joiner.user_id.clone(),
             username: joiner.username.clone(),
         });
-        let users_json = serde_json::to_string(&users).expect("user list serializes");
-        let mut head = String::from("{\"type\":\"init\",");
-        if !legacy {
-            head.push_str("\"room_salt\":\"");
-            head.push_str(&self.room_salt_b64);
-            head.push_str("\",\"room_id\":");
-            head.push_str(&serde_json::to_string(&self.id).expect("id serializes"));
-            head.push_str(",\"user_id\":");
-            head.push_str(&serde_json::to_string(&joiner.user_id).expect("id serializes"));
-            head.push_str(",\"resume_token\":\"");
-            head.push_str(&STANDARD.encode(joiner.resume_token.as_bytes()));
-            head.push_str("\",");
-            head.push_str("\"max_file_size\":");
-            head.push_str(&self.config.max_file_size.to_string());
-            head.push(',');
-            if let Some(by) = &state.locked {
-                head.push_str("\"locked\":");
-                head.push_str(&serde_json::to_string(by).expect("a name serializes"));
-                head.push(',');
-            }
-            if !state.knocks.is_empty() {
-                let knocking: Vec<&str> =
-                    state.knocks.iter().map(|k| k.username.as_str()).collect();
-                head.push_str("\"knocking\":");
-                head.push_str(&serde_json::to_string(&knocking).expect("names serialize"));
-                head.push(',');
-            }
-        }
         // A reconnecting member gets what it missed: the messages after the
         // last one it saw, and whether the history still held all of them.
         let after = resume.map_or(0, |r| r.after_seq);
-        if let Some(resume) = resume {
-            // Echoed under the seal: the request itself came in clear.
-            head.push_str("\"after_seq\":");
-            head.push_str(&resume.after_seq.to_string());
-            head.push(',');
+        let complete = resume.map(|resume| {
             let first_kept = state.history.entries.front().map(|e| e.seq);
             let missed_any = state.next_seq > resume.after_seq.saturating_add(1);
-            let complete = !missed_any
-                || first_kept.is_some_and(|first| first <= resume.after_seq.saturating_add(1));
-            head.push_str(if complete {
-                "\"complete\":true,"
-            } else {
-                "\"complete\":false,"
-            });
-        }
-        head.push_str("\"users\":");
-        head.push_str(&users_json);
+            !missed_any
+                || first_kept.is_some_and(|first| first <= resume.after_seq.saturating_add(1))
+        });
+        let native = (!legacy).then_some(());
+        let init = ServerEvent::Init {
+            messages: Vec::new(),
+            users,
+            room_salt: native.map(|()| self.room_salt_b64.clone()),
+            user_id: native.map(|()| joiner.user_id.clone()),
+            room_id: native.map(|()| self.id.clone()),
+            resume_token: native.map(|()| STANDARD.encode(joiner.resume_token.as_bytes())),
+            // Echoed under the seal: the request itself came in clear.
+            after_seq: resume.map(|r| r.after_seq),
+            complete,
+            locked: native.and(state.locked.clone()),
+            knocking: match native {
+                Some(()) => state.knocks.iter().map(|k| k.username.clone()).collect(),
+                None => Vec::new(),
+            },
+            history: native.map(|()| state.history.len_after(after) as u64),
+            max_file_size: native.map(|()| self.config.max_file_size),
+        };
         if !legacy {
             let until = state.next_seq.saturating_sub(1);
             let cursor = HistoryCursor { after, until };
-            let count = state.history.len_after(after);
-            head.push_str(",\"history\":");
-            head.push_str(&count.to_string());
-            head.push_str(",\"messages\":[]}");
-            return (head.into(), Some(cursor));
+            return (encode::init_frame(&init, []), Some(cursor));
         }
-        head.push_str(",\"messages\":[");
-        let tail = "]}";
         // Legacy clients read lines of at most 64 KiB: send the newest history that fits.
         let budget = LEGACY_MAX_LINE - 1;
-        let mut used = head.len() + tail.len();
+        let mut used = encode::init_len(&init);
         let mut first_kept = state.history.entries.len();
         for (i, entry) in state.history.entries.iter().enumerate().rev() {
             if entry.seq <= after {
@@ -800,46 +775,37 @@ impl Room {
             used += cost;
             first_kept = i;
         }
-        let mut frame = String::with_capacity(used);
-        frame.push_str(&head);
-        for (n, entry) in state.history.entries.iter().skip(first_kept).enumerate() {
-            if n > 0 {
-                frame.push(',');
-            }
-            frame.push_str(&entry.data_json);
-        }
-        frame.push_str(tail);
-        (frame.into(), None)
+        let kept = state.history.entries.iter().skip(first_kept);
+        (encode::init_frame(&init, kept.map(|e| &*e.data_json)), None)
     }
 
     /// The next part of a native joiner's history, oldest first, or `None`
     /// once it is all sent (messages cleared or dropped from the history in
     /// the meantime are skipped).
     pub fn history_part(&self, cursor: &mut HistoryCursor) -> Option<Outbound> {
-        const HEAD: &str = "{\"type\":\"history\",\"messages\":[";
-        const TAIL: &str = "]}";
         let state = self.lock();
         let entries = &state.history.entries;
         let start = entries.partition_point(|e| e.seq <= cursor.after);
-        let mut part = String::new();
+        let mut size = encode::HISTORY_OVERHEAD;
+        let mut end = start;
         for entry in entries.range(start..) {
             if entry.seq > cursor.until {
                 break;
             }
             let cost = entry.data_json.len() + 1;
-            if !part.is_empty() && part.len() + cost + TAIL.len() > HISTORY_PART {
+            if end > start && size + cost > HISTORY_PART {
                 break;
             }
-            part.push_str(if part.is_empty() { HEAD } else { "," });
-            part.push_str(&entry.data_json);
+            size += cost;
+            end += 1;
             cursor.after = entry.seq;
         }
-        if part.is_empty() {
+        if end == start {
             cursor.after = cursor.until;
             return None;
         }
-        part.push_str(TAIL);
-        Some(part.into())
+        let part = entries.range(start..end).map(|e| &*e.data_json);
+        Some(encode::history_frame(part))
     }
 
     fn post(&self, who: &Membership, token: String) -> Result<u64, Superseded> {
@@ -854,10 +820,8 @@ impl Room {
             timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             username: who.username.clone(),
         };
-        let data_json: Arc<str> = serde_json::to_string(&data)
-            .expect("message serializes")
-            .into();
-        let frame: Outbound = format!("{{\"type\":\"message\",\"data\":{data_json}}}").into();
+        let data_json = encode::message_data(&data);
+        let frame = encode::message_frame(&data_json);
         let history = &mut state.history;
         history.bytes += data_json.len();
         history.entries.push_back(Stored {
@@ -882,7 +846,7 @@ impl Room {
         who.holds(&state)?;
         state.history.entries.clear();
         state.history.bytes = 0;
-        broadcast(&mut state, &to_json(&ServerEvent::Cleared));
+        broadcast(&mut state, &encode::encode(&ServerEvent::Cleared));
         Ok(())
     }
 
@@ -901,7 +865,7 @@ impl Room {
         if addressee.legacy {
             return Err(PrivateRefusal::LegacyAddressee(addressee.username.clone()));
         }
-        let frame = to_json(&ServerEvent::Private {
+        let frame = encode::encode(&ServerEvent::Private {
             from: who.user_id.clone(),
             from_name: who.username.clone(),
             body,
@@ -912,7 +876,7 @@ impl Room {
 
     /// Tells native members something from the server itself.
     pub fn notice(&self, text: &str) {
-        let frame = to_json(&ServerEvent::Notice {
+        let frame = encode::encode(&ServerEvent::Notice {
             text: text.to_owned(),
         });
         let mut state = self.lock();
@@ -940,7 +904,7 @@ impl Room {
             return Err(RoomError::AlreadyLocked { by: locker.clone() });
         }
         state.locked = Some(who.username.clone());
-        let frame = to_json(&ServerEvent::Locked {
+        let frame = encode::encode(&ServerEvent::Locked {
             by: who.username.clone(),
         });
         broadcast_filtered(&mut state, &frame, Urgency::Now, |m| !m.legacy);
@@ -972,7 +936,7 @@ impl Room {
             username: reservation.name.clone(),
             decide: Some(decide),
         });
-        let frame = to_json(&ServerEvent::Knock {
+        let frame = encode::encode(&ServerEvent::Knock {
             user: reservation.name.clone(),
         });
         broadcast_filtered(&mut state, &frame, Urgency::Now, |m| !m.legacy);
@@ -1001,7 +965,7 @@ impl Room {
             return false;
         };
         let knock = state.knocks.remove(pos);
-        let frame = to_json(&ServerEvent::KnockResolved {
+        let frame = encode::encode(&ServerEvent::KnockResolved {
             user: knock.username,
             outcome,
             by: None,
@@ -1153,7 +1117,7 @@ fn unlock(state: &mut State, by: Option<&str>) -> Result<(), RoomError> {
         return Err(RoomError::NotLocked);
     }
     if let Some(by) = by {
-        let frame = to_json(&ServerEvent::Unlocked { by: by.to_owned() });
+        let frame = encode::encode(&ServerEvent::Unlocked { by: by.to_owned() });
         broadcast_filtered(state, &frame, Urgency::Now, |m| !m.legacy);
     }
     for knock in std::mem::take(&mut state.knocks) {
@@ -1175,18 +1139,12 @@ fn resolve(state: &mut State, mut knock: Knock, decision: Decision) {
         // The newcomer may just have gone; its ticket then cleans up nothing.
         let _ = decide.send(decision);
     }
-    let frame = to_json(&ServerEvent::KnockResolved {
+    let frame = encode::encode(&ServerEvent::KnockResolved {
         user: knock.username,
         outcome,
         by,
     });
     broadcast_filtered(state, &frame, Urgency::Now, |m| !m.legacy);
-}
-
-fn to_json(event: &ServerEvent) -> Outbound {
-    serde_json::to_string(event)
-        .expect("event serializes")
-        .into()
 }
 
 /// Queues `frame` to every member; members whose queue is full are removed
@@ -1237,7 +1195,7 @@ fn remove_member(state: &mut State, user_id: &str) {
     if state.members.is_empty() {
         state.empty_since = Some(Instant::now());
     }
-    let left = to_json(&ServerEvent::UserLeft {
+    let left = encode::encode(&ServerEvent::UserLeft {
         user_id: member.user_id,
     });
     broadcast_presence(state, &left, None);
