@@ -416,6 +416,9 @@ pub struct HelloOptions {
     pub token: Option<Key32>,
     /// `srp_verify`'s `after_seq`: where to pick up.
     pub after_seq: Option<u64>,
+    /// Log in as a cmd-chat 1.x client would: no `native` field, pysrp's
+    /// proofs, nothing sealed (for tools that stand in for 1.x clients).
+    pub as_1x: bool,
 }
 
 /// The client's first step: `srp_init` sent, waiting for the challenge.
@@ -424,6 +427,8 @@ pub struct ClientHello {
     allow_legacy: bool,
     /// Resuming a session, which was sealed: it must stay so.
     resuming: bool,
+    /// Speaking 1.x: the server must answer in 1.x.
+    as_1x: bool,
     after_seq: Option<u64>,
     transcript: Transcript,
 }
@@ -448,6 +453,7 @@ impl ClientHello {
                 room_id: ask.room_id,
                 token: Some(ask.token),
                 after_seq: Some(ask.after_seq),
+                as_1x: false,
             },
         };
         Self::start_with(username, options)
@@ -457,10 +463,11 @@ impl ClientHello {
     pub fn start_with(username: &str, options: HelloOptions) -> (Self, HandshakeRequest) {
         let srp = ClientSession::new();
         let a = STANDARD.encode(srp.public());
+        let native = (!options.as_1x).then_some(NATIVE_PROTOCOL);
         let fields = HelloFields {
             username,
             a: &a,
-            native: Some(NATIVE_PROTOCOL),
+            native,
             resume: options.resume.as_deref(),
             room_id: options.room_id.as_deref(),
         };
@@ -477,7 +484,7 @@ impl ClientHello {
         let request = HandshakeRequest::SrpInit {
             username: username.to_owned(),
             a,
-            native: Some(NATIVE_PROTOCOL),
+            native,
             resume_proof: proof.map(|p| STANDARD.encode(p)),
             resume: options.resume.clone(),
             room_id: options.room_id,
@@ -486,6 +493,7 @@ impl ClientHello {
             srp,
             allow_legacy: options.allow_legacy,
             resuming: options.resume.is_some(),
+            as_1x: options.as_1x,
             after_seq: options.after_seq,
             transcript,
         };
@@ -506,6 +514,12 @@ impl ClientHello {
             }
         };
         let legacy = match challenge.native {
+            Some(_) if self.as_1x => {
+                return Err(HandshakeError::Protocol(
+                    "the server answered a 1.x login as native".into(),
+                ));
+            }
+            None if self.as_1x => true,
             Some(NATIVE_PROTOCOL) => false,
             Some(other) => return Err(HandshakeError::Version(other)),
             None if self.resuming => return Err(HandshakeError::Downgrade),

@@ -334,6 +334,7 @@ impl Raw {
                 cmd_chat::crypto::Key32::new(bytes.try_into().unwrap())
             }),
             after_seq: take("after_seq").map(|v| v.as_u64().unwrap()),
+            as_1x: false,
         };
         let (hello, init) = ClientHello::start_with(name, options);
         let mut init = serde_json::to_value(init).unwrap();

@@ -82,6 +82,11 @@ const HONEST: Relay = Relay {
 
 fn login(room: &Room, resume: Option<ResumeAsk>, relay_: Relay) -> End {
     let (client, init) = ClientHello::start("ann", false, resume);
+    run(room, client, init, relay_)
+}
+
+/// Runs a login the client has begun with `init` to its end.
+fn run(room: &Room, client: ClientHello, init: HandshakeRequest, relay_: Relay) -> End {
     let hello = match ServerHello::read(relay(&init, relay_.init), room.allow_legacy) {
         Ok(hello) => hello,
         Err(reply) => return End::ServerRefused(reply),
@@ -364,4 +369,36 @@ fn a_1x_welcome_carries_a_fernet_key_and_a_native_one_nothing() {
     assert_eq!(URL_SAFE.decode(&fernet_key).unwrap().len(), 32);
     assert!(fernet::Fernet::new(&fernet_key).is_some());
     assert!(welcome(&[1; 32], false).session_key.is_none());
+}
+
+/// Tools that stand in for cmd-chat 1.x clients log in as 1.x does.
+#[test]
+fn a_login_as_1x_is_one_only_where_the_room_admits_1x() {
+    let as_1x = || {
+        let options = HelloOptions {
+            allow_legacy: true,
+            as_1x: true,
+            ..HelloOptions::default()
+        };
+        ClientHello::start_with("ann", options)
+    };
+    let (client, init) = as_1x();
+    assert!(matches!(
+        run(&Room::with_legacy(), client, init, HONEST),
+        End::Legacy
+    ));
+    let (client, init) = as_1x();
+    assert!(matches!(
+        run(&Room::native_only(), client, init, HONEST),
+        End::ServerRefused(_)
+    ));
+    let answered_native = Relay {
+        challenge: |v| v["native"] = json!(NATIVE_PROTOCOL),
+        ..HONEST
+    };
+    let (client, init) = as_1x();
+    assert!(matches!(
+        run(&Room::with_legacy(), client, init, answered_native),
+        End::Client(HandshakeError::Protocol(_))
+    ));
 }
