@@ -88,7 +88,9 @@ pub struct ServeArgs {
               .range(1..=MAX_ROOM_MEMBERS as i64).map(|n| n as usize))]
     pub max_users: usize,
     /// Most connections allowed to be logging in at once (at most 32 of them
-    /// from one address); more are turned away.
+    /// from one address). When all are taken, a newcomer takes the place of
+    /// the oldest that has not sent anything yet; if every one is logging
+    /// in, newcomers are turned away.
     #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_PENDING,
           value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize))]
     pub max_pending: usize,
@@ -317,6 +319,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         history_messages: args.history,
         max_users: args.max_users,
         max_pending: args.max_pending,
+        first_line_timeout: limits::DEFAULT_FIRST_LINE_TIMEOUT,
         rate_per_sec: args.rate,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
         kdf: KdfParams {

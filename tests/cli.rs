@@ -606,9 +606,22 @@ async fn newcomers_turned_away_are_counted_in_the_log() {
     let mut serve = serve(&["--max-pending", "1"]).await;
     let mut log = BufReader::new(serve.child.stderr.take().unwrap()).lines();
     let addr = format!("127.0.0.1:{}", serve.port);
-    // One stranger holds the only place and says nothing.
-    let _holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // One stranger holds the only place, its login under way: it has sent
+    // `srp_init` and been challenged (one that says nothing would give way).
+    let holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (read, mut write) = holder.into_split();
+    let init = json!({"cmd": "srp_init", "username": "holder", "A": "Ag==",
+        "native": cmd_chat::protocol::wire::NATIVE_PROTOCOL});
+    write
+        .write_all(format!("{init}\n").as_bytes())
+        .await
+        .unwrap();
+    let challenge = tokio::time::timeout(PATIENCE, BufReader::new(read).lines().next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("a challenge");
+    assert!(challenge.contains("\"B\""), "{challenge}");
     for _ in 0..3 {
         let mut turned_away = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let mut byte = [0u8; 1];

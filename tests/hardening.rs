@@ -244,13 +244,50 @@ async fn a_meeting_can_join_at_once_from_one_address() {
     assert_eq!(server.room.member_names().len(), 12);
 }
 
+/// A socket that sends nothing is closed at its first line's deadline, with
+/// a reason, long before the handshake's: it holds its place for no longer.
+/// (Paused clock: the times are the server's timers, not the machine's speed.)
 #[tokio::test(start_paused = true)]
-async fn silent_connections_are_dropped_at_the_handshake_deadline() {
-    let server = TestServer::native().await;
+async fn silent_connections_are_dropped_at_their_first_line_deadline() {
+    use cmd_chat::server::limits::HANDSHAKE_DEADLINE;
+    let first_line_timeout = HANDSHAKE_DEADLINE / 5;
+    let server = TestServer::start(ServerConfig {
+        first_line_timeout,
+        ..config()
+    })
+    .await;
+    let start = tokio::time::Instant::now();
     let mut silent = Raw::connect(server.addr).await;
     let frame = silent.recv().await.expect("a reason before the close");
     assert_eq!(frame["code"], "timeout");
     assert_eq!(silent.recv_line().await, None);
+    let closed_after = start.elapsed();
+    assert!(
+        closed_after >= first_line_timeout && closed_after < HANDSHAKE_DEADLINE,
+        "closed after {closed_after:?}"
+    );
+}
+
+/// The first line's deadline is for saying something: a login under way
+/// (its `srp_init` sent) is not cut off by it.
+#[tokio::test]
+async fn a_login_under_way_outlives_the_first_line_deadline() {
+    let server = TestServer::start(ServerConfig {
+        first_line_timeout: Duration::from_millis(300),
+        ..config()
+    })
+    .await;
+    let mut ann = Raw::connect(server.addr).await;
+    let login = ann
+        .begin_login("ann", PASSWORD, true, serde_json::json!({}))
+        .await
+        .expect("a challenge");
+    // A socket opened after ann's and silent is closed at the deadline;
+    // so ann's connection is older than the deadline by then.
+    let mut silent = Raw::connect(server.addr).await;
+    assert_eq!(silent.recv().await.expect("a reason")["code"], "timeout");
+    let init = ann.end_login(login).await.expect("ann gets in");
+    assert_eq!(init["type"], "init", "{init}");
 }
 
 #[tokio::test]
@@ -306,6 +343,8 @@ async fn one_address_cannot_hold_every_pending_place() {
     use tokio::io::AsyncReadExt;
     let server = TestServer::start(ServerConfig {
         max_pending: 2 * share,
+        // Not under test here: the sockets are read one after another.
+        first_line_timeout: PATIENCE * 10,
         ..config()
     })
     .await;
@@ -335,6 +374,9 @@ async fn one_address_cannot_hold_every_pending_place() {
     assert_eq!(next_message(&mut ann).await.1, "in");
 }
 
+/// Strangers whose logins are under way (`srp_init` sent, the challenge
+/// answered) keep their places; a newcomer finding them all taken is turned
+/// away at once.
 #[tokio::test]
 async fn too_many_strangers_are_turned_away_at_once() {
     let server = TestServer::start(ServerConfig {
@@ -344,11 +386,14 @@ async fn too_many_strangers_are_turned_away_at_once() {
     .await;
     let mut ann = server.join("ann").await;
     let mut strangers = Vec::new();
-    for _ in 0..3 {
-        strangers.push(Raw::connect(server.addr).await);
+    for i in 0..3 {
+        let mut stranger = Raw::connect(server.addr).await;
+        let login = stranger
+            .begin_login(&format!("s{i}"), PASSWORD, true, serde_json::json!({}))
+            .await
+            .expect("a challenge");
+        strangers.push((stranger, login));
     }
-    // Give the server a moment to accept them; then the next one is refused.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut extra = Raw::connect(server.addr).await;
     assert_eq!(extra.recv_line().await, None, "closed without a word");
     ann.send("members unaffected").await.unwrap();
@@ -366,5 +411,78 @@ async fn too_many_strangers_are_turned_away_at_once() {
             }
             Err(e) => panic!("{e}"),
         }
+    }
+}
+
+/// Sockets that say nothing, from 20 addresses each within its share, fill
+/// every place for logins and are reopened as fast as the server drops them
+/// (a bounded number of times). A newcomer still logs in, and the members
+/// already in the room keep talking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_from_many_addresses_give_way_to_a_login() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+    /// Source addresses of the flood: 127.0.0.10 to 127.0.0.29.
+    const ADDRESSES: u8 = 20;
+    /// Sockets each address keeps open: 200 in all, more than the 128 places
+    /// of the default `--max-pending`, and well within one address's share
+    /// (`PENDING_PER_ADDRESS`), so the per-address cap alone cannot help.
+    const HELD_PER_ADDRESS: usize = 10;
+    /// Connections the flood opens in all, first ones and reopened ones.
+    const BUDGET: usize = 1000;
+    let server = TestServer::start(config()).await;
+    assert!(ADDRESSES as usize * HELD_PER_ADDRESS > config().max_pending);
+    let mut ann = server.join("ann").await;
+    let mut bob = server.join("bob").await;
+
+    let opened = Arc::new(AtomicUsize::new(0));
+    let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut flood = Vec::new();
+    for a in 0..ADDRESSES {
+        for _ in 0..HELD_PER_ADDRESS {
+            let (opened, closed_tx, mut stop) = (opened.clone(), closed_tx.clone(), stop.clone());
+            let (addr, source) = (server.addr, format!("127.0.0.{}:0", 10 + a));
+            flood.push(tokio::spawn(async move {
+                while opened.fetch_add(1, Ordering::SeqCst) < BUDGET {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    socket.bind(source.parse().unwrap()).unwrap();
+                    let Ok(mut stream) = socket.connect(addr).await else {
+                        continue;
+                    };
+                    // Say nothing; read whatever comes until the server closes.
+                    let mut buf = [0u8; 512];
+                    let dropped =
+                        async { while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {} };
+                    tokio::select! {
+                        () = dropped => { let _ = closed_tx.send(()); }
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+    }
+    // The server dropping a first socket means every place is taken.
+    tokio::time::timeout(PATIENCE, closed.recv())
+        .await
+        .expect("the places fill up");
+    let mut cat = server
+        .try_join("cat", PASSWORD)
+        .await
+        .expect("a login gets a place among the silent sockets");
+    ann.send("still talking").await.unwrap();
+    assert_eq!(
+        next_message(&mut bob).await,
+        ("ann".into(), "still talking".into(), false)
+    );
+    cat.send("made it").await.unwrap();
+    assert_eq!(
+        next_message(&mut bob).await,
+        ("cat".into(), "made it".into(), false)
+    );
+    let _ = stop_tx.send(true);
+    for task in flood {
+        task.await.unwrap();
     }
 }

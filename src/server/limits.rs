@@ -18,8 +18,9 @@ pub const DEFAULT_MAX_USERS: usize = 256;
 
 /// Default number of connections that have not finished SRP yet
 /// (`serve --max-pending`). Each costs a task, a socket and, during
-/// `srp_init`, three 2048-bit exponentiations; beyond this newcomers are turned
-/// away at once, and members are unaffected.
+/// `srp_init`, three 2048-bit exponentiations. Beyond this a newcomer takes
+/// the place of the oldest one that has not sent its first line yet, or is
+/// turned away at once if all have; members are unaffected.
 pub const DEFAULT_MAX_PENDING: usize = 128;
 
 /// Places among those `--max-pending` connections one address (an IPv6 /64)
@@ -30,8 +31,17 @@ pub const DEFAULT_MAX_PENDING: usize = 128;
 /// clients retry, before anyone is closed without a word.
 pub const PENDING_PER_ADDRESS: usize = 2 * super::guard::PARALLEL_LOGINS_PER_ADDRESS as usize;
 
-/// Time a connection has to complete SRP, from accept to `H_AMK`.
+/// Time a connection has to complete SRP, from its first line (which has a
+/// deadline of its own, [`DEFAULT_FIRST_LINE_TIMEOUT`]) to `H_AMK`.
 pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Default time a connection has to send its first line, `srp_init`, from
+/// accept (`ServerConfig::first_line_timeout`). Clients send it as soon as
+/// they are connected, so this only has to cover a slow link losing a
+/// segment or two; a socket that says nothing for longer is closed (with a
+/// `timeout` reply) and its place among the pending connections is free
+/// again, well before [`HANDSHAKE_DEADLINE`].
+pub const DEFAULT_FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Interval between keep-alive pings to native members.
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);

@@ -5,6 +5,7 @@
 //! completes. Everything lives in RAM and is gone when the server stops.
 
 mod files;
+mod first_line;
 pub mod guard;
 mod handler;
 pub mod limits;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -30,10 +31,12 @@ use crate::crypto::Password;
 use crate::crypto::kdf::{self, KDF_SALT_LEN, KdfParams};
 use crate::crypto::room_key::ROOM_SALT_LEN;
 use crate::crypto::srp::Verifier;
-use crate::protocol::wire::KdfSpec;
+use crate::protocol::FrameWriter;
+use crate::protocol::limits::PRE_AUTH_MAX_LINE;
+use crate::protocol::wire::{ErrorCode, ErrorReply, KdfSpec};
 use guard::{GuessGuard, Refusal};
 use login_pool::LoginPool;
-use pending::{Crowded, Pending};
+use pending::{Crowded, Pending, PendingSlot};
 use room::{Room, RoomConfig};
 
 /// How the room is run; the CLI's `serve` flags.
@@ -47,6 +50,9 @@ pub struct ServerConfig {
     pub max_users: usize,
     /// Bound on connections still authenticating.
     pub max_pending: usize,
+    /// A connection that has not sent its first line this long after it was
+    /// accepted is closed, freeing its place among the pending ones.
+    pub first_line_timeout: Duration,
     /// Sustained messages per second per member.
     pub rate_per_sec: u32,
     /// A native member silent (not even a `pong`) this long is dropped.
@@ -76,6 +82,7 @@ impl Default for ServerConfig {
             history_messages: limits::DEFAULT_HISTORY_MESSAGES,
             max_users: limits::DEFAULT_MAX_USERS,
             max_pending: limits::DEFAULT_MAX_PENDING,
+            first_line_timeout: limits::DEFAULT_FIRST_LINE_TIMEOUT,
             rate_per_sec: limits::DEFAULT_RATE_PER_SEC,
             idle_timeout: limits::DEFAULT_IDLE_TIMEOUT,
             kdf: KdfParams::DEFAULT,
@@ -391,11 +398,11 @@ impl Server {
                 .with_time(limits::TCP_KEEPALIVE)
                 .with_interval(limits::TCP_KEEPALIVE / 3);
             let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&keepalive);
-            tracker.spawn(handler::handle(
+            tracker.spawn(serve_stranger(
                 socket,
                 peer,
                 Arc::clone(&self.shared),
-                Some(pending),
+                pending,
             ));
         }
         info!("shutting down");
@@ -408,6 +415,47 @@ impl Server {
             warn!("some connections did not close in time");
         }
         self.shared.room.close();
+    }
+}
+
+/// Serves a connection just accepted: waits for its first line, within
+/// [`ServerConfig::first_line_timeout`] and for as long as no newcomer
+/// takes its place, then hands it to the connection handler.
+async fn serve_stranger(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    pending: PendingSlot,
+) {
+    let mut shutdown = shared.shutdown.clone();
+    let mut first = Vec::new();
+    let reply = tokio::select! {
+        read = first_line::read_first_line(&mut socket, &mut first, PRE_AUTH_MAX_LINE) => match read {
+            Ok(()) if pending.spoke() => {
+                let stream = first_line::Replay::new(first, socket);
+                return handler::handle(stream, peer, shared, Some(pending)).await;
+            }
+            Ok(()) => None,
+            Err(_) => return,
+        },
+        () = pending.taken() => None,
+        () = tokio::time::sleep(shared.config.first_line_timeout) => Some(ErrorReply::new(
+            ErrorCode::Timeout,
+            "no login request in time; connection closed",
+        )),
+        _ = shutdown.changed() => return,
+    };
+    drop(pending);
+    let reply = reply.unwrap_or_else(|| {
+        debug!(%peer, "silent connection gave its place to a newcomer");
+        ErrorReply::new(
+            ErrorCode::Busy,
+            "the server is busy with other logins; try again in a moment",
+        )
+    });
+    let mut writer = FrameWriter::new(socket);
+    if writer.queue(&reply).is_ok() {
+        let _ = tokio::time::timeout(limits::FAREWELL_DEADLINE, writer.shutdown()).await;
     }
 }
 

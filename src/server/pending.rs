@@ -7,12 +7,20 @@
 //! So one address (an IPv6 /64, as the guessing guard counts them) may hold
 //! at most [`PENDING_PER_ADDRESS`] of those places, counted from the moment
 //! its connection is accepted, before it has sent a byte.
+//!
+//! A few addresses together can still take every place that way. A
+//! connection that has not sent its first line yet has cost the server only
+//! a socket, so it holds its place only until someone needs it: when every
+//! place is taken, a newcomer takes the place of the oldest connection that
+//! is still silent, which is told the server is busy and closed. Only
+//! connections doing real work (their first line received, SRP under way)
+//! make newcomers wait.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::guard::address_key;
 use super::limits::PENDING_PER_ADDRESS;
@@ -20,7 +28,8 @@ use super::limits::PENDING_PER_ADDRESS;
 /// Why an accepted connection was turned away at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Crowded {
-    /// `--max-pending` connections are logging in.
+    /// `--max-pending` connections are logging in, and all of them have
+    /// sent their first line.
     Room,
     /// This address holds [`PENDING_PER_ADDRESS`] of them.
     Address,
@@ -28,60 +37,128 @@ pub enum Crowded {
 
 /// The pending connections, counted.
 pub struct Pending {
-    all: Arc<Semaphore>,
+    /// `--max-pending`: places in all.
+    max: usize,
+    /// Who holds the places; one lock, so that taking a silent connection's
+    /// place and that connection speaking up cannot both happen.
+    state: Mutex<State>,
+}
+
+/// The places, as [`Pending`] counts them.
+struct State {
+    /// Places held now, at most [`Pending::max`].
+    held: usize,
     /// Places held, by address key; an address holding none has no entry,
     /// so this never has more than `--max-pending` entries.
-    by_address: Mutex<HashMap<IpAddr, usize>>,
+    by_address: HashMap<IpAddr, usize>,
+    /// The holders that have not sent a whole line yet, oldest first (ids
+    /// only grow): the places a newcomer may take. Each entry has the
+    /// holder's address key, to give its share back, and the token that
+    /// tells it its place is gone.
+    silent: BTreeMap<u64, (IpAddr, CancellationToken)>,
+    /// The id of the next connection admitted.
+    next_id: u64,
+}
+
+impl State {
+    /// Gives back one place held by `address`.
+    fn release(&mut self, address: IpAddr) {
+        self.held -= 1;
+        if let Some(held) = self.by_address.get_mut(&address) {
+            *held -= 1;
+            if *held == 0 {
+                self.by_address.remove(&address);
+            }
+        }
+    }
 }
 
 /// One pending connection's place, given back when dropped (once the login
-/// is over, however it ended).
+/// is over, however it ended), or taken by a newcomer while the connection
+/// is still silent.
 pub struct PendingSlot {
-    _place: OwnedSemaphorePermit,
+    /// Where the place is counted.
     pending: Arc<Pending>,
+    /// The address key the place counts against.
     address: IpAddr,
+    /// This connection's entry in [`State::silent`] while it is silent.
+    id: u64,
+    /// Cancelled when a newcomer took the place; the place is then no
+    /// longer this slot's to give back.
+    taken: CancellationToken,
 }
 
 impl Pending {
     pub fn new(max_pending: usize) -> Arc<Self> {
         Arc::new(Self {
-            all: Arc::new(Semaphore::new(max_pending)),
-            by_address: Mutex::new(HashMap::new()),
+            max: max_pending,
+            state: Mutex::new(State {
+                held: 0,
+                by_address: HashMap::new(),
+                silent: BTreeMap::new(),
+                next_id: 0,
+            }),
         })
     }
 
-    /// A place for a connection just accepted from `ip`.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for a connection just accepted from `ip`. When every place
+    /// is held, the oldest silent holder's place is taken (its
+    /// [`PendingSlot::taken`] completes); when none is silent, the
+    /// connection is turned away.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<PendingSlot, Crowded> {
         let address = address_key(ip);
-        let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
-        let held = by_address.get(&address).copied().unwrap_or(0);
+        let mut state = self.state();
+        let held = state.by_address.get(&address).copied().unwrap_or(0);
         if held >= PENDING_PER_ADDRESS {
             return Err(Crowded::Address);
         }
-        let place = Arc::clone(&self.all)
-            .try_acquire_owned()
-            .map_err(|_| Crowded::Room)?;
-        by_address.insert(address, held + 1);
+        if state.held >= self.max {
+            let (_, (victim, token)) = state.silent.pop_first().ok_or(Crowded::Room)?;
+            token.cancel();
+            state.release(victim);
+        }
+        state.held += 1;
+        *state.by_address.entry(address).or_insert(0) += 1;
+        let id = state.next_id;
+        state.next_id += 1;
+        let taken = CancellationToken::new();
+        state.silent.insert(id, (address, taken.clone()));
         Ok(PendingSlot {
-            _place: place,
             pending: Arc::clone(self),
             address,
+            id,
+            taken,
         })
+    }
+}
+
+impl PendingSlot {
+    /// The connection sent its first line: from now on it keeps its place
+    /// until its login is over. `false` if a newcomer took the place first.
+    pub fn spoke(&self) -> bool {
+        let mut state = self.pending.state();
+        state.silent.remove(&self.id);
+        !self.taken.is_cancelled()
+    }
+
+    /// Completes once a newcomer has taken this place (never, once
+    /// [`spoke`](Self::spoke) has returned `true`).
+    pub async fn taken(&self) {
+        self.taken.cancelled().await;
     }
 }
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        let mut by_address = self
-            .pending
-            .by_address
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(held) = by_address.get_mut(&self.address) {
-            *held -= 1;
-            if *held == 0 {
-                by_address.remove(&self.address);
-            }
+        let mut state = self.pending.state();
+        // Under the lock: a place taken was given back by whoever took it.
+        if !self.taken.is_cancelled() {
+            state.silent.remove(&self.id);
+            state.release(self.address);
         }
     }
 }
@@ -94,19 +171,55 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn held(pending: &Pending) -> usize {
+        pending.state().held
+    }
+
     #[test]
     fn one_address_holds_a_bounded_share() {
         let pending = Pending::new(PENDING_PER_ADDRESS + 2);
         let a: Vec<_> = (0..PENDING_PER_ADDRESS)
             .map(|_| pending.admit(ip("192.0.2.1")).unwrap())
             .collect();
+        for slot in &a {
+            assert!(slot.spoke());
+        }
         assert_eq!(pending.admit(ip("192.0.2.1")).err(), Some(Crowded::Address));
         // Another /64 host is the same address; another address is not.
-        let _v6 = pending.admit(ip("2001:db8::1")).unwrap();
-        let _v6b = pending.admit(ip("2001:db8::2")).unwrap();
+        let v6 = pending.admit(ip("2001:db8::1")).unwrap();
+        let v6b = pending.admit(ip("2001:db8::2")).unwrap();
+        assert!(v6.spoke() && v6b.spoke());
         assert_eq!(pending.admit(ip("192.0.2.2")).err(), Some(Crowded::Room));
         drop(a);
-        assert!(pending.by_address.lock().unwrap().len() == 1);
+        assert!(pending.state().by_address.len() == 1);
         assert!(pending.admit(ip("192.0.2.1")).is_ok());
+    }
+
+    #[test]
+    fn a_newcomer_takes_the_place_of_the_oldest_silent_connection() {
+        let pending = Pending::new(3);
+        let oldest = pending.admit(ip("192.0.2.1")).unwrap();
+        let working = pending.admit(ip("192.0.2.2")).unwrap();
+        assert!(working.spoke());
+        let younger = pending.admit(ip("192.0.2.3")).unwrap();
+        let newcomer = pending.admit(ip("192.0.2.4")).unwrap();
+        assert!(
+            oldest.taken.is_cancelled(),
+            "the oldest silent one gave way"
+        );
+        assert!(!younger.taken.is_cancelled() && !working.taken.is_cancelled());
+        assert!(!oldest.spoke(), "too late to speak up");
+        assert_eq!(held(&pending), 3);
+        assert!(!pending.state().by_address.contains_key(&ip("192.0.2.1")));
+        // Dropping the evicted slot gives nothing back twice.
+        drop(oldest);
+        assert_eq!(held(&pending), 3);
+        // Once everyone has spoken, newcomers are turned away.
+        assert!(younger.spoke() && newcomer.spoke());
+        assert_eq!(pending.admit(ip("192.0.2.5")).err(), Some(Crowded::Room));
+        drop((working, younger, newcomer));
+        assert_eq!(held(&pending), 0);
+        assert!(pending.state().silent.is_empty());
+        assert!(pending.state().by_address.is_empty());
     }
 }
