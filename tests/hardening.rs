@@ -486,3 +486,54 @@ async fn silent_connections_from_many_addresses_give_way_to_a_login() {
         task.await.unwrap();
     }
 }
+
+/// Strangers whose logins are under way, as many as there are places, never
+/// hold the places kept for members coming back: a member whose connection
+/// dropped gets back in with its resume proof, and is heard, while a
+/// stranger arriving then is told the server is busy.
+#[tokio::test]
+async fn a_member_coming_back_finds_a_place_kept_among_strangers_logging_in() {
+    use serde_json::json;
+    const PLACES: usize = 8;
+    let server = TestServer::start(ServerConfig {
+        max_pending: PLACES,
+        ..config()
+    })
+    .await;
+    let mut bob = server.join("bob").await;
+    let mut ann = Raw::connect(server.addr).await;
+    let init = ann.login("ann", PASSWORD, true).await.unwrap();
+    let resume = json!({"resume": init["user_id"], "room_id": init["room_id"],
+        "token": init["resume_token"], "after_seq": 0});
+    drop(ann);
+    // Strangers start logins (`srp_init` sent) and hold them, one per place.
+    let mut strangers = Vec::new();
+    let mut busy = 0;
+    for i in 0..PLACES {
+        let mut stranger = Raw::connect(server.addr).await;
+        match stranger
+            .begin_login(&format!("s{i}"), PASSWORD, true, json!({}))
+            .await
+        {
+            Ok(login) => strangers.push((stranger, login)),
+            Err(reply) => {
+                assert_eq!(reply["code"], "busy", "{reply}");
+                busy += 1;
+            }
+        }
+    }
+    assert!(busy > 0, "strangers took every place");
+    let mut ann = Raw::connect(server.addr).await;
+    let login = ann
+        .begin_login("ann", PASSWORD, true, resume)
+        .await
+        .expect("ann's login gets a place");
+    let init = ann.end_login(login).await.expect("ann is back");
+    assert_eq!(init["type"], "init", "{init}");
+    ann.send(json!({"type": "message", "text": ann.encrypt_message("back")}))
+        .await;
+    assert_eq!(
+        next_message(&mut bob).await,
+        ("ann".into(), "back".into(), false)
+    );
+}

@@ -48,7 +48,7 @@ pub async fn handle<S>(
     socket: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    pending: Option<PendingSlot>,
+    mut pending: Option<PendingSlot>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -60,7 +60,7 @@ pub async fn handle<S>(
     let outcome = tokio::select! {
         outcome = tokio::time::timeout(
             HANDSHAKE_DEADLINE,
-            authenticate(&mut reader, &mut writer, &shared, peer),
+            authenticate(&mut reader, &mut writer, &shared, peer, pending.as_mut()),
         ) => outcome,
         _ = shutdown.changed() => return,
     };
@@ -90,6 +90,14 @@ async fn farewell<W: AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, reply: &Er
     if writer.queue(reply).is_ok() {
         let _ = tokio::time::timeout(FAREWELL_DEADLINE, writer.shutdown()).await;
     }
+}
+
+/// What a login that found no place among the pending ones is told.
+pub(super) fn busy() -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::Busy,
+        "the server is busy with other logins; try again in a moment",
+    )
 }
 
 fn bad_request(detail: impl Into<String>) -> ErrorReply {
@@ -148,6 +156,7 @@ async fn authenticate<R, W>(
     writer: &mut FrameWriter<W>,
     shared: &Arc<Shared>,
     peer: SocketAddr,
+    pending: Option<&mut PendingSlot>,
 ) -> Result<Authenticated, ErrorReply>
 where
     R: AsyncRead + Unpin,
@@ -169,6 +178,12 @@ where
     } else {
         Login::Stranger
     };
+    if let Some(place) = pending {
+        place.spoke(who).map_err(|lost| {
+            debug!(%peer, ?lost, "no place for this login among the pending ones");
+            busy()
+        })?;
+    }
     let attempt = shared.begin_login(peer.ip(), who).map_err(login_refused)?;
     // The member id this login will have, sent in the challenge and echoed
     // in `srp_verify`. The name is reserved only once the password is

@@ -20,7 +20,8 @@ pub const DEFAULT_MAX_USERS: usize = 256;
 /// (`serve --max-pending`). Each costs a task, a socket and, during
 /// `srp_init`, three 2048-bit exponentiations. Beyond this a newcomer takes
 /// the place of the oldest one that has not sent its first line yet, or is
-/// turned away at once if all have; members are unaffected.
+/// turned away at once if all have; members are unaffected. Some are kept
+/// for members coming back ([`RETURNING_SHARE`]).
 pub const DEFAULT_MAX_PENDING: usize = 128;
 
 /// Places among those `--max-pending` connections one address (an IPv6 /64)
@@ -30,6 +31,12 @@ pub const DEFAULT_MAX_PENDING: usize = 128;
 /// a meeting behind one NAT that joins all at once gets `busy`, which its
 /// clients retry, before anyone is closed without a word.
 pub const PENDING_PER_ADDRESS: usize = 2 * super::guard::PARALLEL_LOGINS_PER_ADDRESS as usize;
+
+/// One place in this many among `--max-pending` is kept for members coming
+/// back with a resume proof: strangers whose logins are under way never hold
+/// it, so logins started from many addresses at once cannot keep a member
+/// out after a network blip. (With `--max-pending` under this, none is kept.)
+pub const RETURNING_SHARE: usize = 4;
 
 /// Time a connection has to complete SRP, from its first line (which has a
 /// deadline of its own, [`DEFAULT_FIRST_LINE_TIMEOUT`]) to `H_AMK`.

@@ -431,11 +431,11 @@ async fn serve_stranger(
     let mut first = Vec::new();
     let reply = tokio::select! {
         read = first_line::read_first_line(&mut socket, &mut first, PRE_AUTH_MAX_LINE) => match read {
-            Ok(()) if pending.spoke() => {
+            // The handler reads it, and says who spoke (see `PendingSlot::spoke`).
+            Ok(()) => {
                 let stream = first_line::Replay::new(first, socket);
                 return handler::handle(stream, peer, shared, Some(pending)).await;
             }
-            Ok(()) => None,
             Err(_) => return,
         },
         () = pending.taken() => None,
@@ -448,10 +448,7 @@ async fn serve_stranger(
     drop(pending);
     let reply = reply.unwrap_or_else(|| {
         debug!(%peer, "silent connection gave its place to a newcomer");
-        ErrorReply::new(
-            ErrorCode::Busy,
-            "the server is busy with other logins; try again in a moment",
-        )
+        handler::busy()
     });
     let mut writer = FrameWriter::new(socket);
     if writer.queue(&reply).is_ok() {

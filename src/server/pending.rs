@@ -15,6 +15,13 @@
 //! is still silent, which is told the server is busy and closed. Only
 //! connections doing real work (their first line received, SRP under way)
 //! make newcomers wait.
+//!
+//! Strangers doing real work can still take every place, from enough
+//! addresses. Members coming back after a network blip prove a resume
+//! token in that first line, which no stranger holds; so one place in
+//! [`RETURNING_SHARE`] is never held by a stranger who has spoken, and a
+//! returning member finds one free (or held by a silent connection, which
+//! gives way) unless other returning members hold them all.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -22,8 +29,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
-use super::guard::address_key;
-use super::limits::PENDING_PER_ADDRESS;
+use super::guard::{Login, address_key};
+use super::limits::{PENDING_PER_ADDRESS, RETURNING_SHARE};
 
 /// Why an accepted connection was turned away at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +55,9 @@ pub struct Pending {
 struct State {
     /// Places held now, at most [`Pending::max`].
     held: usize,
+    /// Of those, the places held by strangers whose first line came: at
+    /// most [`Pending::stranger_places`].
+    strangers: usize,
     /// Places held, by address key; an address holding none has no entry,
     /// so this never has more than `--max-pending` entries.
     by_address: HashMap<IpAddr, usize>,
@@ -86,6 +96,18 @@ pub struct PendingSlot {
     /// Cancelled when a newcomer took the place; the place is then no
     /// longer this slot's to give back.
     taken: CancellationToken,
+    /// Who spoke, once the first line came and the place was kept.
+    spoke: Option<Login>,
+}
+
+/// Why a connection that sent its first line may not keep its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lost {
+    /// A newcomer took it while the connection was still silent.
+    Taken,
+    /// A stranger, and strangers hold every place not kept for members
+    /// coming back.
+    StrangersFull,
 }
 
 impl Pending {
@@ -94,11 +116,18 @@ impl Pending {
             max: max_pending,
             state: Mutex::new(State {
                 held: 0,
+                strangers: 0,
                 by_address: HashMap::new(),
                 silent: BTreeMap::new(),
                 next_id: 0,
             }),
         })
+    }
+
+    /// Places strangers may hold once they have spoken: all but those kept
+    /// for members coming back.
+    fn stranger_places(&self) -> usize {
+        self.max - self.max / RETURNING_SHARE
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -132,17 +161,29 @@ impl Pending {
             address,
             id,
             taken,
+            spoke: None,
         })
     }
 }
 
 impl PendingSlot {
-    /// The connection sent its first line: from now on it keeps its place
-    /// until its login is over. `false` if a newcomer took the place first.
-    pub fn spoke(&self) -> bool {
+    /// The connection sent its first line, as `who`: from now on it keeps
+    /// its place until its login is over, unless a newcomer took the place
+    /// first or `who` is a stranger and strangers hold all of theirs.
+    pub fn spoke(&mut self, who: Login) -> Result<(), Lost> {
         let mut state = self.pending.state();
+        if self.taken.is_cancelled() {
+            return Err(Lost::Taken);
+        }
+        if who == Login::Stranger && state.strangers >= self.pending.stranger_places() {
+            return Err(Lost::StrangersFull);
+        }
         state.silent.remove(&self.id);
-        !self.taken.is_cancelled()
+        if who == Login::Stranger {
+            state.strangers += 1;
+        }
+        self.spoke = Some(who);
+        Ok(())
     }
 
     /// Completes once a newcomer has taken this place (never, once
@@ -159,6 +200,9 @@ impl Drop for PendingSlot {
         if !self.taken.is_cancelled() {
             state.silent.remove(&self.id);
             state.release(self.address);
+        }
+        if self.spoke == Some(Login::Stranger) {
+            state.strangers -= 1;
         }
     }
 }
@@ -178,17 +222,18 @@ mod tests {
     #[test]
     fn one_address_holds_a_bounded_share() {
         let pending = Pending::new(PENDING_PER_ADDRESS + 2);
-        let a: Vec<_> = (0..PENDING_PER_ADDRESS)
+        let mut a: Vec<_> = (0..PENDING_PER_ADDRESS)
             .map(|_| pending.admit(ip("192.0.2.1")).unwrap())
             .collect();
-        for slot in &a {
-            assert!(slot.spoke());
+        for slot in &mut a {
+            assert_eq!(slot.spoke(Login::Returning), Ok(()));
         }
         assert_eq!(pending.admit(ip("192.0.2.1")).err(), Some(Crowded::Address));
         // Another /64 host is the same address; another address is not.
-        let v6 = pending.admit(ip("2001:db8::1")).unwrap();
-        let v6b = pending.admit(ip("2001:db8::2")).unwrap();
-        assert!(v6.spoke() && v6b.spoke());
+        let mut v6 = pending.admit(ip("2001:db8::1")).unwrap();
+        let mut v6b = pending.admit(ip("2001:db8::2")).unwrap();
+        assert_eq!(v6.spoke(Login::Returning), Ok(()));
+        assert_eq!(v6b.spoke(Login::Returning), Ok(()));
         assert_eq!(pending.admit(ip("192.0.2.2")).err(), Some(Crowded::Room));
         drop(a);
         assert!(pending.state().by_address.len() == 1);
@@ -198,28 +243,61 @@ mod tests {
     #[test]
     fn a_newcomer_takes_the_place_of_the_oldest_silent_connection() {
         let pending = Pending::new(3);
-        let oldest = pending.admit(ip("192.0.2.1")).unwrap();
-        let working = pending.admit(ip("192.0.2.2")).unwrap();
-        assert!(working.spoke());
-        let younger = pending.admit(ip("192.0.2.3")).unwrap();
-        let newcomer = pending.admit(ip("192.0.2.4")).unwrap();
+        let mut oldest = pending.admit(ip("192.0.2.1")).unwrap();
+        let mut working = pending.admit(ip("192.0.2.2")).unwrap();
+        assert_eq!(working.spoke(Login::Stranger), Ok(()));
+        let mut younger = pending.admit(ip("192.0.2.3")).unwrap();
+        let mut newcomer = pending.admit(ip("192.0.2.4")).unwrap();
         assert!(
             oldest.taken.is_cancelled(),
             "the oldest silent one gave way"
         );
         assert!(!younger.taken.is_cancelled() && !working.taken.is_cancelled());
-        assert!(!oldest.spoke(), "too late to speak up");
+        assert_eq!(
+            oldest.spoke(Login::Stranger),
+            Err(Lost::Taken),
+            "too late to speak up"
+        );
         assert_eq!(held(&pending), 3);
         assert!(!pending.state().by_address.contains_key(&ip("192.0.2.1")));
         // Dropping the evicted slot gives nothing back twice.
         drop(oldest);
         assert_eq!(held(&pending), 3);
         // Once everyone has spoken, newcomers are turned away.
-        assert!(younger.spoke() && newcomer.spoke());
+        assert_eq!(younger.spoke(Login::Stranger), Ok(()));
+        assert_eq!(newcomer.spoke(Login::Stranger), Ok(()));
         assert_eq!(pending.admit(ip("192.0.2.5")).err(), Some(Crowded::Room));
         drop((working, younger, newcomer));
         assert_eq!(held(&pending), 0);
         assert!(pending.state().silent.is_empty());
         assert!(pending.state().by_address.is_empty());
+    }
+
+    #[test]
+    fn strangers_leave_places_for_members_coming_back() {
+        const MAX: usize = 8;
+        let kept = MAX / RETURNING_SHARE;
+        assert!(kept > 0);
+        let pending = Pending::new(MAX);
+        let admit = |i: usize| pending.admit(ip(&format!("192.0.2.{i}"))).unwrap();
+        let mut strangers: Vec<_> = (0..MAX - kept).map(admit).collect();
+        for slot in &mut strangers {
+            assert_eq!(slot.spoke(Login::Stranger), Ok(()));
+        }
+        let mut late = admit(100);
+        assert_eq!(late.spoke(Login::Stranger), Err(Lost::StrangersFull));
+        drop(late);
+        let mut back: Vec<_> = (0..kept).map(|i| admit(200 + i)).collect();
+        for slot in &mut back {
+            assert_eq!(slot.spoke(Login::Returning), Ok(()));
+        }
+        assert_eq!(held(&pending), MAX);
+        // A stranger's login over: its place is a stranger's again.
+        strangers.pop();
+        let mut next = admit(101);
+        assert_eq!(next.spoke(Login::Stranger), Ok(()));
+        drop((strangers, next, back));
+        assert_eq!(pending.state().strangers, 0);
+        assert_eq!(held(&pending), 0);
     }
 }
