@@ -1,5 +1,8 @@
 //! The `cmd-chat` command line: argument parsing, password sourcing, and the
-//! glue between the library and the process (signals, exit codes).
+//! glue between the library and the process (signals, exit codes, log
+//! output).
+
+mod log_output;
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
@@ -284,15 +287,30 @@ fn obtain_password(given: Option<String>, from_stdin: bool) -> Result<Password, 
     Ok(password)
 }
 
-fn init_logging(default: &str) {
+/// Sends the log to standard error through a queue that never blocks the
+/// threads that log (see [`log_output`]). Dropping the returned guard waits
+/// briefly for the queue to be written out.
+fn init_logging(default: &str) -> Option<LogFlush> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let output = log_output::LogOutput::spawn(std::io::stderr()).ok()?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(output.clone())
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+    Some(LogFlush(output))
+}
+
+/// Writes out the queued log lines as the command ends, if the output
+/// takes them within [`log_output::FLUSH_PATIENCE`].
+struct LogFlush(log_output::LogOutput);
+
+impl Drop for LogFlush {
+    fn drop(&mut self) {
+        self.0.flush(log_output::FLUSH_PATIENCE);
+    }
 }
 
 /// The address to put in the `connect` line: the bound one, or for a wildcard
@@ -310,7 +328,7 @@ fn shareable_host(bound: SocketAddr) -> String {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    init_logging("info");
+    let _log = init_logging("info");
     let password = match obtain_password(args.password, args.password_stdin) {
         Ok(p) => p,
         Err(e) => return fail(exit_code::USAGE, &e),
@@ -428,7 +446,7 @@ async fn leave_signal() {
 }
 
 async fn connect(args: ConnectArgs) -> ExitCode {
-    init_logging("warn");
+    let _log = init_logging("warn");
     let scripting = args.json || !std::io::stdin().is_terminal();
     let no_color = args.no_color;
     let no_reconnect = args.no_reconnect;

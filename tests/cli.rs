@@ -649,3 +649,105 @@ async fn newcomers_turned_away_are_counted_in_the_log() {
         "{lines:#?}"
     );
 }
+
+/// A server whose output goes into a pipe nobody reads (`serve 2>&1 |` a
+/// program that stalled; a terminal paused with Ctrl-S) keeps serving:
+/// 1,500 logins, each logged, go through, and the members already in the
+/// room keep talking. Once its output is read again, it says how many log
+/// lines it lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_output_nobody_reads_keeps_serving() {
+    use cmd_chat::client::{Client, ClientConfig, Event};
+    use cmd_chat::crypto::Password;
+    use std::io::BufRead as _;
+    /// Logins in all: each logs two lines (joined, left), several times what
+    /// a pipe holds.
+    const LOGINS: usize = 1500;
+    /// Logins going on at once.
+    const PARALLEL: usize = 3;
+    // Standard output and error into one pipe, read only for the banner.
+    let (output, into_output) = std::io::pipe().unwrap();
+    let mut cmd = cmd_chat(&["serve", "127.0.0.1", "0", "--kdf-memory", "8"]);
+    cmd.env("CMD_CHAT_PASSWORD", "hunter2")
+        .env_remove("RUST_LOG")
+        .stdout(into_output.try_clone().unwrap())
+        .stderr(into_output);
+    let mut server = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut output = std::io::BufReader::new(output);
+    let (port, mut output) = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        for _ in 0..20 {
+            line.clear();
+            output.read_line(&mut line).unwrap();
+            if let Some(rest) = line.strip_prefix("cmd-chat room listening on 127.0.0.1:") {
+                let port: u16 = rest.split_whitespace().next().unwrap().parse().unwrap();
+                return (port, output);
+            }
+        }
+        panic!("no banner");
+    })
+    .await
+    .unwrap();
+    let config = move |name: String| ClientConfig {
+        server: format!("127.0.0.1:{port}"),
+        username: name,
+        password: Password::new("hunter2".into()),
+        allow_legacy: false,
+    };
+    let join = move |name: String| async move {
+        tokio::time::timeout(PATIENCE, Client::connect(config(name)))
+            .await
+            .expect("the login goes through in time")
+            .expect("the login succeeds")
+    };
+    let mut ann = join("ann".into()).await;
+    let mut bob = join("bob".into()).await;
+    let workers: Vec<_> = (0..PARALLEL)
+        .map(|w| {
+            tokio::spawn(async move {
+                for i in (w..LOGINS).step_by(PARALLEL) {
+                    drop(join(format!("u{i}")).await);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    ann.send("still relaying").await.unwrap();
+    let heard = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Event::Message(m) = bob.next_event().await.unwrap() {
+                break m;
+            }
+        }
+    })
+    .await
+    .expect("bob hears ann");
+    assert_eq!(
+        (heard.from.as_str(), heard.text.as_str()),
+        ("ann", "still relaying")
+    );
+    // Read again: the log tells how many lines did not make it.
+    let lost = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        for _ in 0..10 * LOGINS {
+            line.clear();
+            if output.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            if line.contains("log lines lost") {
+                return Some(line);
+            }
+        }
+        None
+    });
+    let lost = tokio::time::timeout(PATIENCE, lost)
+        .await
+        .expect("the output flows")
+        .unwrap()
+        .expect("the loss is reported");
+    assert!(!lost.contains("lost=0"), "{lost}");
+    server.kill().await.unwrap();
+}
