@@ -216,10 +216,17 @@ pub fn main() -> ExitCode {
             );
         }
     };
-    match cli.command {
+    let code = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Connect(args) => runtime.block_on(connect(args)),
-    }
+    };
+    // The command is over and everything it printed is written. A read of
+    // standard input may still be waiting on a runtime thread, and cannot
+    // be called off: dropping the runtime would wait for it, that is for the
+    // next line or the end of input, which a supervisor holding stdin open
+    // never sends. So the runtime is left behind, and the process exits now.
+    runtime.shutdown_background();
+    code
 }
 
 /// Prints an error and gives the exit code. The message may quote the

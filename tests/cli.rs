@@ -1,5 +1,6 @@
 //! The `cmd-chat` binary as a person or a script uses it.
 
+use std::io::PipeWriter;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -94,6 +95,17 @@ impl Member {
         Self::spawn(cmd)
     }
 
+    /// Joins with standard input an ordinary pipe that the returned end
+    /// keeps open, as a supervisor does that never writes to it.
+    async fn join_with_input_held(port: u16, name: &str, password: &str) -> (Member, PipeWriter) {
+        let (input, held) = std::io::pipe().unwrap();
+        let mut cmd = cmd_chat(&["connect", "127.0.0.1", &port.to_string(), name, password]);
+        cmd.stdin(input);
+        let mut child = cmd.spawn().unwrap();
+        let events = BufReader::new(child.stdout.take().unwrap()).lines();
+        (Member { child, events }, held)
+    }
+
     fn spawn(mut cmd: Command) -> Member {
         cmd.stdin(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
@@ -131,9 +143,14 @@ impl Member {
     /// Closes stdin and returns the exit code.
     async fn finish(mut self) -> i32 {
         drop(self.child.stdin.take());
+        self.exit_code().await
+    }
+
+    /// Waits for the process to end by itself, its input left as it is.
+    async fn exit_code(&mut self) -> i32 {
         let status = tokio::time::timeout(PATIENCE, self.child.wait())
             .await
-            .unwrap()
+            .expect("the process exits")
             .unwrap();
         status.code().unwrap()
     }
@@ -430,10 +447,12 @@ async fn losing_the_server_is_reported() {
     assert_eq!(ann.finish().await, 7);
 }
 
+/// SIGTERM closes the room: its members are told, and a script ends at once
+/// with the documented code, whatever its standard input is doing.
 #[tokio::test]
 async fn sigterm_closes_the_room_for_its_members() {
     let mut server = serve(&[]).await;
-    let mut ann = Member::join(server.port, "ann", "hunter2").await;
+    let (mut ann, _input) = Member::join_with_input_held(server.port, "ann", "hunter2").await;
     ann.event_of("ready").await;
     let pid = server.child.id().unwrap().to_string();
     std::process::Command::new("kill")
@@ -445,7 +464,10 @@ async fn sigterm_closes_the_room_for_its_members() {
         error["message"].as_str().unwrap().contains("closed"),
         "{error}"
     );
-    assert_eq!(ann.finish().await, 7);
+    assert_eq!(error["fatal"], true, "{error}");
+    // At once, though its input is still open (a supervisor may never
+    // close it): the room is gone, and the code says so.
+    assert_eq!(ann.exit_code().await, 7);
     let status = tokio::time::timeout(PATIENCE, server.child.wait())
         .await
         .unwrap()

@@ -153,8 +153,13 @@ impl Tmux {
     /// Opens a session with `cmd-chat connect` as `name`, in a shell that
     /// reports its exit code and then the terminal mode it left behind.
     fn join(&self, name: &str, port: u16) {
+        self.join_with_env(name, port, "");
+    }
+
+    /// [`Tmux::join`] with `env` (`VAR=value ...`) set for the client.
+    fn join_with_env(&self, name: &str, port: u16, env: &str) {
         let script = format!(
-            "\"$0\" connect --no-reconnect 127.0.0.1 \"$1\" \"$2\"; echo \"{EXIT_MARK}$?]\"; stty -a"
+            "{env} \"$0\" connect --no-reconnect 127.0.0.1 \"$1\" \"$2\"; echo \"{EXIT_MARK}$?]\"; stty -a"
         );
         self.open(name, &["sh", "-c", &script, BIN, &port.to_string(), name]);
     }
@@ -457,6 +462,22 @@ fn losing_the_server_mid_line_says_why_and_restores_the_terminal() {
         "{screen:#?}"
     );
     assert_terminal_restored(&screen);
+}
+
+/// On a terminal the full interface cannot drive (TERM=dumb), the plain line
+/// interface reads the terminal as a stream. Losing the room ends it at
+/// once, with its code, though nobody types and the input stays open.
+#[test]
+fn losing_the_server_ends_the_plain_line_interface_at_once() {
+    if !tmux_available() {
+        return;
+    }
+    let mut server = Server::start();
+    let tmux = Tmux::new();
+    tmux.join_with_env("dave", server.port, "TERM=dumb");
+    tmux.wait_line("dave", "online (1): dave");
+    server.stop();
+    assert_eq!(tmux.wait_exit("dave"), "7");
 }
 
 /// `stty -a`'s output on `screen` shows a terminal back in its usual
