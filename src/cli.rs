@@ -300,7 +300,14 @@ fn obtain_password(given: Option<String>, from_stdin: bool) -> Result<Password, 
 fn init_logging(default: &str) -> Option<LogFlush> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let output = log_output::LogOutput::spawn(std::io::stderr()).ok()?;
+    let output = match log_output::LogOutput::spawn(std::io::stderr()) {
+        Ok(output) => output,
+        Err(e) => {
+            // Logging straight to stderr could block the room; none is safer.
+            eprintln!("cmd-chat: warning: cannot start the log writer ({e}); no log");
+            return None;
+        }
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(output.clone())
