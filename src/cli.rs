@@ -92,8 +92,8 @@ pub struct ServeArgs {
     pub max_users: usize,
     /// Most connections allowed to be logging in at once (at most 32 of them
     /// from one address). When all are taken, a newcomer takes the place of
-    /// the oldest that has not sent anything yet; if every one is logging
-    /// in, newcomers are turned away. A quarter are kept for members
+    /// one that has not sent anything yet, from the address holding the most
+    /// such places; if every one is logging in, newcomers are turned away. A quarter are kept for members
     /// reconnecting after a network blip.
     #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_PENDING,
           value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize))]

@@ -19,9 +19,9 @@ pub const DEFAULT_MAX_USERS: usize = 256;
 /// Default number of connections that have not finished SRP yet
 /// (`serve --max-pending`). Each costs a task, a socket and, during
 /// `srp_init`, three 2048-bit exponentiations. Beyond this a newcomer takes
-/// the place of the oldest one that has not sent its first line yet, or is
-/// turned away at once if all have; members are unaffected. Some are kept
-/// for members coming back ([`RETURNING_SHARE`]).
+/// the place of one that has not sent its first line yet (see `pending.rs`
+/// for which), or is turned away at once if all have; members are
+/// unaffected. Some are kept for members coming back ([`RETURNING_SHARE`]).
 pub const DEFAULT_MAX_PENDING: usize = 128;
 
 /// Places among those `--max-pending` connections one address (an IPv6 /64)

@@ -14,7 +14,10 @@
 //! place is taken, a newcomer takes the place of the oldest connection that
 //! is still silent, which is told the server is busy and closed. Only
 //! connections doing real work (their first line received, SRP under way)
-//! make newcomers wait.
+//! make newcomers wait. The place taken is one of the address that holds
+//! the most silent places (its oldest), so a flood from a few addresses
+//! takes its own places back first and a newcomer from anywhere else keeps
+//! its place for as long as it takes to speak.
 //!
 //! Strangers doing real work can still take every place, from enough
 //! addresses. Members coming back after a network blip prove a resume
@@ -23,7 +26,8 @@
 //! returning member finds one free (or held by a silent connection, which
 //! gives way) unless other returning members hold them all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -61,13 +65,75 @@ struct State {
     /// Places held, by address key; an address holding none has no entry,
     /// so this never has more than `--max-pending` entries.
     by_address: HashMap<IpAddr, usize>,
-    /// The holders that have not sent a whole line yet, oldest first (ids
-    /// only grow): the places a newcomer may take. Each entry has the
-    /// holder's address key, to give its share back, and the token that
-    /// tells it its place is gone.
-    silent: BTreeMap<u64, (IpAddr, CancellationToken)>,
+    /// The holders that have not sent a whole line yet: the places a
+    /// newcomer may take.
+    silent: Silent,
     /// The id of the next connection admitted.
     next_id: u64,
+}
+
+/// The silent holders, by address, in the order they give way.
+#[derive(Default)]
+struct Silent {
+    /// Each address's silent holders, oldest first (ids only grow), with
+    /// the token that tells a holder its place is gone.
+    by_address: HashMap<IpAddr, BTreeMap<u64, CancellationToken>>,
+    /// The addresses that hold silent places, the next to give way last:
+    /// the most silent places, then the oldest silent holder.
+    order: BTreeSet<(usize, Reverse<u64>, IpAddr)>,
+}
+
+impl Silent {
+    fn insert(&mut self, address: IpAddr, id: u64, token: CancellationToken) {
+        self.change(address, |ids| {
+            ids.insert(id, token);
+        });
+    }
+
+    fn remove(&mut self, address: IpAddr, id: u64) {
+        self.change(address, |ids| {
+            ids.remove(&id);
+        });
+    }
+
+    /// Takes the place that gives way next: the oldest silent holder of the
+    /// address holding the most silent places.
+    fn pop(&mut self) -> Option<(IpAddr, CancellationToken)> {
+        let &(_, _, address) = self.order.last()?;
+        let token = self.change(address, |ids| ids.pop_first().map(|(_, t)| t))?;
+        Some((address, token))
+    }
+
+    /// Applies `f` to `address`'s holders, keeping [`Silent::order`] right.
+    fn change<R>(
+        &mut self,
+        address: IpAddr,
+        f: impl FnOnce(&mut BTreeMap<u64, CancellationToken>) -> R,
+    ) -> R {
+        let key = |ids: &BTreeMap<u64, CancellationToken>| {
+            let (&oldest, _) = ids.first_key_value()?;
+            Some((ids.len(), Reverse(oldest), address))
+        };
+        let ids = self.by_address.entry(address).or_default();
+        if let Some(before) = key(ids) {
+            self.order.remove(&before);
+        }
+        let result = f(ids);
+        match key(ids) {
+            Some(after) => {
+                self.order.insert(after);
+            }
+            None => {
+                self.by_address.remove(&address);
+            }
+        }
+        result
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.by_address.is_empty() && self.order.is_empty()
+    }
 }
 
 impl State {
@@ -118,7 +184,7 @@ impl Pending {
                 held: 0,
                 strangers: 0,
                 by_address: HashMap::new(),
-                silent: BTreeMap::new(),
+                silent: Silent::default(),
                 next_id: 0,
             }),
         })
@@ -135,7 +201,7 @@ impl Pending {
     }
 
     /// A place for a connection just accepted from `ip`. When every place
-    /// is held, the oldest silent holder's place is taken (its
+    /// is held, a silent holder's place is taken (see [`Silent::pop`]; its
     /// [`PendingSlot::taken`] completes); when none is silent, the
     /// connection is turned away.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<PendingSlot, Crowded> {
@@ -146,7 +212,7 @@ impl Pending {
             return Err(Crowded::Address);
         }
         if state.held >= self.max {
-            let (_, (victim, token)) = state.silent.pop_first().ok_or(Crowded::Room)?;
+            let (victim, token) = state.silent.pop().ok_or(Crowded::Room)?;
             token.cancel();
             state.release(victim);
         }
@@ -155,7 +221,7 @@ impl Pending {
         let id = state.next_id;
         state.next_id += 1;
         let taken = CancellationToken::new();
-        state.silent.insert(id, (address, taken.clone()));
+        state.silent.insert(address, id, taken.clone());
         Ok(PendingSlot {
             pending: Arc::clone(self),
             address,
@@ -178,7 +244,7 @@ impl PendingSlot {
         if who == Login::Stranger && state.strangers >= self.pending.stranger_places() {
             return Err(Lost::StrangersFull);
         }
-        state.silent.remove(&self.id);
+        state.silent.remove(self.address, self.id);
         if who == Login::Stranger {
             state.strangers += 1;
         }
@@ -198,7 +264,7 @@ impl Drop for PendingSlot {
         let mut state = self.pending.state();
         // Under the lock: a place taken was given back by whoever took it.
         if !self.taken.is_cancelled() {
-            state.silent.remove(&self.id);
+            state.silent.remove(self.address, self.id);
             state.release(self.address);
         }
         if self.spoke == Some(Login::Stranger) {
@@ -299,5 +365,25 @@ mod tests {
         drop((strangers, next, back));
         assert_eq!(pending.state().strangers, 0);
         assert_eq!(held(&pending), 0);
+    }
+
+    #[test]
+    fn the_address_holding_the_most_silent_places_gives_way_first() {
+        let pending = Pending::new(4);
+        let lone = pending.admit(ip("192.0.2.1")).unwrap();
+        let flood: Vec<_> = (0..3)
+            .map(|_| pending.admit(ip("192.0.2.9")).unwrap())
+            .collect();
+        // The lone connection is the oldest, but the flood gives way.
+        let newcomer = pending.admit(ip("192.0.2.2")).unwrap();
+        assert!(flood[0].taken.is_cancelled(), "the flood's oldest");
+        assert!(!lone.taken.is_cancelled());
+        let _next = pending.admit(ip("192.0.2.3")).unwrap();
+        assert!(flood[1].taken.is_cancelled());
+        // One silent place each now: the oldest of them gives way.
+        let _last = pending.admit(ip("192.0.2.4")).unwrap();
+        assert!(lone.taken.is_cancelled() && !flood[2].taken.is_cancelled());
+        assert!(!newcomer.taken.is_cancelled());
+        assert_eq!(held(&pending), 4);
     }
 }
