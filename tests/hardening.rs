@@ -434,6 +434,8 @@ async fn silent_connections_from_many_addresses_give_way_to_a_login() {
     const BUDGET: usize = 100_000;
     /// Longest the flood goes on, whatever the test does meanwhile.
     const FLOOD_TIME: Duration = Duration::from_secs(60);
+    // The flood's sockets and the server's ends of them, and some to spare.
+    raise_open_file_limit(3 * HELD_PER_ADDRESS * ADDRESSES as usize);
     let server = TestServer::start(config()).await;
     assert!(ADDRESSES as usize * HELD_PER_ADDRESS > config().max_pending);
     let mut ann = server.join("ann").await;
@@ -558,3 +560,22 @@ async fn a_member_coming_back_finds_a_place_kept_among_strangers_logging_in() {
         ("ann".into(), "back".into(), false)
     );
 }
+
+/// Lets this process have at least `needed` files open: the soft limit is
+/// often 1,024, below what a flood of sockets needs; the hard limit rarely.
+#[cfg(unix)]
+fn raise_open_file_limit(needed: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let needed = needed as u64;
+    if soft < needed {
+        assert!(
+            hard >= needed,
+            "this test needs {needed} open files; the hard limit is {hard}"
+        );
+        setrlimit(Resource::RLIMIT_NOFILE, needed, hard).unwrap();
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit(_needed: usize) {}
