@@ -253,7 +253,7 @@ impl PendingSlot {
     }
 
     /// Completes once a newcomer has taken this place (never, once
-    /// [`spoke`](Self::spoke) has returned `true`).
+    /// [`spoke`](Self::spoke) has succeeded).
     pub async fn taken(&self) {
         self.taken.cancelled().await;
     }
