@@ -3,6 +3,7 @@
 //! output).
 
 mod log_output;
+mod passphrase;
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +21,10 @@ use crate::server::{Server, ServerConfig, limits};
 
 const PASSWORD_ENV: &str = "CMD_CHAT_PASSWORD";
 
+/// `--version`: the release, and the native protocol it speaks (a client
+/// and a server must speak the same one).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (native protocol 4)");
+
 /// Throwaway, password-protected chat rooms in the terminal.
 ///
 /// One person runs a room with `cmd-chat serve`; the others join it with
@@ -28,7 +33,7 @@ const PASSWORD_ENV: &str = "CMD_CHAT_PASSWORD";
 /// the server relays and remembers only ciphertext, in memory. When the server
 /// stops, the room and its history are gone.
 #[derive(Debug, Parser)]
-#[command(name = "cmd-chat", version, propagate_version = true)]
+#[command(name = "cmd-chat", version = VERSION, propagate_version = true)]
 #[command(
     after_help = "EXIT CODES:\n  0 normal end   2 usage error   3 cannot connect   4 wrong password\n  \
                         5 username taken or invalid   6 protocol error   7 connection lost\n  \
@@ -60,6 +65,18 @@ pub enum Command {
     ///
     /// If the room is locked, it waits until a member lets you in.
     Connect(ConnectArgs),
+    /// Print a shell completion script.
+    ///
+    /// For example, for bash: `cmd-chat completions bash >
+    /// ~/.local/share/bash-completion/completions/cmd-chat`; zsh wants the
+    /// output as `_cmd-chat` in a directory of your `fpath`, fish in
+    /// `~/.config/fish/completions/cmd-chat.fish`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `cmd-chat man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +94,11 @@ pub struct ServeArgs {
     /// and secret managers: it then shows nowhere).
     #[arg(long)]
     pub password_stdin: bool,
+    /// Make a passphrase for the room (six random words, about 77 bits) and
+    /// print it once, beside the line to share. Without any password given,
+    /// `serve` on a terminal offers to do this.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub generate_password: bool,
     /// Also admit original (Python) cmd-chat 1.x clients. Their sessions are
     /// not sealed: names, join/leave events and ciphertext are visible on the network.
     #[arg(long)]
@@ -207,6 +229,11 @@ pub struct ConnectArgs {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Completions { shell } => return print_completions(shell),
+        Command::Man => return print_man_page(),
+        command => command,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -216,9 +243,10 @@ pub fn main() -> ExitCode {
             );
         }
     };
-    let code = match cli.command {
+    let code = match command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Connect(args) => runtime.block_on(connect(args)),
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     };
     // The command is over and everything it printed is written. A read of
     // standard input may still be waiting on a runtime thread, and cannot
@@ -227,6 +255,27 @@ pub fn main() -> ExitCode {
     // never sends. So the runtime is left behind, and the process exits now.
     runtime.shutdown_background();
     code
+}
+
+fn print_completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory as _;
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "cmd-chat", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+fn print_man_page() -> ExitCode {
+    use clap::CommandFactory as _;
+    let man = clap_mangen::Man::new(Cli::command());
+    match man.render(&mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `cmd-chat man | head`: the reader has seen what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => fail(
+            exit_code::FAILURE,
+            &format!("cannot write the manual page: {e}"),
+        ),
+    }
 }
 
 /// Prints an error and gives the exit code. The message may quote the
@@ -341,12 +390,47 @@ fn shareable_host(bound: SocketAddr) -> String {
         .unwrap_or_else(|_| "<this-machine's-address>".into())
 }
 
+/// The room password for `serve`, and whether it was made here (and so
+/// must be shown once): generated if asked, given, or offered to be made.
+fn serve_password(args: &ServeArgs) -> Result<(Password, bool), String> {
+    let nothing_given = args.password.is_none() && !args.password_stdin;
+    if args.generate_password && !nothing_given {
+        return Err(format!(
+            "--generate-password makes the password, but one is given too \
+             (--password or {PASSWORD_ENV}); drop one of them"
+        ));
+    }
+    if args.generate_password
+        || (nothing_given && std::io::stdin().is_terminal() && offer_to_generate()?)
+    {
+        return Ok((passphrase::generate(), true));
+    }
+    Ok((
+        obtain_password(args.password.clone(), args.password_stdin)?,
+        false,
+    ))
+}
+
+/// Asks the host whether to make a passphrase; yes unless they say no.
+fn offer_to_generate() -> Result<bool, String> {
+    use std::io::Write as _;
+    print!("No room password given. Make one (six random words)? [Y/n] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| format!("cannot read the answer from the terminal: {e}"))?;
+    Ok(!answer.trim().to_lowercase().starts_with('n'))
+}
+
 async fn serve(args: ServeArgs) -> ExitCode {
     let _log = init_logging("info");
-    let password = match obtain_password(args.password, args.password_stdin) {
+    let (password, generated) = match serve_password(&args) {
         Ok(p) => p,
         Err(e) => return fail(exit_code::USAGE, &e),
     };
+    // Shown once, with the line to share; the server wipes its own copy.
+    let shown = generated.then(|| password.clone());
     let config = ServerConfig {
         allow_legacy: args.allow_legacy,
         history_messages: args.history,
@@ -391,6 +475,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
         shareable_host(bound),
         bound.port()
     );
+    if let Some(password) = shown {
+        println!(
+            "The room password, made for this room ({:.1} bits; shown only now):\n    {}",
+            passphrase::bits(),
+            String::from_utf8_lossy(password.as_bytes())
+        );
+    }
     println!("Ctrl-C ends the room; its history exists only in this process's memory.");
     if let Some(idle) = args.idle_exit {
         println!(

@@ -485,7 +485,74 @@ async fn help_and_version() {
         "{text}"
     );
     let version = cmd_chat(&["--version"]).output().await.unwrap();
-    assert!(String::from_utf8_lossy(&version.stdout).starts_with("cmd-chat "));
+    let version = String::from_utf8_lossy(&version.stdout);
+    let protocol = cmd_chat::protocol::wire::NATIVE_PROTOCOL;
+    assert!(version.starts_with("cmd-chat "), "{version}");
+    assert!(
+        version.contains(&format!("native protocol {protocol}")),
+        "{version}"
+    );
+}
+
+#[tokio::test]
+async fn completions_and_a_manual_page() {
+    let run = |args: &'static [&'static str]| async move {
+        let out = cmd_chat(args).output().await.unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bash = run(&["completions", "bash"]).await;
+    assert!(bash.contains("complete -F") && bash.contains("--password-stdin"));
+    assert!(
+        run(&["completions", "zsh"])
+            .await
+            .starts_with("#compdef cmd-chat")
+    );
+    assert!(
+        run(&["completions", "fish"])
+            .await
+            .contains("complete -c cmd-chat")
+    );
+    let man = run(&["man"]).await;
+    assert!(
+        man.contains(".TH cmd-chat 1") && man.contains("serve"),
+        "{man}"
+    );
+}
+
+#[tokio::test]
+async fn serve_makes_a_password_on_request_and_members_join_with_it() {
+    let mut child = cmd_chat(&["serve", "127.0.0.1", "0", "--generate-password"])
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = async || {
+        tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the banner")
+    };
+    let first = next().await;
+    let port: u16 = first
+        .strip_prefix("cmd-chat room listening on 127.0.0.1:")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("{first}"));
+    while !next()
+        .await
+        .starts_with("The room password, made for this room")
+    {}
+    let password = next().await.trim().to_owned();
+    assert_eq!(password.split('-').count(), 6, "{password}");
+    assert!(
+        password
+            .split('-')
+            .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+    );
+    let mut ann = Member::join(port, "ann", &password).await;
+    assert_eq!(ann.event_of("ready").await["users"], json!(["ann"]));
+    drop(child);
 }
 
 #[tokio::test]

@@ -343,7 +343,7 @@ async fn one_address_cannot_hold_every_pending_place() {
     use tokio::io::AsyncReadExt;
     let server = TestServer::start(ServerConfig {
         max_pending: 2 * share,
-        // Not under test here: the sockets are read one after another.
+        // Not under test here: no socket is closed for its silence.
         first_line_timeout: PATIENCE * 10,
         ..config()
     })
@@ -356,22 +356,39 @@ async fn one_address_cannot_hold_every_pending_place() {
         idle.push(socket.connect(server.addr).await.unwrap());
     }
     // The server keeps the first share open and closes the rest at once.
-    let mut closed = 0;
-    for socket in &mut idle {
-        let mut byte = [0u8; 1];
-        match tokio::time::timeout(Duration::from_millis(300), socket.read(&mut byte)).await {
-            Ok(Ok(0) | Err(_)) => closed += 1,
-            Ok(Ok(_)) => panic!("a stranger was spoken to before it said anything"),
-            Err(_still_open) => {}
-        }
+    let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
+    let mut readers = Vec::new();
+    for mut socket in idle {
+        let closed_tx = closed_tx.clone();
+        readers.push(tokio::spawn(async move {
+            let mut byte = [0u8; 1];
+            // Whether the server said anything before closing: it must not.
+            let spoke = matches!(socket.read(&mut byte).await, Ok(1..));
+            let _ = closed_tx.send(spoke);
+        }));
     }
-    assert_eq!(closed, share, "all but one address's share turned away");
+    for _ in 0..share {
+        let spoke = tokio::time::timeout(PATIENCE, closed.recv())
+            .await
+            .expect("the connections beyond the address's share are closed");
+        assert_eq!(
+            spoke,
+            Some(false),
+            "a stranger was spoken to before it said anything"
+        );
+    }
     let mut ann = server
         .try_join("ann", PASSWORD)
         .await
         .expect("others get in");
     ann.send("in").await.unwrap();
     assert_eq!(next_message(&mut ann).await.1, "in");
+    // And the address's share is still open, holding its places.
+    assert!(
+        closed.try_recv().is_err(),
+        "more than the excess was closed"
+    );
+    readers.iter().for_each(|reader| reader.abort());
 }
 
 /// Strangers whose logins are under way (`srp_init` sent, the challenge
