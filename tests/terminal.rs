@@ -181,6 +181,20 @@ impl Tmux {
 
     /// Pastes `text` as a terminal does: bracketed, if the program asked.
     fn paste(&self, name: &str, text: &str) {
+        self.load_paste(text);
+        self.run(&[
+            "paste-buffer",
+            "-p",
+            "-d",
+            "-b",
+            "paste",
+            "-t",
+            &format!("{name}:"),
+        ]);
+    }
+
+    /// Puts `text` in the tmux buffer `paste`.
+    fn load_paste(&self, text: &str) {
         let mut load = self
             .tmux()
             .args(["load-buffer", "-b", "paste", "-"])
@@ -193,15 +207,13 @@ impl Tmux {
             .write_all(text.as_bytes())
             .unwrap();
         assert!(load.wait().unwrap().success());
-        self.run(&[
-            "paste-buffer",
-            "-p",
-            "-d",
-            "-b",
-            "paste",
-            "-t",
-            &format!("{name}:"),
-        ]);
+    }
+
+    /// Pastes `text` as a terminal without bracketed paste does: as if typed,
+    /// each newline an Enter.
+    fn paste_unbracketed(&self, name: &str, text: &str) {
+        self.load_paste(text);
+        self.run(&["paste-buffer", "-d", "-b", "paste", "-t", &format!("{name}:")]);
     }
 
     /// What the pane shows now, wrapped lines joined, trailing blanks gone.
@@ -490,4 +502,81 @@ fn assert_terminal_restored(screen: &[String]) {
             "the terminal is back in{mode}mode: {screen:#?}"
         );
     }
+}
+
+#[test]
+fn lines_typed_ahead_all_arrive_in_order() {
+    if !tmux_available() {
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+    tmux.join("ann", server.port);
+    tmux.wait_prompt("ann");
+    tmux.join("bob", server.port);
+    tmux.wait_prompt("bob");
+    tmux.wait_line("ann", " -- bob joined");
+
+    // Three lines in one write to the terminal, as a fast typist, a macro or
+    // typeahead while the previous line is being sent produce them.
+    tmux.type_text("ann", "fast one\rfast two\rfast three\r");
+    let burst = ["ann: fast one", "ann: fast two", "ann: fast three"];
+    tmux.wait_for("bob", "all three lines of the burst", |s| {
+        in_order(s, &burst)
+    });
+    // The sender sees them too, with no blank line after each (the receipt
+    // for a message shows nothing).
+    let ann = tmux.wait_for("ann", "the burst echoed", |s| in_order(s, &burst));
+    let last = timed_line(&ann, "ann: fast three").unwrap();
+    assert!(
+        !ann[last - 2..last].iter().any(String::is_empty),
+        "no blank lines between messages: {ann:#?}"
+    );
+
+    // A paste into a terminal that does not bracket it: every line is a
+    // message of its own, none lost, in order.
+    let lines: Vec<String> = (1..=20).map(|n| format!("log line {n:02}")).collect();
+    tmux.paste_unbracketed("ann", &(lines.join("\n") + "\n"));
+    let expected: Vec<String> = lines.iter().map(|l| format!("ann: {l}")).collect();
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    tmux.wait_for("bob", "every pasted line", |s| in_order(s, &expected));
+
+    // Keys typed while the session is still busy with the line before (here
+    // opening a named pipe, which waits for a writer) wait for the next
+    // prompt: not echoed by the terminal in the meantime, not lost.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    tmux.type_line("ann", &format!("/send {}", fifo.display()));
+    // The line is taken (the cursor is on the next line) and not answered.
+    tmux.wait_for("ann", "the /send line taken", |_| {
+        tmux.format("ann", "#{cursor_x}") == "0"
+    });
+    tmux.type_line("ann", "typed while busy");
+    // A round trip through tmux, so the keys have reached the terminal.
+    tmux.screen("ann");
+    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    tmux.wait_line("ann", "is not a regular file");
+    tmux.wait_for("bob", "the line typed while busy", |s| {
+        timed_line(s, "ann: typed while busy").is_some()
+    });
+    tmux.wait_prompt("ann");
+    let ann = tmux.screen("ann");
+    assert!(
+        !ann.iter().any(|l| l.starts_with("typed")),
+        "keys typed ahead are not echoed outside the input line: {ann:#?}"
+    );
+}
+
+/// Whether `screen` has a timed line for each of `rests`, in that order.
+fn in_order(screen: &[String], rests: &[&str]) -> bool {
+    let mut from = 0;
+    for rest in rests {
+        match timed_line(&screen[from..], rest) {
+            Some(at) => from += at + 1,
+            None => return false,
+        }
+    }
+    true
 }

@@ -56,6 +56,10 @@ const FLUSH_PATIENCE: Duration = Duration::from_secs(2);
 /// Turns bracketed paste off, as rustyline does when it leaves raw mode.
 const BRACKETED_PASTE_OFF: &str = "\x1b[?2004l";
 
+/// Turns bracketed paste on, as rustyline does when it enters raw mode.
+#[cfg(unix)]
+const BRACKETED_PASTE_ON: &str = "\x1b[?2004h";
+
 /// Why the terminal UI cannot run here; the caller falls back to the line UI.
 #[derive(Debug, thiserror::Error)]
 #[error("the terminal does not support line editing: {0}")]
@@ -133,6 +137,11 @@ fn screen_gone() -> ClientError {
 
 impl Screen for TermScreen {
     async fn show(&mut self, lines: Vec<String>, bell: bool) -> Result<(), ClientError> {
+        // Nothing to show (our own message's receipt): rustyline would print
+        // an empty line for it.
+        if lines.is_empty() && !bell {
+            return Ok(());
+        }
         // rustyline writes this straight to the terminal between two lines
         // of input and adds no newline of its own: every line ends in one.
         let text = session::screen_text(lines, bell);
@@ -327,9 +336,42 @@ fn read_lines(
             Err(e) => Input::Broken(e.to_string()),
         };
         let last = !matches!(input, Input::Line(_));
+        if !last {
+            // Until the next prompt, keys typed ahead wait unseen for it.
+            hold_typeahead();
+        }
         if lines.blocking_send(input).is_err() || last {
             break;
         }
+    }
+}
+
+/// Between two prompts (while the session sends a line and answers it),
+/// puts the terminal in a mode where keys typed ahead wait, byte for byte,
+/// for the next `readline`: not echoed, not line-edited or translated by the
+/// terminal driver (Ctrl-C included, which the next prompt then handles as
+/// it always does), with bracketed paste left on. rustyline itself leaves
+/// the terminal in its normal mode after every line, where typed-ahead keys
+/// would be echoed where they do not belong and line-edited by the driver.
+/// Bytes already read past the end of a line wait in rustyline's buffer
+/// (the `buffer-redux` feature keeps it from one `readline` to the next).
+/// [`RestoreTerminal`] puts the normal mode back at the end.
+fn hold_typeahead() {
+    #[cfg(unix)]
+    {
+        use nix::sys::termios::{self, InputFlags, LocalFlags, SetArg};
+        use std::io::Write as _;
+        let stdin = std::io::stdin();
+        let Ok(mut mode) = termios::tcgetattr(&stdin) else {
+            return;
+        };
+        mode.input_flags &= !(InputFlags::ICRNL | InputFlags::IXON);
+        mode.local_flags &=
+            !(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::IEXTEN | LocalFlags::ISIG);
+        let _ = termios::tcsetattr(&stdin, SetArg::TCSADRAIN, &mode);
+        let mut out = std::io::stdout();
+        let _ = out.write_all(BRACKETED_PASTE_ON.as_bytes());
+        let _ = out.flush();
     }
 }
 
