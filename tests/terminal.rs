@@ -213,7 +213,14 @@ impl Tmux {
     /// each newline an Enter.
     fn paste_unbracketed(&self, name: &str, text: &str) {
         self.load_paste(text);
-        self.run(&["paste-buffer", "-d", "-b", "paste", "-t", &format!("{name}:")]);
+        self.run(&[
+            "paste-buffer",
+            "-d",
+            "-b",
+            "paste",
+            "-t",
+            &format!("{name}:"),
+        ]);
     }
 
     /// What the pane shows now, wrapped lines joined, trailing blanks gone.
@@ -579,4 +586,39 @@ fn in_order(screen: &[String], rests: &[&str]) -> bool {
         }
     }
     true
+}
+
+#[test]
+fn ctrl_c_clears_a_typed_line_and_leaves_from_an_empty_one() {
+    if !tmux_available() {
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+    tmux.join("ann", server.port);
+    tmux.wait_prompt("ann");
+    tmux.join("bob", server.port);
+    tmux.wait_prompt("bob");
+    tmux.wait_line("ann", " -- bob joined");
+
+    // As in a shell: Ctrl-C throws away the line being typed, nothing more.
+    tmux.type_text("ann", "a thought ann takes back");
+    tmux.wait_line("ann", "ann> a thought ann takes back");
+    tmux.press("ann", "C-c");
+    tmux.wait_prompt("ann");
+    tmux.type_line("ann", "still here");
+    let bob = tmux.wait_for("bob", "ann's next message", |s| {
+        timed_line(s, "ann: still here").is_some()
+    });
+    assert!(
+        !bob.iter().any(|l| l.contains("takes back")),
+        "the cleared line is not sent: {bob:#?}"
+    );
+
+    // On an empty line it leaves, as Ctrl-D does.
+    tmux.wait_prompt("ann");
+    tmux.press("ann", "C-c");
+    assert_eq!(tmux.wait_exit("ann"), "0");
+    tmux.wait_line("bob", " -- ann left");
+    assert_terminal_restored(&tmux.wait_line("ann", "icanon"));
 }

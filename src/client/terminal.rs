@@ -33,7 +33,10 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::MemHistory;
 use rustyline::validate::Validator;
-use rustyline::{Editor, Helper};
+use rustyline::{
+    Cmd, ConditionalEventHandler, Editor, Event, EventContext, EventHandler, Helper, KeyEvent,
+    Movement, RepeatCount,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::command;
@@ -103,10 +106,21 @@ impl Helper for ChatHelper {}
 
 type ChatEditor = Editor<ChatHelper, MemHistory>;
 
+/// Ctrl-C as in a shell: on a line with something typed it clears the line
+/// (Ctrl-Y brings it back); on an empty line it does its default, which
+/// leaves the room.
+struct CtrlC;
+
+impl ConditionalEventHandler for CtrlC {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        (!ctx.line().is_empty()).then_some(Cmd::Kill(Movement::WholeBuffer))
+    }
+}
+
 /// What the input thread reports.
 enum Input {
     Line(String),
-    /// Ctrl-C or Ctrl-D.
+    /// Ctrl-C or Ctrl-D on an empty line.
     Leave,
     /// The terminal failed; the reason is shown once the screen is restored.
     Broken(String),
@@ -177,7 +191,7 @@ impl Screen for TermScreen {
         &[
             "Tab completes commands and names; Up/Down recall what you typed (kept in memory only)",
             "a multi-line paste is sent as one message when you press Enter",
-            "Ctrl-C or Ctrl-D leaves the room",
+            "Ctrl-C clears the line being typed; on an empty line Ctrl-C or Ctrl-D leaves the room",
         ]
     }
 }
@@ -227,6 +241,10 @@ impl Terminal {
         let history = MemHistory::with_config(&config);
         let mut editor = ChatEditor::with_history(config, history).map_err(Unsupported)?;
         let printer = editor.create_external_printer().map_err(Unsupported)?;
+        editor.bind_sequence(
+            KeyEvent::ctrl('C'),
+            EventHandler::Conditional(Box::new(CtrlC)),
+        );
         let names = Arc::new(Mutex::new(Vec::new()));
         editor.set_helper(Some(ChatHelper {
             me: me.to_owned(),
