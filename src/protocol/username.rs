@@ -20,7 +20,8 @@ pub enum UsernameError {
 /// tags) and nothing else a screen shows as nothing (Hangul fillers, the
 /// braille blank), any of which could make a name look empty or like
 /// another. Emoji presentation selectors are allowed: phones add them to
-/// `❤️` and the like, and a name's likenesses ignore them.
+/// `❤️` and the like, and a name's likenesses ignore them. So are joiners
+/// that make two emoji one (`👩‍💻`, see [`is_emoji_joiner`]).
 pub fn validate(name: &str) -> Result<(), UsernameError> {
     if name.is_empty() {
         return Err(UsernameError::Empty);
@@ -28,10 +29,14 @@ pub fn validate(name: &str) -> Result<(), UsernameError> {
     if name.chars().count() > MAX_USERNAME_CHARS {
         return Err(UsernameError::TooLong);
     }
-    if name
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || is_hidden_in_name(c))
-    {
+    let chars: Vec<char> = name.chars().collect();
+    let refused = |at: usize| {
+        let c = chars[at];
+        c.is_whitespace()
+            || c.is_control()
+            || (is_hidden_in_name(c) && !is_emoji_joiner(&chars, at))
+    };
+    if (0..chars.len()).any(refused) {
         return Err(UsernameError::BadCharacter);
     }
     Ok(())
@@ -45,6 +50,7 @@ pub fn validate(name: &str) -> Result<(), UsernameError> {
 /// `Bob` and `Вob` with a Cyrillic `В`, whose skeleton is `B` but whose
 /// lowercase `в` is no Latin letter's; `ⓐnn` and `ann`), so a room lets in
 /// at most one of them: a member cannot be impersonated by a lookalike name.
+/// Skeletons drop joiners, so `ann👩‍💻` and `ann👩💻` are alike too.
 pub fn likenesses(name: &str) -> [String; 3] {
     // Compatibility forms first (`ⓐ`, `ᵃ`, `ᴬ`, `ⁿ` are `a`, `a`, `A`, `n`
     // in another dress), which the skeleton alone leaves as they are.
@@ -71,6 +77,34 @@ pub fn is_format_char(c: char) -> bool {
         | '\u{2066}'..='\u{206F}'
         | '\u{FEFF}'
         | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// Joins emoji into one (`👩` `💻` into `👩‍💻`); invisible anywhere else.
+const ZERO_WIDTH_JOINER: char = '\u{200D}';
+
+/// Whether `chars[at]` is a zero-width joiner that is part of an emoji
+/// sequence (`👩‍💻`, `🏳️‍🌈`): an emoji before it, perhaps with its
+/// presentation selector, and one after it. Such a joiner is shown as it
+/// is; elsewhere it could hide text, and stays an escape.
+pub fn is_emoji_joiner(chars: &[char], at: usize) -> bool {
+    let before = match &chars[..at] {
+        [.., emoji, '\u{FE0F}'] | [.., emoji] => *emoji,
+        [] => return false,
+    };
+    chars[at] == ZERO_WIDTH_JOINER
+        && is_pictographic(before)
+        && chars.get(at + 1).copied().is_some_and(is_pictographic)
+}
+
+/// Emoji pictographs (Unicode's Extended_Pictographic, in the blocks that
+/// hold them, skin tones included): what an emoji sequence joins.
+fn is_pictographic(c: char) -> bool {
+    matches!(c,
+        '\u{00A9}' | '\u{00AE}' | '\u{203C}' | '\u{2049}' | '\u{2122}' | '\u{2139}'
+        | '\u{2194}'..='\u{21AA}' | '\u{2300}'..='\u{23FF}' | '\u{24C2}'
+        | '\u{25AA}'..='\u{25FE}' | '\u{2600}'..='\u{27BF}' | '\u{2934}'..='\u{2935}'
+        | '\u{2B00}'..='\u{2BFF}' | '\u{3030}' | '\u{303D}' | '\u{3297}' | '\u{3299}'
+        | '\u{1F000}'..='\u{1FAFF}')
 }
 
 /// What a name may not contain beyond controls and spaces: every format
@@ -106,6 +140,9 @@ mod tests {
             "x_y-z.1",
             "名前",
             "Ann\u{2764}\u{FE0F}",
+            "ann\u{1F469}\u{200D}\u{1F4BB}",       // 👩‍💻
+            "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}",  // 🏳️‍🌈
+            "\u{1F469}\u{1F3FD}\u{200D}\u{1F692}", // 👩🏽‍🚒
             "محمد",
             &"a".repeat(32),
         ] {
@@ -128,6 +165,12 @@ mod tests {
             "braille\u{2800}blank",
             "\u{0600}mark",
             "cgj\u{34F}",
+            "ann\u{200D}",
+            "a\u{200D}b",
+            "\u{1F469}\u{200D}b",
+            "a\u{200D}\u{1F4BB}",
+            "\u{1F469}\u{200D}\u{200D}\u{1F4BB}",
+            "\u{1F469}\u{200D}\u{202E}\u{1F4BB}",
         ] {
             assert_eq!(validate(bad), Err(UsernameError::BadCharacter), "{bad:?}");
         }
@@ -163,6 +206,7 @@ mod tests {
             ("Ann", "\u{1D2C}nn"),               // modifier ᴬ
             ("ann", "a\u{207F}n"),               // superscript ⁿ
             ("ann", "\u{FF41}\u{FF4E}\u{FF4E}"), // fullwidth
+            ("ann\u{1F469}\u{200D}\u{1F4BB}", "ann\u{1F469}\u{1F4BB}"), // joined or not
         ] {
             assert!(look_alike(a, b), "{a:?} {b:?}");
         }
