@@ -86,8 +86,9 @@ pub struct ServeArgs {
     /// Port to listen on; 0 picks a free one (printed at start).
     pub port: u16,
     /// The room password. Without it, CMD_CHAT_PASSWORD is used, else you are
-    /// asked on the terminal. Note: a password on the command line shows in
-    /// `ps` and in your shell history; prefer the prompt or the variable.
+    /// asked on the terminal, twice, so that a typo cannot lock everyone out.
+    /// Note: a password on the command line shows in `ps` and in your shell
+    /// history; prefer the prompt or the variable.
     #[arg(short, long, env = PASSWORD_ENV, hide_env_values = true)]
     pub password: Option<String>,
     /// Read the password from the first line of standard input (for scripts
@@ -322,14 +323,27 @@ fn password_from_stdin() -> Result<Password, String> {
     Ok(Password::from_bytes(std::mem::take(&mut *line)))
 }
 
+/// Whether a password typed at a prompt is asked for twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confirm {
+    /// Once: a mistyped password only fails this login.
+    Once,
+    /// Twice, until both agree: a mistyped room password would lock
+    /// everyone out.
+    Twice,
+}
+
 /// The password from the argument or variable, from standard input, or else
 /// from a no-echo prompt.
-fn obtain_password(given: Option<String>, from_stdin: bool) -> Result<Password, String> {
+fn obtain_password(
+    given: Option<String>,
+    from_stdin: bool,
+    confirm: Confirm,
+) -> Result<Password, String> {
     let password = match given {
         _ if from_stdin => password_from_stdin()?,
         Some(p) => Password::new(p),
-        None if std::io::stdin().is_terminal() => rpassword::prompt_password("Room password: ")
-            .map(Password::new)
+        None if std::io::stdin().is_terminal() => prompt_password(confirm)
             .map_err(|e| format!("cannot read the password from the terminal: {e}"))?,
         None => {
             return Err(format!(
@@ -341,6 +355,22 @@ fn obtain_password(given: Option<String>, from_stdin: bool) -> Result<Password, 
         return Err("the password is empty; a room needs one".into());
     }
     Ok(password)
+}
+
+/// Asks for the password without echo, twice if `confirm` says so, until
+/// the two agree.
+fn prompt_password(confirm: Confirm) -> std::io::Result<Password> {
+    loop {
+        let first = Password::new(rpassword::prompt_password("Room password: ")?);
+        if confirm == Confirm::Once {
+            return Ok(first);
+        }
+        let again = Password::new(rpassword::prompt_password("Same password again: ")?);
+        if first.as_bytes() == again.as_bytes() {
+            return Ok(first);
+        }
+        eprintln!("The two passwords differ; type it again.");
+    }
 }
 
 /// Sends the log to standard error through a queue that never blocks the
@@ -406,7 +436,7 @@ fn serve_password(args: &ServeArgs) -> Result<(Password, bool), String> {
         return Ok((passphrase::generate(), true));
     }
     Ok((
-        obtain_password(args.password.clone(), args.password_stdin)?,
+        obtain_password(args.password.clone(), args.password_stdin, Confirm::Twice)?,
         false,
     ))
 }
@@ -555,7 +585,7 @@ async fn connect(args: ConnectArgs) -> ExitCode {
     let scripting = args.json || !std::io::stdin().is_terminal();
     let no_color = args.no_color;
     let no_reconnect = args.no_reconnect;
-    let password = match obtain_password(args.password, args.password_stdin) {
+    let password = match obtain_password(args.password, args.password_stdin, Confirm::Once) {
         Ok(p) => p,
         Err(e) => return fail(exit_code::USAGE, &e),
     };

@@ -622,3 +622,47 @@ fn ctrl_c_clears_a_typed_line_and_leaves_from_an_empty_one() {
     tmux.wait_line("bob", " -- ann left");
     assert_terminal_restored(&tmux.wait_line("ann", "icanon"));
 }
+
+#[test]
+fn serve_asks_for_a_typed_password_twice_until_both_agree() {
+    if !tmux_available() {
+        return;
+    }
+    let tmux = Tmux::new();
+    let serve = [
+        "env",
+        "-u",
+        "CMD_CHAT_PASSWORD",
+        BIN,
+        "serve",
+        "127.0.0.1",
+        "0",
+    ];
+    tmux.open("host", &serve);
+    tmux.wait_line("host", "Room password:");
+    tmux.type_line("host", PASSWORD);
+    tmux.wait_line("host", "Same password again:");
+    tmux.type_line("host", "hunter3");
+    tmux.wait_line("host", "The two passwords differ; type it again.");
+    tmux.wait_for("host", "the password asked for again", |s| {
+        s.last().is_some_and(|l| l == "Room password:")
+    });
+    tmux.type_line("host", PASSWORD);
+    tmux.wait_line("host", "Same password again:");
+    tmux.type_line("host", PASSWORD);
+    let host = tmux.wait_line("host", "cmd-chat room listening on 127.0.0.1:");
+    assert!(
+        !host.iter().any(|l| l.contains("hunter")),
+        "nothing typed is echoed: {host:#?}"
+    );
+    let port = host
+        .iter()
+        .find_map(|l| l.strip_prefix("cmd-chat room listening on 127.0.0.1:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("a port number");
+
+    // The room's password is the one typed twice.
+    tmux.join("ann", port);
+    tmux.wait_prompt("ann");
+}
