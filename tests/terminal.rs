@@ -639,6 +639,9 @@ fn serve_asks_for_a_typed_password_twice_until_both_agree() {
         "0",
     ];
     tmux.open("host", &serve);
+    // No password given: it offers to make one; the host types their own.
+    tmux.wait_line("host", "Make one (six random words)? [Y/n]");
+    tmux.type_line("host", "n");
     tmux.wait_line("host", "Room password:");
     tmux.type_line("host", PASSWORD);
     tmux.wait_line("host", "Same password again:");
@@ -665,4 +668,42 @@ fn serve_asks_for_a_typed_password_twice_until_both_agree() {
     // The room's password is the one typed twice.
     tmux.join("ann", port);
     tmux.wait_prompt("ann");
+}
+
+#[test]
+fn serve_without_a_password_offers_to_make_one() {
+    if !tmux_available() {
+        return;
+    }
+    let tmux = Tmux::new();
+    let serve = [
+        "env",
+        "-u",
+        "CMD_CHAT_PASSWORD",
+        BIN,
+        "serve",
+        "127.0.0.1",
+        "0",
+    ];
+    tmux.open("host", &serve);
+    tmux.wait_line("host", "Make one (six random words)? [Y/n]");
+    tmux.press("host", "Enter");
+    let host = tmux.wait_line("host", "The room password, made for this room");
+    let at = host
+        .iter()
+        .position(|l| l.starts_with("The room password, made for this room"))
+        .unwrap();
+    let password = host.get(at + 1).map(|l| l.trim()).unwrap_or_default();
+    let words: Vec<&str> = password.split('-').collect();
+    assert_eq!(words.len(), 6, "{host:#?}");
+    assert!(
+        words
+            .iter()
+            .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase())),
+        "{host:#?}"
+    );
+    assert!(
+        !host.iter().any(|l| l.contains("Room password:")),
+        "no password asked for: {host:#?}"
+    );
 }
