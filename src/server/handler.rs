@@ -2,35 +2,28 @@
 //!
 //! The connection is a typestate: a stranger can only become a member by
 //! passing [`authenticate`], which returns an [`Authenticated`] value; only
-//! [`serve_member`] takes one, and only it touches the room's messages.
+//! [`super::member::serve_member`] takes one, and only it touches the
+//! room's messages.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use super::Shared;
-use super::files::{FileRefusal, Transfers};
 use super::guard::{Login, Refusal};
-use super::limits::{
-    FAREWELL_DEADLINE, FILE_ACK_POLL, HANDSHAKE_DEADLINE, KNOCK_MAX_LINE, PING_INTERVAL,
-    PRESENCE_DELAY, RATE_BURST,
-};
-use super::outbox::{self, Outbound, Outbox, Urgency};
+use super::limits::{FAREWELL_DEADLINE, HANDSHAKE_DEADLINE, KNOCK_MAX_LINE};
+use super::outbox::Outbox;
 use super::pending::PendingSlot;
-use super::room::{
-    Decision, Kick, Membership, NameReservation, PrivateRefusal, Resume, RoomError, Superseded,
-};
+use super::room::{Decision, Kick, Membership, NameReservation, Resume, RoomError};
 use crate::crypto::srp::ServerSession;
 use crate::crypto::transport::{Side, derive_keys};
-use crate::protocol::encode::encode;
 use crate::protocol::handshake::{self, ServerHello};
-use crate::protocol::limits::{MAX_PRIVATE_BODY_LEN, MEMBER_MAX_LINE, PRE_AUTH_MAX_LINE};
+use crate::protocol::limits::PRE_AUTH_MAX_LINE;
 use crate::protocol::wire::{ClientFrame, ErrorCode, ErrorReply, HandshakeRequest, ServerEvent};
-use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
+use crate::protocol::{FrameError, FrameReader, FrameWriter};
 
 /// A login that passed SRP: its name is reserved and, for native clients,
 /// both halves of the connection are sealed.
@@ -39,6 +32,13 @@ pub struct Authenticated {
     legacy: bool,
     /// A reconnecting native member: replay only what it missed.
     resume: Option<Resume>,
+}
+
+impl Authenticated {
+    /// A cmd-chat 1.x member: nothing sealed, no native-only frames.
+    pub(super) fn legacy(&self) -> bool {
+        self.legacy
+    }
 }
 
 /// Serves one accepted connection to the end. `pending` is this connection's
@@ -82,11 +82,14 @@ pub async fn handle<S>(
             return;
         }
     };
-    serve_member(reader, writer, auth, peer, shared).await;
+    super::member::serve_member(reader, writer, auth, peer, shared).await;
 }
 
 /// Sends a last frame, within a short deadline, and closes.
-async fn farewell<W: AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, reply: &ErrorReply) {
+pub(super) async fn farewell<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    reply: &ErrorReply,
+) {
     if writer.queue(reply).is_ok() {
         let _ = tokio::time::timeout(FAREWELL_DEADLINE, writer.shutdown()).await;
     }
@@ -100,7 +103,7 @@ pub(super) fn busy() -> ErrorReply {
     )
 }
 
-fn bad_request(detail: impl Into<String>) -> ErrorReply {
+pub(super) fn bad_request(detail: impl Into<String>) -> ErrorReply {
     ErrorReply::new(ErrorCode::BadRequest, detail)
 }
 
@@ -358,7 +361,7 @@ where
 
 /// Joins the room, knocking first if it is locked. `None` once the
 /// connection is over (refused, or gone while waiting).
-async fn enter<R, W>(
+pub(super) async fn enter<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
     auth: Authenticated,
@@ -403,384 +406,5 @@ where
         };
         farewell(writer, &refusal).await;
         return None;
-    }
-}
-
-/// Tells the sender of a file that it was refused.
-fn file_refused(id: String, from: &str, refusal: &FileRefusal) -> Outbound {
-    encode(&ServerEvent::FileAborted {
-        from: from.to_owned(),
-        id,
-        reason: refusal.to_string(),
-    })
-}
-
-/// Why a member's session ended.
-enum Ending {
-    /// It left, or its connection closed.
-    Left,
-    /// It broke the protocol; it is told why.
-    Fault(ErrorReply),
-    /// The room removed it or a newer connection took its place, and it
-    /// noticed by being refused an action; its kick says which.
-    Superseded(Superseded),
-}
-
-/// The end of a connection the room removed, as it is told.
-fn kicked(kick: Kick) -> Ending {
-    match kick {
-        Kick::TooSlow => Ending::Fault(ErrorReply::new(
-            ErrorCode::TooSlow,
-            "disconnected: you were not reading messages fast enough",
-        )),
-        Kick::Replaced => Ending::Fault(ErrorReply::new(
-            ErrorCode::Replaced,
-            "this session was taken over by a new connection of yours",
-        )),
-    }
-}
-
-/// A member's life in the room: relay what it sends, deliver what the room sends.
-async fn serve_member<R, W>(
-    mut reader: FrameReader<R>,
-    mut writer: FrameWriter<W>,
-    auth: Authenticated,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let (outbox, mut inbox) = outbox::channel();
-    let own: Outbox = outbox.clone();
-    let legacy = auth.legacy;
-    let Some((mut membership, mut kick_rx)) =
-        enter(&mut reader, &mut writer, auth, &outbox, &shared).await
-    else {
-        return;
-    };
-    let mut replay = membership.take_history();
-    drop(outbox);
-    info!(%peer, user = membership.username(), legacy, "member joined");
-    reader.set_max_line(MEMBER_MAX_LINE);
-    let mut shutdown = shared.shutdown.clone();
-    let config = &shared.config;
-
-    // A member too slow to take its own reply is about to be removed by the room anyway.
-    let reply = |reply: ErrorReply| {
-        let _ = own.push(&encode(&reply));
-    };
-    // Lock, unlock, admit and deny are confirmed by the events every member
-    // gets; only a refusal needs an answer of its own.
-    let room_answer = |result: Result<(), RoomError>| match result {
-        Ok(()) => Ok(()),
-        Err(RoomError::Superseded(gone)) => Err(gone),
-        Err(e) => {
-            reply(ErrorReply::new(e.code(), e.to_string()));
-            Ok(())
-        }
-    };
-    let mut transfers = Transfers::new(config.max_file_size);
-
-    let read_loop = async {
-        // The session's bucket, not this connection's (see `SessionRate`).
-        let rate = membership.rate();
-        let burst = RATE_BURST.max(config.rate_per_sec);
-        let allow = || rate.allow(config.rate_per_sec, burst, Instant::now());
-        let mut ping = {
-            // Short idle deadlines (tests, tuned rooms) need pings to match.
-            let every = PING_INTERVAL.min(config.idle_timeout / 3);
-            tokio::time::interval_at(tokio::time::Instant::now() + every, every)
-        };
-        let ping_frame = encode(&ServerEvent::Ping);
-        let mut last_heard = Instant::now();
-        let mut ack_poll = tokio::time::interval(FILE_ACK_POLL);
-        ack_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let me = membership.username();
-        loop {
-            let read = tokio::select! {
-                read = reader.read::<ClientFrame>() => read,
-                // Held-back acknowledgements go out once the receivers catch up.
-                _ = ack_poll.tick(), if transfers.holding() => {
-                    for ack in transfers.release_acks(&shared.room) {
-                        let _ = own.push(&ack);
-                    }
-                    continue;
-                }
-                _ = ping.tick(), if !legacy => {
-                    if last_heard.elapsed() >= config.idle_timeout {
-                        return Ending::Fault(ErrorReply::new(
-                            ErrorCode::Idle,
-                            "disconnected: no answer to keep-alive pings",
-                        ));
-                    }
-                    let _ = own.push(&ping_frame);
-                    continue;
-                }
-            };
-            last_heard = Instant::now();
-            let frame = match read {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return Ending::Left,
-                // Valid JSON of the wrong shape: say so and carry on.
-                Err(FrameError::Malformed(_)) => {
-                    reply(bad_request(
-                        "unknown frame; expected {\"type\":\"message\",\"text\":...} or {\"type\":\"clear\"}",
-                    ));
-                    continue;
-                }
-                // A broken seal, an oversized or non-UTF-8 line: the stream can't be trusted.
-                Err(FrameError::Io(_)) => return Ending::Left,
-                Err(e) => return Ending::Fault(bad_request(format!("connection closed: {e}"))),
-            };
-            // Every room action checks, under the room's lock, that this
-            // connection still holds the member's place: one removed or taken
-            // over may still be reading frames it had buffered.
-            let acted: Result<(), Superseded> = match frame {
-                ClientFrame::Message { text, reference } => {
-                    if let Err(e) = token::check_shape(&text) {
-                        reply(
-                            ErrorReply::new(ErrorCode::MessageRefused, e.to_string())
-                                .about_message(reference),
-                        );
-                        Ok(())
-                    } else if !allow() {
-                        reply(
-                            ErrorReply::new(
-                                ErrorCode::RateLimited,
-                                format!(
-                                    "message dropped: slow down (at most {} messages per second)",
-                                    config.rate_per_sec
-                                ),
-                            )
-                            .about_message(reference),
-                        );
-                        Ok(())
-                    } else {
-                        membership.post(text).map(|seq| {
-                            // The echo is queued already; the receipt follows it.
-                            if let Some(reference) = reference.filter(|_| !legacy) {
-                                let _ = own.push(&encode(&ServerEvent::Sent { reference, seq }));
-                            }
-                        })
-                    }
-                }
-                ClientFrame::Clear if allow() => membership.clear(),
-                ClientFrame::Clear => Ok(()),
-                ClientFrame::Private { to, body } => {
-                    let refusal = if legacy {
-                        // 1.x clients never send it; a hand-made one gets a plain answer.
-                        Some(ErrorReply::new(
-                            ErrorCode::PrivateUnsupported,
-                            "private messages need a native cmd-chat client",
-                        ))
-                    } else if body.len() > MAX_PRIVATE_BODY_LEN {
-                        Some(ErrorReply::new(
-                            ErrorCode::MessageRefused,
-                            format!(
-                                "private message refused: longer than {MAX_PRIVATE_BODY_LEN} bytes"
-                            ),
-                        ))
-                    } else if let Err(e) = token::check_shape(&body) {
-                        Some(ErrorReply::new(
-                            ErrorCode::MessageRefused,
-                            format!("private {e}"),
-                        ))
-                    } else if !allow() {
-                        Some(ErrorReply::new(
-                            ErrorCode::RateLimited,
-                            format!(
-                                "private message dropped: slow down (at most {} messages per second)",
-                                config.rate_per_sec
-                            ),
-                        ))
-                    } else {
-                        match membership.send_private(&to, body) {
-                            Ok(()) => None,
-                            Err(PrivateRefusal::Superseded(gone)) => {
-                                return Ending::Superseded(gone);
-                            }
-                            Err(e) => Some(ErrorReply::new(e.code(), e.to_string())),
-                        }
-                    };
-                    if let Some(refusal) = refusal {
-                        reply(refusal.about(to));
-                    }
-                    Ok(())
-                }
-                ClientFrame::Pong => Ok(()),
-                ClientFrame::Leave => return Ending::Left,
-                ClientFrame::Lock
-                | ClientFrame::Unlock
-                | ClientFrame::Admit { .. }
-                | ClientFrame::Deny { .. }
-                    if legacy =>
-                {
-                    reply(bad_request(
-                        "locking the room needs a native cmd-chat client",
-                    ));
-                    Ok(())
-                }
-                ClientFrame::Lock
-                | ClientFrame::Unlock
-                | ClientFrame::Admit { .. }
-                | ClientFrame::Deny { .. }
-                    if !allow() =>
-                {
-                    reply(ErrorReply::new(
-                        ErrorCode::RateLimited,
-                        "command dropped: slow down",
-                    ));
-                    Ok(())
-                }
-                ClientFrame::Lock => room_answer(membership.lock()),
-                ClientFrame::Unlock => room_answer(membership.unlock()),
-                ClientFrame::Admit { user } | ClientFrame::Deny { user }
-                    if username::validate(&user).is_err() =>
-                {
-                    reply(bad_request("that is not a valid username"));
-                    Ok(())
-                }
-                ClientFrame::Admit { user } => room_answer(membership.answer(&user, true)),
-                ClientFrame::Deny { user } => room_answer(membership.answer(&user, false)),
-                // A 1.x peer gets an error line it can parse, never a file frame.
-                ClientFrame::FileOffer { .. }
-                | ClientFrame::FileChunk { .. }
-                | ClientFrame::FileCancel { .. }
-                    if legacy =>
-                {
-                    reply(bad_request(FileRefusal::Legacy.to_string()));
-                    Ok(())
-                }
-                // An offer reaches every member, so it counts like a message;
-                // a cancel needs an offer, so it is bounded by them.
-                ClientFrame::FileOffer { id, .. } if !allow() => {
-                    let _ = own.push(&file_refused(id, me, &FileRefusal::TooFast));
-                    Ok(())
-                }
-                ClientFrame::FileOffer { id, chunks, meta } => {
-                    match transfers.offer(&membership, id.clone(), chunks, meta) {
-                        Ok(()) => Ok(()),
-                        Err(FileRefusal::Superseded(gone)) => Err(gone),
-                        Err(refusal) => {
-                            let _ = own.push(&file_refused(id, me, &refusal));
-                            Ok(())
-                        }
-                    }
-                }
-                ClientFrame::FileChunk { id, index, data } => {
-                    match transfers.chunk(&membership, id.clone(), index, data) {
-                        Ok(()) => {
-                            for ack in transfers.release_acks(&shared.room) {
-                                let _ = own.push(&ack);
-                            }
-                            Ok(())
-                        }
-                        Err(FileRefusal::Superseded(gone)) => Err(gone),
-                        Err(refusal) => {
-                            let _ = own.push(&file_refused(id, me, &refusal));
-                            Ok(())
-                        }
-                    }
-                }
-                // Only ends this connection's own transfer, telling its receivers.
-                ClientFrame::FileCancel { id } => {
-                    transfers.abort(
-                        &shared.room,
-                        me,
-                        &id,
-                        &format!("{me} cancelled the transfer"),
-                    );
-                    Ok(())
-                }
-            };
-            if let Err(gone) = acted {
-                return Ending::Superseded(gone);
-            }
-        }
-    };
-    let write_loop = async {
-        // Whether a frame that must go now (`Urgency::Now`) awaits a flush.
-        let mut urgent_unflushed = false;
-        // Set while everything written since the last flush may wait
-        // (`Urgency::Soon`): when to flush it anyway.
-        let mut flush_by: Option<tokio::time::Instant> = None;
-        loop {
-            let next = match flush_by {
-                None => inbox.recv().await,
-                Some(deadline) => match tokio::time::timeout_at(deadline, inbox.recv()).await {
-                    Ok(next) => next,
-                    Err(_elapsed) => {
-                        writer.flush().await?;
-                        flush_by = None;
-                        urgent_unflushed = false;
-                        continue;
-                    }
-                },
-            };
-            let Some((frame, urgency)) = next else { break };
-            writer.write_text(&frame).await?;
-            urgent_unflushed |= urgency == Urgency::Now;
-            // The first frame is `init`; a native joiner's history follows
-            // it, built a part at a time as the socket takes it.
-            if let Some(mut cursor) = replay.take() {
-                while let Some(part) = shared.room.history_part(&mut cursor) {
-                    writer.write_text(&part).await?;
-                    // A replay is bulk work beside live chat: let other
-                    // members' relaying run between its parts, and this
-                    // connection's own reader see a `leave`.
-                    tokio::task::yield_now().await;
-                }
-            }
-            if inbox.is_empty() {
-                if urgent_unflushed {
-                    writer.flush().await?;
-                    urgent_unflushed = false;
-                    flush_by = None;
-                } else {
-                    flush_by.get_or_insert_with(|| tokio::time::Instant::now() + PRESENCE_DELAY);
-                }
-            }
-        }
-        Ok::<(), FrameError>(())
-    };
-
-    let ending = tokio::select! {
-        ending = read_loop => ending,
-        _ = write_loop => Ending::Left,
-        kick = &mut kick_rx => kick.map_or(Ending::Left, kicked),
-        _ = shutdown.changed() => Ending::Fault(ErrorReply::new(ErrorCode::ShuttingDown, "the room is closing")),
-    };
-    // The room sends the kick as it removes or replaces the member, so it is
-    // there by the time an action is refused (the server closing sends none).
-    let ending = match ending {
-        Ending::Superseded(_) => kick_rx.try_recv().map_or(Ending::Left, kicked),
-        ending => ending,
-    };
-    match &ending {
-        Ending::Left | Ending::Superseded(_) => {
-            info!(%peer, user = membership.username(), "member left")
-        }
-        Ending::Fault(reply) => {
-            warn!(%peer, user = membership.username(), reason = %reply.error, "member disconnected")
-        }
-    }
-    // Receivers drop what they have of files this member was still sending.
-    transfers.abort_all(
-        &shared.room,
-        membership.username(),
-        &format!(
-            "{} left before the file was complete",
-            membership.username()
-        ),
-    );
-    drop(membership);
-    match ending {
-        // At most one write buffer of older frames goes before the reason;
-        // the rest of the backlog stays in the dropped queue.
-        Ending::Fault(reply) => farewell(&mut writer, &reply).await,
-        Ending::Left | Ending::Superseded(_) => {
-            let _ = tokio::time::timeout(FAREWELL_DEADLINE, writer.shutdown()).await;
-        }
     }
 }

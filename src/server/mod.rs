@@ -10,6 +10,7 @@ pub mod guard;
 mod handler;
 pub mod limits;
 mod login_pool;
+mod member;
 pub mod outbox;
 mod pending;
 pub mod room;

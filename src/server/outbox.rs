@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::limits::{MAX_QUEUED_BYTES, OUTBOUND_QUEUE_FRAMES};
+use super::limits::{MAX_QUEUED_BYTES, OUTBOUND_QUEUE_FRAMES, PRESENCE_DELAY};
+use super::room::{HistoryCursor, Room};
+use crate::protocol::{FrameError, FrameWriter};
 
 /// One frame for one member: JSON text without the newline, shared between
 /// all recipients so each broadcast is serialized once.
@@ -97,6 +99,73 @@ impl Inbox {
     pub fn is_empty(&self) -> bool {
         self.rx.is_empty()
     }
+}
+
+/// Writes what the room queues for a member to its connection until the
+/// queue closes or the connection fails. Frames that must go now are
+/// flushed as soon as the queue is empty; joins and leaves may wait
+/// [`PRESENCE_DELAY`] for company. `replay`: a native joiner's history,
+/// written after `init` a part at a time, as the socket takes it.
+pub async fn drain<W: tokio::io::AsyncWrite + Unpin>(
+    inbox: &mut Inbox,
+    writer: &mut FrameWriter<W>,
+    mut replay: Option<HistoryCursor>,
+    room: &Room,
+) -> Result<(), FrameError> {
+    // Whether a frame that must go now (`Urgency::Now`) awaits a flush.
+    let mut urgent_unflushed = false;
+    // Set while everything written since the last flush may wait
+    // (`Urgency::Soon`): when to flush it anyway.
+    let mut flush_by: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match flush_by {
+            None => inbox.recv().await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                Ok(next) => next,
+                Err(_elapsed) => {
+                    writer.flush().await?;
+                    flush_by = None;
+                    urgent_unflushed = false;
+                    continue;
+                }
+            },
+        };
+        let Some((frame, urgency)) = next else {
+            return Ok(());
+        };
+        writer.write_text(&frame).await?;
+        urgent_unflushed |= urgency == Urgency::Now;
+        // The first frame is `init`; a native joiner's history follows it.
+        if let Some(mut cursor) = replay.take() {
+            write_history(writer, &mut cursor, room).await?;
+        }
+        if inbox.is_empty() {
+            if urgent_unflushed {
+                writer.flush().await?;
+                urgent_unflushed = false;
+                flush_by = None;
+            } else {
+                flush_by.get_or_insert_with(|| tokio::time::Instant::now() + PRESENCE_DELAY);
+            }
+        }
+    }
+}
+
+/// A joiner's history, each part built from the shared history only when
+/// the socket has taken the one before.
+async fn write_history<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    cursor: &mut HistoryCursor,
+    room: &Room,
+) -> Result<(), FrameError> {
+    while let Some(part) = room.history_part(cursor) {
+        writer.write_text(&part).await?;
+        // A replay is bulk work beside live chat: let other members'
+        // relaying run between its parts, and this connection's own reader
+        // see a `leave`.
+        tokio::task::yield_now().await;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
