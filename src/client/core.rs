@@ -18,6 +18,7 @@ use super::files::{
     RECEIVED_FILES_MAX, ReceivedFile,
 };
 use super::private::{Outgoing as PrivateOutgoing, PrivateChats, PrivateError};
+use super::receipts::Receipts;
 use crate::crypto::private::SafetyCode;
 use crate::crypto::{Key32, Password, RoomCipher};
 use crate::protocol::handshake::{ClientHello, HandshakeError, ResumeAsk};
@@ -257,10 +258,6 @@ pub enum Transport {
     Legacy,
 }
 
-/// Time the server has to confirm a message before it is reported failed.
-pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Failed messages kept for `/resend`; older ones are forgotten (and wiped).
-pub const MAX_FAILED_KEPT: usize = 100;
 /// Reconnection attempts before giving up, with backoff between them.
 pub const RECONNECT_ATTEMPTS: u32 = 12;
 /// First wait before reconnecting; it doubles up to [`RECONNECT_MAX_DELAY`].
@@ -275,13 +272,6 @@ pub const RECONNECT_STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Time [`Client::leave`] gives the server to take its last frames: leaving
 /// must not wait on a server that stopped reading.
 pub const LEAVE_DEADLINE: Duration = Duration::from_secs(2);
-
-/// A message sent but not yet confirmed by the server.
-struct Unacked {
-    reference: u64,
-    sent_at: tokio::time::Instant,
-    text: Zeroizing<String>,
-}
 
 /// The connection is gone and the client is trying to get it back.
 struct Broken {
@@ -392,8 +382,6 @@ pub struct Client {
     last_heard: tokio::time::Instant,
     /// How long native silence means a dead connection.
     silence_limit: Duration,
-    /// How long a sent message may wait for its receipt.
-    ack_timeout: Duration,
     /// Whether to reconnect by itself after losing a native connection.
     reconnect: bool,
     resume: Option<ResumeState>,
@@ -406,10 +394,8 @@ pub struct Client {
     /// Reconnections in a row that were lost again within
     /// [`RECONNECT_STABLE_AFTER`].
     quick_drops: u32,
-    next_reference: u64,
-    unacked: VecDeque<Unacked>,
-    /// Messages that were not confirmed, by reference, for [`Client::resend`].
-    failed: VecDeque<(u64, Zeroizing<String>)>,
+    /// Our messages awaiting their receipt, and those that failed.
+    receipts: Receipts,
     /// Private conversations, with their keys.
     private: PrivateChats,
     /// `(user_id, name)` of members who left lately, newest last.
@@ -681,16 +667,13 @@ impl Client {
             last_seq: 0,
             last_heard: tokio::time::Instant::now(),
             silence_limit: SERVER_SILENCE_LIMIT,
-            ack_timeout: ACK_TIMEOUT,
             reconnect: true,
             resume: link.resume,
             room: link.room,
             broken: None,
             reconnected_at: None,
             quick_drops: 0,
-            next_reference: 1,
-            unacked: VecDeque::new(),
-            failed: VecDeque::new(),
+            receipts: Receipts::default(),
             private: PrivateChats::new(&config_username),
             departed: VecDeque::new(),
             locked: link.locked,
@@ -967,9 +950,9 @@ impl Client {
     }
 
     /// How long a sent message may wait for the server's receipt before it is
-    /// reported failed (default [`ACK_TIMEOUT`]).
+    /// reported failed (default [`ACK_TIMEOUT`](super::receipts::ACK_TIMEOUT)).
     pub fn set_ack_timeout(&mut self, timeout: Duration) {
-        self.ack_timeout = timeout;
+        self.receipts.set_ack_timeout(timeout);
     }
 
     /// Our member id in a native room (stable across reconnects).
@@ -1019,8 +1002,7 @@ impl Client {
             Err(token::TokenError::TooLong) => return Err(ClientError::MessageTooLong),
             Err(e) => return Err(ClientError::Protocol(e.to_string())),
         }
-        let reference = self.next_reference;
-        self.next_reference += 1;
+        let reference = self.receipts.next_reference();
         if let Some(broken) = &self.broken {
             let reason = format!("not sent: {}; reconnecting", broken.reason);
             self.fail(reference, Zeroizing::new(text.to_owned()), reason);
@@ -1028,11 +1010,8 @@ impl Client {
         }
         let native = self.transport == Transport::Sealed;
         if native {
-            self.unacked.push_back(Unacked {
-                reference,
-                sent_at: tokio::time::Instant::now(),
-                text: Zeroizing::new(text.to_owned()),
-            });
+            self.receipts
+                .sent(reference, text, tokio::time::Instant::now());
         }
         let frame = ClientFrame::Message {
             text: token,
@@ -1050,21 +1029,16 @@ impl Client {
     /// Sends again a message reported by [`Event::SendFailed`]; returns its
     /// new reference, or `None` if that message is no longer kept.
     pub async fn resend(&mut self, reference: u64) -> Result<Option<u64>, ClientError> {
-        let Some(pos) = self.failed.iter().position(|(r, _)| *r == reference) else {
+        let Some(text) = self.receipts.take_failed(reference) else {
             return Ok(None);
         };
-        let (_, text) = self.failed.remove(pos).expect("position is valid");
         self.send(&text).await.map(Some)
     }
 
     /// Records a message as failed and queues the event that says so.
     fn fail(&mut self, reference: u64, text: Zeroizing<String>, reason: String) {
-        if self.failed.len() >= MAX_FAILED_KEPT {
-            self.failed.pop_front();
-        }
-        self.failed.push_back((reference, text));
-        self.pending
-            .push_back(Event::SendFailed { reference, reason });
+        let failed = self.receipts.failed(reference, text, reason);
+        self.pending.push_back(failed);
     }
 
     /// Empties the room's history for everyone.
@@ -1301,7 +1275,7 @@ impl Client {
     /// as [`Event::Sent`] or, at the latest after the ack timeout,
     /// [`Event::SendFailed`], so waiting for this to clear is bounded.
     pub fn awaiting_receipts(&self) -> bool {
-        !self.unacked.is_empty()
+        self.receipts.awaiting()
     }
 
     /// Whether events are queued that [`Client::next_event`] returns at
@@ -1465,7 +1439,7 @@ impl Client {
             } else {
                 [
                     silence_deadline,
-                    self.unacked.front().map(|u| u.sent_at + self.ack_timeout),
+                    self.receipts.deadline(),
                     self.private.next_deadline(),
                     stall_deadline,
                 ]
@@ -1479,7 +1453,8 @@ impl Client {
                     Ok(read) => read,
                     Err(_) => {
                         let now = tokio::time::Instant::now();
-                        self.expire_unacked(now);
+                        let expired = self.receipts.expire(now);
+                        self.pending.extend(expired);
                         if silence_deadline.is_some_and(|d| d <= now) {
                             self.lost("the server stopped answering".into())?;
                         } else if stall_deadline.is_some_and(|d| d <= now) {
@@ -1521,23 +1496,6 @@ impl Client {
         }
     }
 
-    /// Unconfirmed messages past [`ACK_TIMEOUT`] become failures.
-    fn expire_unacked(&mut self, now: tokio::time::Instant) {
-        while let Some(oldest) = self.unacked.front() {
-            if oldest.sent_at + self.ack_timeout > now {
-                break;
-            }
-            let Unacked {
-                reference, text, ..
-            } = self.unacked.pop_front().expect("front exists");
-            self.fail(
-                reference,
-                text,
-                "the server did not confirm it in time".into(),
-            );
-        }
-    }
-
     /// The connection is gone: start reconnecting, or give up if we can't.
     fn lost(&mut self, reason: String) -> Result<(), ClientError> {
         if !self.reconnect || self.transport != Transport::Sealed || self.resume.is_none() {
@@ -1571,16 +1529,8 @@ impl Client {
             });
         }
         // What was in flight may or may not have been stored: say so.
-        while let Some(Unacked {
-            reference, text, ..
-        }) = self.unacked.pop_front()
-        {
-            self.fail(
-                reference,
-                text,
-                "the connection was lost before the server confirmed it".into(),
-            );
-        }
+        let lost = self.receipts.connection_lost();
+        self.pending.extend(lost);
         self.pending.push_back(Event::Reconnecting {
             attempt,
             reason: reason.clone(),
@@ -1767,16 +1717,10 @@ impl Client {
                 }
                 _ => match e.reference {
                     // A refusal of one of our messages: report that message failed.
-                    Some(reference) => {
-                        match self.unacked.iter().position(|u| u.reference == reference) {
-                            Some(pos) => {
-                                let unacked = self.unacked.remove(pos).expect("position is valid");
-                                self.fail(reference, unacked.text, e.error);
-                                return Ok(None);
-                            }
-                            None => Event::Error { message: e.error },
-                        }
-                    }
+                    Some(reference) => match self.receipts.refused(reference, e.error.clone()) {
+                        Some(failed) => failed,
+                        None => Event::Error { message: e.error },
+                    },
                     None => Event::Error { message: e.error },
                 },
             },
@@ -1831,7 +1775,7 @@ impl Client {
                 ServerEvent::Closing { .. } => return Err(ClientError::RoomClosed),
                 ServerEvent::Notice { text } => Event::Notice { message: text },
                 ServerEvent::Sent { reference, seq } => {
-                    self.unacked.retain(|u| u.reference != reference);
+                    self.receipts.confirmed(reference);
                     Event::Sent { reference, seq }
                 }
                 ServerEvent::Ping => return Ok(None),

@@ -5,8 +5,9 @@
 //!   the terminal UI cannot run.
 //! - [`script`]: JSON events out, lines in, for programs.
 //!
-//! [`private`] holds the per-peer state of private conversations, which the
-//! core drives.
+//! [`private`] holds the per-peer state of private conversations, and
+//! `receipts` our messages between sending and their receipt; the core
+//! drives both.
 //!
 //! The two human front ends share [`command`] (what a typed line means) and
 //! [`render`] (what an event looks like); everything a peer sent passes
@@ -18,6 +19,7 @@ pub mod error;
 pub mod files;
 pub mod line;
 pub mod private;
+mod receipts;
 pub mod render;
 pub mod sanitize;
 pub mod script;
