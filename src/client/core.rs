@@ -10,9 +10,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::error::ClientError;
+use super::event::written_long_before;
+pub use super::event::{ChatMessage, Event, PrivateMessage, Transport, Waiting};
 use super::files::{
     self, FILE_STALL_TIMEOUT, FileError, INCOMING_MAX, Incoming, Outgoing, RECEIVED_BYTES_MAX,
     RECEIVED_FILES_MAX, ReceivedFile,
@@ -28,9 +30,8 @@ use crate::protocol::limits::{
     SERVER_SILENCE_LIMIT, file_chunks,
 };
 use crate::protocol::wire::{
-    Challenge, ClientFrame, ErrorCode, ErrorReply, FileMeta, KnockOutcome, MessageData,
-    MessagePlaintext, NATIVE_PROTOCOL, PrivateEnvelope, Reply, ServerEvent, ServerFrame, UserInfo,
-    Welcome,
+    Challenge, ClientFrame, ErrorCode, ErrorReply, FileMeta, MessageData, MessagePlaintext,
+    NATIVE_PROTOCOL, PrivateEnvelope, Reply, ServerEvent, ServerFrame, UserInfo, Welcome,
 };
 use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
 
@@ -61,202 +62,9 @@ pub struct ClientConfig {
     pub allow_legacy: bool,
 }
 
-/// A decrypted chat message. The plaintext is wiped when the value is dropped.
-#[derive(Debug, Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
-pub struct ChatMessage {
-    /// The server's sequence number.
-    pub seq: u64,
-    pub from: String,
-    pub text: String,
-    /// RFC 3339, as stamped by the server.
-    pub timestamp: String,
-    /// Replayed from history at join, rather than said live.
-    pub history: bool,
-    /// `Some(when it was written)`, RFC 3339, if the message's token was
-    /// made long before the server says it received it
-    /// ([`RELAYED_AGAIN_AFTER`]): the server relayed an old message again
-    /// as if it were new. The words and the writer are genuine; the moment
-    /// is not, and the message is shown as relayed again, not as fresh.
-    pub relayed_again: Option<String>,
-}
-
-/// How much older than the server's stamp a message's own timestamp (its
-/// Fernet token's, by the writer's clock) may be before it is shown as
-/// relayed again: generous, so that members' clocks may disagree.
-pub const RELAYED_AGAIN_AFTER: Duration = Duration::from_secs(10 * 60);
-
-/// When `token` was written, if that is more than [`RELAYED_AGAIN_AFTER`]
-/// before `server_stamp` (RFC 3339). Unreadable stamps claim nothing.
-fn written_long_before(token: &str, server_stamp: &str) -> Option<String> {
-    let written = crate::crypto::room_key::token_written_at(token)?;
-    // cmd-chat 1.x servers may send a naive ISO 8601 time, meant as UTC.
-    let stamped = chrono::DateTime::parse_from_rfc3339(server_stamp)
-        .map(|t| t.to_utc())
-        .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(server_stamp, "%Y-%m-%dT%H:%M:%S%.f")
-                .map(|t| t.and_utc())
-        })
-        .ok()?;
-    let written = chrono::DateTime::from_timestamp(i64::try_from(written).ok()?, 0)?;
-    let age = stamped.signed_duration_since(written).to_std().ok()?;
-    (age > RELAYED_AGAIN_AFTER).then(|| written.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-}
-
-/// A private message, to us or from us: only the two members can read it.
-/// The plaintext is wiped when the value is dropped.
-#[derive(Debug, Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
-pub struct PrivateMessage {
-    pub from: String,
-    pub to: String,
-    pub text: String,
-}
-
 /// Members that left recently, remembered so that a refusal about one of them
 /// that arrives after the departure can still name them.
 const DEPARTED_MEMORY: usize = 64;
-
-/// Something that happened in the room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    Message(ChatMessage),
-    /// A private message we received, or one of ours as it is sent (after
-    /// the handshake, so queued ones appear when they really leave).
-    Private(PrivateMessage),
-    /// The safety code of the private session with `user`, as asked for
-    /// with [`Client::verify`]: it matches the one `user` sees unless someone
-    /// substituted keys in the middle.
-    Verify {
-        user: String,
-        code: String,
-    },
-    Joined {
-        user: String,
-    },
-    Left {
-        user: String,
-    },
-    /// Someone emptied the history.
-    Cleared,
-    /// A problem that does not end the session: a refused message, a message
-    /// that would not decrypt.
-    Error {
-        message: String,
-    },
-    /// Something the server tells every member, such as failed login attempts.
-    Notice {
-        message: String,
-    },
-    /// The server stored our message `reference` as number `seq`.
-    Sent {
-        reference: u64,
-        seq: u64,
-    },
-    /// Our message `reference` was not confirmed; [`Client::resend`] can try again.
-    SendFailed {
-        reference: u64,
-        reason: String,
-    },
-    /// The connection was lost; attempt `attempt` to get it back is coming.
-    Reconnecting {
-        attempt: u32,
-        reason: String,
-    },
-    /// The server was restarted while we were away, so we came back to a
-    /// new room: a new room key, new member ids, numbers starting again.
-    /// What the old room held is gone, anything said there after we lost
-    /// the connection was never seen, and private sessions start afresh.
-    /// [`Event::Reconnected`] follows, with the new room's history; no
-    /// [`Event::Left`] or [`Event::Joined`] come for the members of either
-    /// room ([`Client::users`] lists the new one's).
-    RoomRestarted,
-    /// Back in the room. Who left and who joined meanwhile follow as
-    /// [`Event::Left`] and [`Event::Joined`], then the `missed` messages
-    /// said meanwhile; `complete` is false if the room's history no longer
-    /// held all of them.
-    Reconnected {
-        missed: usize,
-        complete: bool,
-    },
-    /// A member locked the room: newcomers must knock and be admitted.
-    Locked {
-        by: String,
-    },
-    /// A member opened the room again.
-    Unlocked {
-        by: String,
-    },
-    /// Someone with the password is waiting to be let in: answer with
-    /// [`Client::admit`] or [`Client::deny`].
-    Knock {
-        user: String,
-    },
-    /// A knock was answered, expired or withdrawn. `by` is the member who
-    /// admitted or denied.
-    KnockResolved {
-        user: String,
-        outcome: KnockOutcome,
-        by: Option<String>,
-    },
-    /// We started sending a file.
-    FileSending {
-        name: String,
-        size: u64,
-    },
-    /// Someone started sending a file; it is received into memory.
-    FileIncoming {
-        from: String,
-        name: String,
-        size: u64,
-    },
-    /// A transfer moved on by a tenth or more.
-    FileProgress {
-        /// Ours going out, or someone's coming in.
-        sending: bool,
-        /// The sender (our own name when `sending`).
-        from: String,
-        name: String,
-        done: u64,
-        size: u64,
-    },
-    /// We finished sending a file: the room has passed all of it on.
-    FileSent {
-        name: String,
-        size: u64,
-    },
-    /// A file arrived whole and matched its checksum. It is held in memory
-    /// as number `n` until [`Client::save_file`] writes it.
-    FileReceived {
-        n: usize,
-        from: String,
-        name: String,
-        size: u64,
-    },
-    /// A transfer failed: ours (`sending`) or someone's; nothing was kept.
-    FileFailed {
-        sending: bool,
-        from: String,
-        name: String,
-        reason: String,
-    },
-}
-
-/// The room is locked: the login waits for a member to let us in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Waiting {
-    /// Who locked the room.
-    pub locked_by: String,
-    /// How long the server lets us wait for an answer.
-    pub timeout: Duration,
-}
-
-/// Whether the session is hidden from the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// Native cmd-chat: every frame after SRP is sealed.
-    Sealed,
-    /// cmd-chat 1.x server: frames after SRP are readable on the wire.
-    Legacy,
-}
 
 /// Reconnection attempts before giving up, with backoff between them.
 pub const RECONNECT_ATTEMPTS: u32 = 12;
@@ -950,7 +758,7 @@ impl Client {
     }
 
     /// How long a sent message may wait for the server's receipt before it is
-    /// reported failed (default [`ACK_TIMEOUT`](super::receipts::ACK_TIMEOUT)).
+    /// reported failed (by default after 10 s).
     pub fn set_ack_timeout(&mut self, timeout: Duration) {
         self.receipts.set_ack_timeout(timeout);
     }

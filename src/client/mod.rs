@@ -16,6 +16,7 @@
 pub mod command;
 mod core;
 pub mod error;
+mod event;
 pub mod files;
 pub mod line;
 pub mod private;

@@ -23,7 +23,7 @@ use base64::engine::general_purpose::STANDARD;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use super::core::{Event, PrivateMessage};
+use super::event::{Event, PrivateMessage};
 use crate::crypto::private::{KeyPair, PrivateSession, SafetyCode};
 use crate::protocol::wire::PrivateEnvelope;
 

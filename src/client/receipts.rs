@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use super::core::Event;
+use super::event::Event;
 
 /// Time the server has to confirm a message before it is reported failed.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
