@@ -19,6 +19,7 @@ pub mod error;
 mod event;
 pub mod files;
 pub mod line;
+mod login;
 pub mod private;
 mod receipts;
 pub mod render;
