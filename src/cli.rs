@@ -35,7 +35,7 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (native protocol 4)")
 #[derive(Debug, Parser)]
 #[command(name = "cmd-chat", version = VERSION, propagate_version = true)]
 #[command(
-    after_help = "EXIT CODES:\n  0 normal end   2 usage error   3 cannot connect   4 wrong password\n  \
+    after_help = "EXIT CODES:\n  0 normal end (you left, or the host closed the room)   2 usage error   3 cannot connect   4 wrong password\n  \
                         5 username taken or invalid   6 protocol error   7 connection lost\n  \
                         8 not let in to a locked room   1 other failure"
 )]
@@ -643,8 +643,21 @@ async fn connect(args: ConnectArgs) -> ExitCode {
     .await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(ClientError::RoomClosed) => room_closed(scripting),
         Err(e) => report(&e, scripting),
     }
+}
+
+/// The host ended the meeting: a normal end, said as a notice, not an
+/// error. The terminal is restored by now, so a half-typed line stays on
+/// screen above this.
+fn room_closed(scripting: bool) -> ExitCode {
+    if scripting {
+        println!("{}", serde_json::json!({"event": "closed", "by": "host"}));
+    } else {
+        println!("-- the host closed the room; it and its history are gone");
+    }
+    ExitCode::from(exit_code::OK)
 }
 
 fn report(error: &ClientError, scripting: bool) -> ExitCode {

@@ -78,6 +78,14 @@ impl Server {
         }
     }
 
+    /// Ctrl-C on the server: the host closes the room.
+    fn close(&mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -INT {pid}");
+        let _ = self.child.wait();
+    }
+
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -478,6 +486,36 @@ fn losing_the_server_mid_line_says_why_and_restores_the_terminal() {
         screen[..error]
             .iter()
             .any(|l| l == "carol> unfinished thought"),
+        "{screen:#?}"
+    );
+    assert_terminal_restored(&screen);
+}
+
+/// The host ending the meeting is its normal end: a plain notice, exit 0,
+/// and what was being typed still on screen to copy.
+#[test]
+fn the_host_closing_the_room_is_a_normal_end() {
+    if !tmux_available() {
+        return;
+    }
+    let mut server = Server::start();
+    let tmux = Tmux::new();
+    tmux.join("carol", server.port);
+    tmux.wait_prompt("carol");
+    tmux.type_text("carol", "half a thought");
+    tmux.wait_line("carol", "carol> half a thought");
+    server.close();
+    assert_eq!(tmux.wait_exit("carol"), "0");
+    let screen = tmux.wait_line("carol", "icanon");
+    assert!(!screen.iter().any(|l| l.contains("error")), "{screen:#?}");
+    let notice = screen
+        .iter()
+        .position(|l| l.contains("the host closed the room"))
+        .unwrap_or_else(|| panic!("a notice: {screen:#?}"));
+    assert!(
+        screen[..notice]
+            .iter()
+            .any(|l| l == "carol> half a thought"),
         "{screen:#?}"
     );
     assert_terminal_restored(&screen);

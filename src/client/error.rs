@@ -7,7 +7,7 @@ use crate::protocol::username::UsernameError;
 
 /// Exit codes of `cmd-chat`, documented in README.
 pub mod exit_code {
-    /// Normal end.
+    /// Normal end: the person left, or the host closed the room.
     pub const OK: u8 = 0;
     /// Any other failure (for example the server could not bind its address).
     pub const FAILURE: u8 = 1;
@@ -24,7 +24,7 @@ pub mod exit_code {
     /// The server spoke something unexpected, refused us, the sealed channel
     /// broke, or someone on the network altered the login.
     pub const PROTOCOL: u8 = 6;
-    /// The connection was lost or the room closed after joining.
+    /// The connection was lost after joining, or the server dropped us.
     pub const CONNECTION_LOST: u8 = 7;
     /// The room is locked and we were not let in: a member said no, nobody
     /// answered in time, or (a 1.x client) we could not knock at all.
@@ -151,10 +151,11 @@ impl ClientError {
             | ClientError::Protocol(_)
             | ClientError::Tampered(_)
             | ClientError::ResumeAltered { .. } => PROTOCOL,
-            ClientError::ConnectionLost(_)
-            | ClientError::Reconnecting
-            | ClientError::RoomClosed
-            | ClientError::Kicked(_) => CONNECTION_LOST,
+            // The host ending the meeting is how a meeting ends.
+            ClientError::RoomClosed => OK,
+            ClientError::ConnectionLost(_) | ClientError::Reconnecting | ClientError::Kicked(_) => {
+                CONNECTION_LOST
+            }
             ClientError::NotAdmitted(_) => NOT_ADMITTED,
         }
     }

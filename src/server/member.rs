@@ -366,6 +366,10 @@ impl<'a> Member<'a> {
         let me = self.membership.username().to_owned();
         match ending {
             Ending::Left | Ending::Superseded(_) => info!(%peer, user = me, "member left"),
+            // The host closing the room is the meeting's normal end.
+            Ending::Fault(reply) if reply.code == Some(ErrorCode::ShuttingDown) => {
+                info!(%peer, user = me, "member left: the room is closing")
+            }
             Ending::Fault(reply) => {
                 warn!(%peer, user = me, reason = %reply.error, "member disconnected")
             }
