@@ -744,3 +744,45 @@ fn serve_without_a_password_offers_to_make_one() {
         "no password asked for: {host:#?}"
     );
 }
+
+/// Paths as people type them after `/send` and `/save`: Tab completes one
+/// with a space in it (escaped, as a shell does), `~` is the home
+/// directory, and a quoted path is one path.
+#[test]
+fn file_paths_are_taken_as_people_type_them() {
+    if !tmux_available() {
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+    let files = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let dir = files.path().display().to_string();
+    std::fs::write(files.path().join("my notes.txt"), "minutes\n").unwrap();
+    tmux.join_with_env(
+        "ann",
+        server.port,
+        &format!("HOME='{}'", home.path().display()),
+    );
+    tmux.wait_prompt("ann");
+    tmux.join("bob", server.port);
+    tmux.wait_prompt("bob");
+    tmux.wait_line("ann", " -- bob joined");
+
+    tmux.type_text("bob", &format!("/send {dir}/my"));
+    tmux.press("bob", "Tab");
+    tmux.wait_line("bob", &format!("bob> /send {dir}/my\\ notes.txt"));
+    tmux.press("bob", "Enter");
+    tmux.wait_line("ann", "received #1 my notes.txt");
+
+    tmux.type_line("ann", "/save 1 ~/from bob.txt");
+    tmux.wait_line("ann", "saved #1 to ");
+    let saved = home.path().join("from bob.txt");
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), "minutes\n");
+    let quoted = files.path().join("a copy.txt");
+    tmux.type_line("ann", &format!("/save 1 '{}'", quoted.display()));
+    tmux.wait_for("ann", "the second save", |s| {
+        s.iter().filter(|l| l.contains("saved #1 to ")).count() == 2
+    });
+    assert_eq!(std::fs::read_to_string(&quoted).unwrap(), "minutes\n");
+}

@@ -1,7 +1,10 @@
 //! What a person types, parsed into a [`Command`] before anything is done
 //! with it, and what Tab offers to complete it with.
 
+use std::path::PathBuf;
+
 use super::sanitize::sanitize;
+use super::typed_path::{self, UnclosedQuote};
 
 /// Commands Tab completes, in the order they are listed.
 pub const COMMANDS: [&str; 16] = [
@@ -51,15 +54,17 @@ pub enum Command<'a> {
     /// `/deny <name>`: turn a knocking newcomer away.
     Deny(&'a str),
     /// `/send <path>`: share a file with the room.
-    Send(&'a str),
+    Send(PathBuf),
     /// `/files`: list the files received, numbered.
     Files,
     /// `/save <n> [path]`: write received file `n`, the only thing that
     /// writes to disk.
     Save {
         n: usize,
-        path: Option<&'a str>,
+        path: Option<PathBuf>,
     },
+    /// A path after `/send` or `/save` that cannot be read as one.
+    BadPath(UnclosedQuote),
     /// A command missing its argument: how to use it.
     Usage(&'static str),
     /// Something that looks like a command but is not one.
@@ -126,18 +131,20 @@ pub fn parse(line: &str) -> Command<'_> {
         "/send" if rest.is_empty() => {
             Command::Usage("usage: /send <path> shares a file with the room")
         }
-        "/send" => Command::Send(rest),
+        "/send" => typed_path::parse(rest, typed_path::home().as_deref())
+            .map_or_else(Command::BadPath, Command::Send),
         "/files" => Command::Files,
         "/save" => {
             let (n, path) = rest
                 .split_once(char::is_whitespace)
                 .map_or((rest, ""), |(n, p)| (n, p.trim()));
-            match n.parse() {
-                Ok(n) => Command::Save {
-                    n,
-                    path: (!path.is_empty()).then_some(path),
-                },
-                Err(_) => Command::Usage(
+            let path = (!path.is_empty())
+                .then(|| typed_path::parse(path, typed_path::home().as_deref()))
+                .transpose();
+            match (n.parse(), path) {
+                (Ok(_), Err(unclosed)) => Command::BadPath(unclosed),
+                (Ok(n), Ok(path)) => Command::Save { n, path },
+                (Err(_), _) => Command::Usage(
                     "usage: /save <n> [path] writes received file n (/files lists them); \
                      without a path, to its name in the current directory",
                 ),
@@ -165,6 +172,29 @@ fn msg(rest: &str) -> Command<'_> {
 /// Whether an answer to a yes/no question means yes. Anything else is no.
 pub fn is_yes(answer: &str) -> bool {
     matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
+}
+
+/// Where the path of a `/send <path>` or `/save <n> <path>` line begins,
+/// for Tab to complete file names there (the terminal does that).
+pub fn path_start(line: &str) -> Option<usize> {
+    // The byte past `prefix` at `from` and the blanks after it, if any.
+    let past = |from: usize, prefix: &str| {
+        let rest = line[from..].strip_prefix(prefix)?;
+        let blank = rest.len() - rest.trim_start().len();
+        (blank > 0).then_some(line.len() - rest.len() + blank)
+    };
+    if let Some(start) = past(0, "/send") {
+        return Some(start);
+    }
+    let number = past(0, "/save")?;
+    let digits = line[number..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .count();
+    if digits == 0 {
+        return None;
+    }
+    past(number + digits, "")
 }
 
 /// Tab completion for the input line `line` with the cursor at byte `pos`:
@@ -282,7 +312,19 @@ mod tests {
         assert_eq!(parse("/deny  cat "), Command::Deny("cat"));
         assert!(matches!(parse("/admit"), Command::Usage(u) if u.contains("/admit <name>")));
         assert!(matches!(parse("/deny"), Command::Usage(_)));
-        assert_eq!(parse("/send my report.pdf"), Command::Send("my report.pdf"));
+        assert_eq!(
+            parse("/send my report.pdf"),
+            Command::Send("my report.pdf".into())
+        );
+        assert_eq!(
+            parse(r"/send my\ report.pdf"),
+            Command::Send("my report.pdf".into())
+        );
+        assert!(matches!(parse("/send 'my report.pdf"), Command::BadPath(_)));
+        assert!(matches!(
+            parse("/save 1 'my report.pdf"),
+            Command::BadPath(_)
+        ));
         assert!(matches!(parse("/send"), Command::Usage(_)));
         assert_eq!(parse("/files"), Command::Files);
         assert_eq!(parse("/save 2"), Command::Save { n: 2, path: None });
@@ -290,11 +332,18 @@ mod tests {
             parse("/save 2 /tmp/my file.txt"),
             Command::Save {
                 n: 2,
-                path: Some("/tmp/my file.txt")
+                path: Some("/tmp/my file.txt".into())
             }
         );
         assert!(matches!(parse("/save"), Command::Usage(_)));
         assert!(matches!(parse("/save two"), Command::Usage(_)));
+        assert_eq!(
+            parse("/save 2 '/tmp/my file.txt'"),
+            Command::Save {
+                n: 2,
+                path: Some("/tmp/my file.txt".into())
+            }
+        );
     }
 
     #[test]
@@ -314,6 +363,19 @@ mod tests {
         for no in ["", "n", "no", "yep", "sure"] {
             assert!(!is_yes(no), "{no}");
         }
+    }
+
+    #[test]
+    fn paths_start_after_send_and_save_n() {
+        assert_eq!(path_start("/send ~/no"), Some(6));
+        assert_eq!(path_start("/send   x"), Some(8));
+        assert_eq!(path_start("/save 12 /tmp/x"), Some(9));
+        assert_eq!(path_start("/save 1 "), Some(8));
+        assert_eq!(path_start("/send"), None);
+        assert_eq!(path_start("/sender x"), None);
+        assert_eq!(path_start("/save x"), None);
+        assert_eq!(path_start("/save 1"), None);
+        assert_eq!(path_start("hello /send x"), None);
     }
 
     #[test]

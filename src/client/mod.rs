@@ -27,6 +27,7 @@ pub mod sanitize;
 pub mod script;
 mod session;
 pub mod terminal;
+pub mod typed_path;
 
 pub use crate::protocol::wire::KnockOutcome;
 pub use core::{ChatMessage, Client, ClientConfig, Event, PrivateMessage, Transport, Waiting};

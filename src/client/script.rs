@@ -9,8 +9,6 @@
 //! has gone out and the server has confirmed (or the ack timeout has failed)
 //! every message; `/quit` leaves at once.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -173,7 +171,7 @@ async fn command<W: AsyncWrite + Unpin>(
             or_report(out, done).await?;
         }
         Command::Send(path) => {
-            let started = client.send_file(Path::new(path)).await;
+            let started = client.send_file(&path).await;
             or_report(out, started).await?;
         }
         Command::Files => {
@@ -192,13 +190,16 @@ async fn command<W: AsyncWrite + Unpin>(
             emit(out, json!({"event": "files", "files": files})).await?;
         }
         Command::Save { n, path } => {
-            let saved = client.save_file(n, path.map(Path::new)).await;
+            let saved = client.save_file(n, path.as_deref()).await;
             if let Some(written) = or_report(out, saved).await? {
                 emit(out, json!({"event": "saved", "n": n, "path": written.display().to_string()}))
                     .await?;
             }
         }
         Command::Usage(usage) => emit(out, json!({"event": "error", "message": usage})).await?,
+        Command::BadPath(why) => {
+            emit(out, json!({"event": "error", "message": why.to_string()})).await?
+        }
         Command::Msg { to, text } => {
             let sent = client.send_private(to, text).await;
             or_report(out, sent).await?;

@@ -5,7 +5,6 @@
 //! standard input and output in [`super::line`].
 
 use std::future::Future;
-use std::path::Path;
 
 use super::command::{self, Command};
 use super::render::{PromptKind, Renderer, Theme, now_hhmm};
@@ -223,7 +222,7 @@ async fn act<S: Screen>(
             or_show(screen, look, done).await?;
         }
         Command::Send(path) => {
-            let started = client.send_file(Path::new(path)).await;
+            let started = client.send_file(&path).await;
             or_show(screen, look, started).await?;
         }
         Command::Files => {
@@ -232,13 +231,18 @@ async fn act<S: Screen>(
                 .await?
         }
         Command::Save { n, path } => {
-            let saved = client.save_file(n, path.map(Path::new)).await;
+            let saved = client.save_file(n, path.as_deref()).await;
             if let Some(written) = or_show(screen, look, saved).await? {
                 let line = look.info(&format!("saved #{n} to {}", written.display()));
                 screen.show(vec![line], false).await?;
             }
         }
         Command::Usage(usage) => screen.show(vec![look.info(usage)], false).await?,
+        Command::BadPath(why) => {
+            screen
+                .show(vec![look.error(&why.to_string())], false)
+                .await?
+        }
         Command::Unknown(word) => {
             let hint = look.info(&format!(
                 "unknown command {word}: /help lists the commands; start with // to send a message beginning with /"

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::Duration;
 
-use rustyline::completion::Completer;
+use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::config::{ColorMode, CompletionType, Config};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -75,8 +75,12 @@ pub struct Options {
     pub theme: Theme,
 }
 
-/// Completion for the input line: commands, and the names in the room.
+/// Completion for the input line: commands, the names in the room, and
+/// file paths after `/send` and `/save <n>`.
 struct ChatHelper {
+    /// Completes paths, escaping what the shell would (`my\ notes.txt`),
+    /// which `/send` and `/save` read back.
+    files: FilenameCompleter,
     /// Our own name, never offered.
     me: String,
     /// The members, kept current by the session.
@@ -84,16 +88,24 @@ struct ChatHelper {
 }
 
 impl Completer for ChatHelper {
-    type Candidate = String;
+    type Candidate = Pair;
 
     fn complete(
         &self,
         line: &str,
         pos: usize,
         _ctx: &rustyline::Context<'_>,
-    ) -> rustyline::Result<(usize, Vec<String>)> {
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        if command::path_start(line).is_some_and(|start| pos >= start) {
+            return self.files.complete_path(line, pos);
+        }
         let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(command::complete(line, pos, &names, &self.me))
+        let (start, found) = command::complete(line, pos, &names, &self.me);
+        let pairs = found.into_iter().map(|s| Pair {
+            display: s.clone(),
+            replacement: s,
+        });
+        Ok((start, pairs.collect()))
     }
 }
 
@@ -189,7 +201,7 @@ impl Screen for TermScreen {
 
     fn key_help(&self) -> &'static [&'static str] {
         &[
-            "Tab completes commands and names; Up/Down recall what you typed (kept in memory only)",
+            "Tab completes commands, names, and file paths after /send and /save; Up/Down recall what you typed (kept in memory only)",
             "a multi-line paste is sent as one message when you press Enter",
             "Ctrl-C clears the line being typed; on an empty line Ctrl-C or Ctrl-D leaves the room",
         ]
@@ -247,6 +259,7 @@ impl Terminal {
         );
         let names = Arc::new(Mutex::new(Vec::new()));
         editor.set_helper(Some(ChatHelper {
+            files: FilenameCompleter::new(),
             me: me.to_owned(),
             names: names.clone(),
         }));
