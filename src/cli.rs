@@ -585,14 +585,20 @@ async fn connect(args: ConnectArgs) -> ExitCode {
     let scripting = args.json || !std::io::stdin().is_terminal();
     let no_color = args.no_color;
     let no_reconnect = args.no_reconnect;
-    let password = match obtain_password(args.password, args.password_stdin, Confirm::Once) {
-        Ok(p) => p,
-        Err(e) => return fail(exit_code::USAGE, &e),
-    };
     let server = if args.host.contains(':') && !args.host.starts_with('[') {
         format!("[{}]:{}", args.host, args.port)
     } else {
         format!("{}:{}", args.host, args.port)
+    };
+    // Connect first: nobody should type a password for a room that is
+    // not there.
+    let stream = match client::dial(&server).await {
+        Ok(stream) => stream,
+        Err(e) => return report(&e, scripting),
+    };
+    let password = match obtain_password(args.password, args.password_stdin, Confirm::Once) {
+        Ok(p) => p,
+        Err(e) => return fail(exit_code::USAGE, &e),
     };
     let me = args.username.clone();
     let config = ClientConfig {
@@ -615,7 +621,7 @@ async fn connect(args: ConnectArgs) -> ExitCode {
         let _ = std::io::stdout().flush();
     };
     let result = async {
-        let mut client = Client::connect_with(config, on_waiting).await?;
+        let mut client = Client::connect_over(stream, config, on_waiting).await?;
         client.set_reconnect(!no_reconnect);
         if client.transport() == client::Transport::Legacy {
             eprintln!("cmd-chat: warning: legacy server: this room is visible on the network");

@@ -786,3 +786,39 @@ fn file_paths_are_taken_as_people_type_them() {
     });
     assert_eq!(std::fs::read_to_string(&quoted).unwrap(), "minutes\n");
 }
+
+/// `connect` connects before it asks for the password: nobody types one
+/// for a room that is not there. Where there is one, it asks, then joins.
+#[test]
+fn connect_says_cannot_connect_before_asking_for_the_password() {
+    if !tmux_available() {
+        return;
+    }
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Server::start();
+    let tmux = Tmux::new();
+    let connect = |name: &str, port: u16| {
+        // Started by a key press, once the pane is ready: what a program
+        // writes the moment its pane opens can be lost.
+        let script = format!(
+            "read go; unset CMD_CHAT_PASSWORD; \"$0\" connect 127.0.0.1 {port} {name}; echo \"{EXIT_MARK}$?]\""
+        );
+        tmux.open(name, &["sh", "-c", &script, BIN]);
+        tmux.press(name, "Enter");
+    };
+    connect("nobody", free_port);
+    assert_eq!(tmux.wait_exit("nobody"), "3");
+    let screen = tmux.wait_line("nobody", "cannot connect");
+    assert!(
+        !screen.iter().any(|l| l.contains("password")),
+        "no password asked for: {screen:#?}"
+    );
+    connect("erin", server.port);
+    tmux.wait_line("erin", "Room password:");
+    tmux.type_line("erin", PASSWORD);
+    tmux.wait_prompt("erin");
+}

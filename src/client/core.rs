@@ -213,6 +213,26 @@ impl Client {
         }
     }
 
+    /// Like [`Client::connect_with`], logging in over `stream`, a connection
+    /// to `config.server` made by [`super::dial`]: a caller can so report
+    /// that nobody listens before it asks for the password. If the server
+    /// has given up on `stream` meanwhile (it gives a silent connection a
+    /// few seconds), a fresh connection is made.
+    pub async fn connect_over(
+        stream: tokio::net::TcpStream,
+        config: ClientConfig,
+        on_waiting: impl FnOnce(&Waiting),
+    ) -> Result<Self, ClientError> {
+        username::validate(&config.username)?;
+        let Some(stream) = super::login::still_open(stream) else {
+            return Self::connect_with(config, on_waiting).await;
+        };
+        match super::login::open_over(stream, &config, None, on_waiting).await {
+            Ok(link) => Self::joined(config, link),
+            Err(failed) => Err(failed.error),
+        }
+    }
+
     /// The client for a login that went through.
     fn joined(config: ClientConfig, link: Link) -> Result<Self, ClientError> {
         let config_username = config.username.clone();

@@ -269,6 +269,34 @@ pub(super) fn handshake_error(error: HandshakeError, config: &ClientConfig) -> C
     }
 }
 
+/// Opens a TCP connection to `server` (`host:port`), within
+/// `CONNECT_TIMEOUT`.
+pub async fn dial(server: &str) -> Result<TcpStream, ClientError> {
+    let failed = |source| ClientError::Connect {
+        addr: server.to_owned(),
+        source,
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(source)) => Err(failed(source)),
+        Err(_) => Err(failed(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "timed out",
+        ))),
+    }
+}
+
+/// `stream`, if the server has neither closed it nor written to it. A
+/// cmd-chat server never speaks first, so anything to read (its timeout
+/// notice, or the end of the stream) means it has given up on this one.
+pub(super) fn still_open(stream: TcpStream) -> Option<TcpStream> {
+    let stream = stream.into_std().ok()?;
+    match stream.peek(&mut [0u8; 1]) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => TcpStream::from_std(stream).ok(),
+        _ => None,
+    }
+}
+
 /// Opens a connection and logs in, resuming `resume` if given. At a
 /// locked room it waits for a member's answer, telling `on_waiting`.
 pub(super) async fn open(
@@ -276,24 +304,17 @@ pub(super) async fn open(
     resume: Option<&ResumeRequest>,
     on_waiting: impl FnOnce(&Waiting),
 ) -> Result<Link, LoginFailed> {
-    let connect = TcpStream::connect(&config.server);
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(source)) => {
-            return Err(ClientError::Connect {
-                addr: config.server.clone(),
-                source,
-            }
-            .into());
-        }
-        Err(_) => {
-            return Err(ClientError::Connect {
-                addr: config.server.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
-            }
-            .into());
-        }
-    };
+    let stream = dial(&config.server).await?;
+    open_over(stream, config, resume, on_waiting).await
+}
+
+/// [`open`] over a connection already made.
+pub(super) async fn open_over(
+    stream: TcpStream,
+    config: &ClientConfig,
+    resume: Option<&ResumeRequest>,
+    on_waiting: impl FnOnce(&Waiting),
+) -> Result<Link, LoginFailed> {
     let _ = stream.set_nodelay(true);
     let progress = LoginProgress::new();
     let login = login(stream, config, resume, &progress);

@@ -32,3 +32,4 @@ pub mod typed_path;
 pub use crate::protocol::wire::KnockOutcome;
 pub use core::{ChatMessage, Client, ClientConfig, Event, PrivateMessage, Transport, Waiting};
 pub use error::{ClientError, exit_code};
+pub use login::dial;
