@@ -673,6 +673,11 @@ async fn scripted_send_and_save() {
     bob.say("/files").await;
     let files = bob.event_of("files").await;
     assert_eq!(files["files"][0]["saved"], expected.display().to_string());
+    // A path as a shell would take it: quoted, with a space.
+    let spaced = bob_dir.path().join("a copy.bin");
+    bob.say(&format!("/save 1 '{}'", spaced.display())).await;
+    bob.event_of("saved").await;
+    assert_eq!(std::fs::read(&spaced).unwrap(), contents);
 
     // Over the room's limit: refused locally, and bob stays.
     let big = bob_dir.path().join("big.bin");
