@@ -688,9 +688,11 @@ async fn begin_takeover(
 }
 
 /// Frames until the server closes the connection.
+/// Frames until the connection closes, or until a line cut short by a
+/// reset (the server closing with unread input resets the connection).
 async fn frames_until_closed(raw: &mut Raw) -> Vec<serde_json::Value> {
     let mut frames = Vec::new();
-    while let Some(frame) = raw.recv().await {
+    while let Ok(Some(frame)) = raw.recv_or_cut().await {
         frames.push(frame);
     }
     frames

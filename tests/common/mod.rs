@@ -253,12 +253,21 @@ impl Raw {
 
     /// The next frame as JSON, opened if sealed; `None` on close.
     pub async fn recv(&mut self) -> Option<Value> {
+        self.recv_or_cut().await.expect("server lines are JSON")
+    }
+
+    /// [`Raw::recv`], except that a last line cut short (a connection reset
+    /// while the server wrote it) is `Err` rather than a panic.
+    #[allow(dead_code)]
+    pub async fn recv_or_cut(&mut self) -> Result<Option<Value>, serde_json::Error> {
         if let Some(frame) = self.pending.pop_front() {
-            return Some(frame);
+            return Ok(Some(frame));
         }
-        let line = self.recv_line().await?;
-        let value: Value = serde_json::from_str(&line).expect("server lines are JSON");
-        match self.opener.as_mut() {
+        let Some(line) = self.recv_line().await else {
+            return Ok(None);
+        };
+        let value: Value = serde_json::from_str(&line)?;
+        Ok(match self.opener.as_mut() {
             None => Some(value),
             Some(opener) => {
                 // A sealed record holds one or more frames.
@@ -270,7 +279,7 @@ impl Raw {
                 }
                 self.pending.pop_front()
             }
-        }
+        })
     }
 
     /// Frames until one whose `type` is `kind`.
