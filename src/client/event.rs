@@ -34,18 +34,23 @@ pub struct ChatMessage {
 /// relayed again: generous, so that members' clocks may disagree.
 pub const RELAYED_AGAIN_AFTER: Duration = Duration::from_secs(10 * 60);
 
-/// When `token` was written, if that is more than [`RELAYED_AGAIN_AFTER`]
-/// before `server_stamp` (RFC 3339). Unreadable stamps claim nothing.
-pub(super) fn written_long_before(token: &str, server_stamp: &str) -> Option<String> {
-    let written = crate::crypto::room_key::token_written_at(token)?;
-    // cmd-chat 1.x servers may send a naive ISO 8601 time, meant as UTC.
-    let stamped = chrono::DateTime::parse_from_rfc3339(server_stamp)
+/// A server's time stamp: RFC 3339, or, from cmd-chat 1.x servers, a
+/// naive ISO 8601 time meant as UTC. `None` if it is neither.
+pub(crate) fn parse_stamp(stamp: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(stamp)
         .map(|t| t.to_utc())
         .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(server_stamp, "%Y-%m-%dT%H:%M:%S%.f")
+            chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S%.f")
                 .map(|t| t.and_utc())
         })
-        .ok()?;
+        .ok()
+}
+
+/// When `token` was written, if that is more than [`RELAYED_AGAIN_AFTER`]
+/// before `server_stamp`. Unreadable stamps claim nothing.
+pub(super) fn written_long_before(token: &str, server_stamp: &str) -> Option<String> {
+    let written = crate::crypto::room_key::token_written_at(token)?;
+    let stamped = parse_stamp(server_stamp)?;
     let written = chrono::DateTime::from_timestamp(i64::try_from(written).ok()?, 0)?;
     let age = stamped.signed_duration_since(written).to_std().ok()?;
     (age > RELAYED_AGAIN_AFTER).then(|| written.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))

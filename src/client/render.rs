@@ -9,7 +9,9 @@
 
 use std::ops::Range;
 
-use chrono::{DateTime, Local};
+use chrono::Local;
+
+use super::event::parse_stamp;
 
 use super::files::{PROGRESS_STEPS, ReceivedFile, mib, percent};
 use super::sanitize::{sanitize, sanitize_lines};
@@ -145,22 +147,16 @@ pub fn name_colour(name: &str) -> u8 {
 
 /// `HH:MM` in local time for an RFC 3339 timestamp; `--:--` if unreadable.
 pub fn local_hhmm(timestamp: &str) -> String {
-    // cmd-chat 1.x servers may send a naive ISO 8601 time, meant as UTC.
-    DateTime::parse_from_rfc3339(timestamp)
-        .map(|t| t.with_timezone(&Local))
-        .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(timestamp, "%Y-%m-%dT%H:%M:%S%.f")
-                .map(|t| t.and_utc().with_timezone(&Local))
-        })
-        .map(|t| t.format("%H:%M").to_string())
-        .unwrap_or_else(|_| "--:--".into())
+    parse_stamp(timestamp)
+        .map(|t| t.with_timezone(&Local).format("%H:%M").to_string())
+        .unwrap_or_else(|| "--:--".into())
 }
 
-/// `YYYY-MM-DD HH:MM` in local time for an RFC 3339 timestamp.
+/// `YYYY-MM-DD HH:MM` in local time for a server's timestamp.
 fn local_date_hhmm(timestamp: &str) -> String {
-    DateTime::parse_from_rfc3339(timestamp)
+    parse_stamp(timestamp)
         .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_else(|_| "at an unreadable time".into())
+        .unwrap_or_else(|| "at an unreadable time".into())
 }
 
 /// The local time now as `HH:MM`, for lines the server does not time-stamp.

@@ -401,6 +401,15 @@ impl std::fmt::Display for HandshakeError {
 
 impl std::error::Error for HandshakeError {}
 
+/// What a server's reply holds, or its refusal; `after_proof`: whether our
+/// proof had gone out.
+fn accepted<T>(reply: Reply<T>, after_proof: bool) -> Result<T, HandshakeError> {
+    match reply {
+        Reply::Ok(value) => Ok(value),
+        Reply::Error(reply) => Err(HandshakeError::Refused { reply, after_proof }),
+    }
+}
+
 /// Everything a login may ask for besides a name, each part optional, so
 /// that tools and tests can craft any `srp_init` a client could send. The
 /// client itself builds it from a [`ResumeAsk`] ([`ClientHello::start`]).
@@ -504,15 +513,7 @@ impl ClientHello {
     /// password stretch is one this client accepts. Nothing secret has been
     /// sent yet, so every refusal here may be retried.
     pub fn read_challenge(self, reply: Reply<Challenge>) -> Result<ClientRespond, HandshakeError> {
-        let challenge = match reply {
-            Reply::Ok(challenge) => challenge,
-            Reply::Error(reply) => {
-                return Err(HandshakeError::Refused {
-                    reply,
-                    after_proof: false,
-                });
-            }
-        };
+        let challenge = accepted(reply, false)?;
         let legacy = match challenge.native {
             Some(_) if self.as_1x => {
                 return Err(HandshakeError::Protocol(
@@ -676,15 +677,7 @@ impl ClientAwaitingWelcome {
     /// Checks the server's proof, which authenticates the server and, for
     /// a native login, every field of the handshake.
     pub fn read_welcome(self, reply: Reply<Welcome>) -> Result<Established, HandshakeError> {
-        let welcome = match reply {
-            Reply::Ok(welcome) => welcome,
-            Reply::Error(reply) => {
-                return Err(HandshakeError::Refused {
-                    reply,
-                    after_proof: true,
-                });
-            }
-        };
+        let welcome = accepted(reply, true)?;
         let h_amk = STANDARD.decode(welcome.h_amk.as_bytes()).map_err(|_| {
             HandshakeError::Protocol("the server's H_AMK is not valid base64".into())
         })?;
