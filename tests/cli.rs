@@ -1,5 +1,7 @@
 //! The `cmd-chat` binary as a person or a script uses it.
 
+mod common;
+
 use std::io::PipeWriter;
 use std::path::Path;
 use std::process::Stdio;
@@ -45,8 +47,8 @@ async fn serve(extra: &[&str]) -> Serve {
             .unwrap()
             .expect("banner");
         banner.push(line.clone());
-        if let Some(rest) = line.strip_prefix("cmd-chat room listening on 127.0.0.1:") {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        if let Some(port) = common::banner_port(&line) {
+            break port;
         }
     };
     // The rest of the banner.
@@ -538,11 +540,7 @@ async fn serve_makes_a_password_on_request_and_members_join_with_it() {
             .expect("the banner")
     };
     let first = next().await;
-    let port: u16 = first
-        .strip_prefix("cmd-chat room listening on 127.0.0.1:")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("{first}"));
+    let port = common::banner_port(&first).unwrap_or_else(|| panic!("{first}"));
     while !next()
         .await
         .starts_with("The room password, made for this room")
@@ -778,8 +776,7 @@ async fn a_server_whose_output_nobody_reads_keeps_serving() {
         for _ in 0..20 {
             line.clear();
             output.read_line(&mut line).unwrap();
-            if let Some(rest) = line.strip_prefix("cmd-chat room listening on 127.0.0.1:") {
-                let port: u16 = rest.split_whitespace().next().unwrap().parse().unwrap();
+            if let Some(port) = common::banner_port(&line) {
                 return (port, output);
             }
         }

@@ -104,12 +104,7 @@ fn spawn_server(password: &str, extra: &[&str]) -> (Reaped, u16) {
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    let port = line
-        .strip_prefix("cmd-chat room listening on 127.0.0.1:")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected banner {line:?}"))
-        .parse()
-        .unwrap();
+    let port = banner_port(&line).unwrap_or_else(|| panic!("unexpected banner {line:?}"));
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     (Reaped(child), port)
 }

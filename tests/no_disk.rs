@@ -9,6 +9,8 @@
 //! Needs strace and tmux (`.ci/run` installs both); skipped with a note
 //! outside CI.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -176,11 +178,7 @@ fn serve(log: &Path) -> (Child, u16) {
     let mut banner = BufReader::new(server.stdout.take().unwrap());
     let mut line = String::new();
     banner.read_line(&mut line).unwrap();
-    let port = line
-        .strip_prefix("cmd-chat room listening on 127.0.0.1:")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected banner {line:?}"));
+    let port = common::banner_port(&line).unwrap_or_else(|| panic!("unexpected banner {line:?}"));
     // The rest of the banner is not read; keep the pipe open so writing it
     // never fails.
     std::mem::forget(banner);

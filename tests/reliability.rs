@@ -874,22 +874,15 @@ async fn taking_a_session_over_does_not_refill_its_rate() {
     );
 }
 
-/// A wrong guess from `from`: a well-formed login whose proof is wrong.
+/// A wrong guess from `from`: a login with a wrong password; the code of
+/// its refusal.
 async fn wrong_guess(from: std::net::Ipv4Addr, server: &TestServer) -> String {
     let mut raw = Raw::connect_from(from, server.addr).await;
-    let srp = cmd_chat::crypto::srp::ClientSession::new();
-    raw.send(json!({
-        "cmd": "srp_init", "username": "eve", "native": NATIVE_PROTOCOL,
-        "A": STANDARD.encode(srp.public()),
-    }))
-    .await;
-    let challenge = raw.recv().await.expect("a challenge");
-    raw.send(json!({"cmd": "srp_verify", "user_id": challenge["user_id"], "M": STANDARD.encode([0u8; 32])}))
-        .await;
-    raw.recv().await.expect("a refusal")["code"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    let refusal = raw
+        .login("eve", "not the password", true)
+        .await
+        .unwrap_err();
+    refusal["code"].as_str().unwrap().to_owned()
 }
 
 /// Strangers guessing from many addresses spend the room's budget of wrong

@@ -4,6 +4,8 @@
 //! Needs tmux (`apt-get install tmux`). Without it the tests say so and pass,
 //! except under CI (the `CI` variable set), where they fail: CI installs it.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
@@ -63,12 +65,8 @@ impl Server {
             line.clear();
             let read = stdout.read_line(&mut line).expect("read the banner");
             assert_ne!(read, 0, "the server exited before printing its port");
-            if let Some(rest) = line.strip_prefix("cmd-chat room listening on 127.0.0.1:") {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .expect("a port number");
+            if let Some(port) = common::banner_port(&line) {
+                break port;
             }
         };
         Server {
@@ -170,6 +168,22 @@ impl Tmux {
             "{env} \"$0\" connect --no-reconnect 127.0.0.1 \"$1\" \"$2\"; echo \"{EXIT_MARK}$?]\"; stty -a"
         );
         self.open(name, &["sh", "-c", &script, BIN, &port.to_string(), name]);
+    }
+
+    /// Opens a session with `cmd-chat serve` on 127.0.0.1 and no password
+    /// given anywhere, and waits for its offer to make one.
+    fn serve_without_password(&self, name: &str) {
+        let serve = [
+            "env",
+            "-u",
+            "CMD_CHAT_PASSWORD",
+            BIN,
+            "serve",
+            "127.0.0.1",
+            "0",
+        ];
+        self.open(name, &serve);
+        self.wait_line(name, "Make one (six random words)? [Y/n]");
     }
 
     /// Types `text` literally, without Enter.
@@ -683,18 +697,8 @@ fn serve_asks_for_a_typed_password_twice_until_both_agree() {
         return;
     }
     let tmux = Tmux::new();
-    let serve = [
-        "env",
-        "-u",
-        "CMD_CHAT_PASSWORD",
-        BIN,
-        "serve",
-        "127.0.0.1",
-        "0",
-    ];
-    tmux.open("host", &serve);
     // No password given: it offers to make one; the host types their own.
-    tmux.wait_line("host", "Make one (six random words)? [Y/n]");
+    tmux.serve_without_password("host");
     tmux.type_line("host", "n");
     tmux.wait_line("host", "Room password:");
     tmux.type_line("host", PASSWORD);
@@ -714,9 +718,7 @@ fn serve_asks_for_a_typed_password_twice_until_both_agree() {
     );
     let port = host
         .iter()
-        .find_map(|l| l.strip_prefix("cmd-chat room listening on 127.0.0.1:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
+        .find_map(|l| common::banner_port(l))
         .expect("a port number");
 
     // The room's password is the one typed twice.
@@ -730,17 +732,7 @@ fn serve_without_a_password_offers_to_make_one() {
         return;
     }
     let tmux = Tmux::new();
-    let serve = [
-        "env",
-        "-u",
-        "CMD_CHAT_PASSWORD",
-        BIN,
-        "serve",
-        "127.0.0.1",
-        "0",
-    ];
-    tmux.open("host", &serve);
-    tmux.wait_line("host", "Make one (six random words)? [Y/n]");
+    tmux.serve_without_password("host");
     tmux.press("host", "Enter");
     let host = tmux.wait_line("host", "The room password, made for this room");
     let at = host

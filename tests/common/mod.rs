@@ -490,3 +490,13 @@ impl Raw {
         inside["text"].as_str().expect("text").to_owned()
     }
 }
+
+/// The port in `cmd-chat serve`'s first banner line on 127.0.0.1, if `line`
+/// is that line.
+pub fn banner_port(line: &str) -> Option<u16> {
+    line.strip_prefix("cmd-chat room listening on 127.0.0.1:")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
