@@ -271,6 +271,25 @@ async fn an_old_message_relayed_again_is_shown_as_such() {
     assert!((chrono::Utc::now() - written.to_utc()).num_seconds().abs() < 60);
 }
 
+/// A room that lists us under another name (as a login renamed on the
+/// path would be) is left before anything is said in it.
+#[tokio::test]
+async fn a_room_that_lists_us_under_another_name_is_refused() {
+    let (addr, _impostor) = impostor(loopback().await, |listener| async move {
+        let mut s = login(listener.accept().await.unwrap().0).await;
+        let mut renamed = init(Vec::new(), None, None);
+        if let ServerEvent::Init { users, .. } = &mut renamed {
+            users[1].username = "mallory".into();
+        }
+        s.send([renamed]).await;
+        s
+    })
+    .await;
+    let error = Client::connect(config(addr)).await.unwrap_err();
+    assert!(matches!(error, ClientError::Tampered(_)), "{error}");
+    assert_eq!(error.exit_code(), cmd_chat::client::exit_code::PROTOCOL);
+}
+
 #[tokio::test]
 async fn a_message_replayed_after_a_reconnect_is_shown_once() {
     let (seen, seen_by_bob) = tokio::sync::oneshot::channel();
