@@ -84,9 +84,30 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Freezes (`STOP`) or thaws (`CONT`) the server, as a stalled
+    /// network would: it reads and answers nothing meanwhile.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
+    }
+
     fn stop(&mut self) {
+        let _ = self.signal_if_alive("CONT");
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn signal_if_alive(&mut self, signal: &str) -> Option<()> {
+        self.child
+            .try_wait()
+            .ok()?
+            .is_none()
+            .then(|| self.signal(signal))
     }
 }
 
@@ -373,7 +394,7 @@ fn two_people_chat_in_real_terminals() {
             .is_some_and(|l| l == "bob> a draft bob is still writing")
     });
     tmux.type_line("ann", "second message");
-    // (Waiting for both at once: a capture may land between rustyline
+    // (Waiting for both at once: a capture may land between the client
     // printing the message and redrawing the prompt below it.)
     let draft = "bob> a draft bob is still writing";
     let bob = tmux.wait_for("bob", "the message above the intact draft", |s| {
@@ -575,8 +596,6 @@ fn assert_terminal_restored(screen: &[String]) {
 }
 
 #[test]
-#[ignore = "known defect, issue 20: lines pasted in one burst sometimes wait in \
-            rustyline's buffer until the next key press (about one run in three)"]
 fn lines_typed_ahead_all_arrive_in_order() {
     if !tmux_available() {
         return;
@@ -623,10 +642,13 @@ fn lines_typed_ahead_all_arrive_in_order() {
     let fifo = dir.path().join("pipe");
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
-    tmux.type_line("ann", &format!("/send {}", fifo.display()));
-    // The line is taken (the cursor is on the next line) and not answered.
-    tmux.wait_for("ann", "the /send line taken", |_| {
-        tmux.format("ann", "#{cursor_x}") == "0"
+    let send = format!("/send {}", fifo.display());
+    tmux.type_line("ann", &send);
+    // The line is taken (kept on screen as typed, the input line empty
+    // below it) and not answered.
+    let taken = format!("ann> {send}");
+    tmux.wait_for("ann", "the /send line taken", |s| {
+        s.len() >= 2 && s[s.len() - 2] == taken && s[s.len() - 1] == "ann>"
     });
     tmux.type_line("ann", "typed while busy");
     // A round trip through tmux, so the keys have reached the terminal.
@@ -641,6 +663,112 @@ fn lines_typed_ahead_all_arrive_in_order() {
     assert!(
         !ann.iter().any(|l| l.starts_with("typed")),
         "keys typed ahead are not echoed outside the input line: {ann:#?}"
+    );
+}
+
+/// Each message shows once on its sender's screen: the typed line becomes
+/// the message, pending (`…`) until the room relays it back, then in its
+/// place among the room's lines. Private messages and actions the same.
+#[test]
+fn each_message_shows_once_pending_until_the_room_confirms_it() {
+    if !tmux_available() {
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+    tmux.join("ann", server.port);
+    tmux.wait_prompt("ann");
+    tmux.join("bob", server.port);
+    tmux.wait_prompt("bob");
+    tmux.wait_line("ann", " -- bob joined");
+
+    tmux.type_line("ann", "good morning");
+    tmux.type_line("ann", "/me pours coffee");
+    tmux.type_line("ann", "/msg bob the usual?");
+    let sent = [
+        "ann: good morning",
+        "* ann pours coffee",
+        "[private] ann -> bob: the usual?",
+    ];
+    tmux.wait_for("bob", "ann's three messages", |s| in_order(s, &sent));
+    let ann = tmux.wait_for("ann", "ann's three messages", |s| in_order(s, &sent));
+    for rest in sent {
+        let shown = ann.iter().filter(|l| l.contains(rest)).count();
+        assert_eq!(shown, 1, "{rest:?} shows once: {ann:#?}");
+    }
+    assert!(
+        !ann.iter()
+            .any(|l| l.starts_with("ann> ") || l.ends_with('…')),
+        "no typed copy, nothing left pending: {ann:#?}"
+    );
+
+    // While the room does not answer, the message waits below the room's
+    // lines, marked pending; once it does, it takes its place in the
+    // room's order, once.
+    server.signal("STOP");
+    tmux.type_line("ann", "are you there?");
+    let ann = tmux.wait_for("ann", "the pending message", |s| {
+        s.len() >= 2 && s[s.len() - 2].ends_with(" ann: are you there? …")
+    });
+    assert!(
+        timed_line(&ann, "ann: are you there?").is_none(),
+        "{ann:#?}"
+    );
+    tmux.type_text("ann", "half typed");
+    server.signal("CONT");
+    let ann = tmux.wait_for("ann", "the message confirmed", |s| {
+        timed_line(s, "ann: are you there?").is_some()
+            && s.last().is_some_and(|l| l == "ann> half typed")
+    });
+    assert_eq!(
+        ann.iter().filter(|l| l.contains("are you there?")).count(),
+        1,
+        "{ann:#?}"
+    );
+}
+
+/// Resizing the window while a long line is half typed keeps every line
+/// received, before and after, and one input line at the bottom.
+#[test]
+fn resizing_keeps_every_received_line() {
+    if !tmux_available() {
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+    tmux.join("ann", server.port);
+    tmux.wait_prompt("ann");
+    tmux.join("bob", server.port);
+    tmux.wait_prompt("bob");
+    tmux.wait_line("ann", " -- bob joined");
+    tmux.type_line("bob", "before the resize");
+    tmux.wait_for("ann", "bob's first message", |s| {
+        timed_line(s, "bob: before the resize").is_some()
+    });
+
+    let draft = "a draft much longer than the narrowed window, ".repeat(3);
+    tmux.type_text("ann", &draft);
+    tmux.run(&["resize-window", "-t", "ann:", "-x", "60"]);
+    tmux.wait_for("ann", "the narrow window", |_| {
+        tmux.format("ann", "#{window_width}") == "60"
+    });
+    tmux.type_line("bob", "during the narrow spell");
+    tmux.wait_for("ann", "bob's second message", |s| {
+        timed_line(s, "bob: during the narrow spell").is_some()
+    });
+    tmux.run(&["resize-window", "-t", "ann:", "-x", COLUMNS]);
+    tmux.type_text("ann", "!");
+    let ann = tmux.wait_for("ann", "the wide window again", |s| {
+        s.last()
+            .is_some_and(|l| l.starts_with("ann> ") && l.ends_with(", !"))
+    });
+    for rest in ["bob: before the resize", "bob: during the narrow spell"] {
+        assert!(timed_line(&ann, rest).is_some(), "{rest:?} kept: {ann:#?}");
+    }
+    assert_eq!(
+        ann.iter().filter(|l| l.starts_with("ann> ")).count(),
+        1,
+        "one input line: {ann:#?}"
     );
 }
 

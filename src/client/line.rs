@@ -1,7 +1,7 @@
 //! The plain line front end: the same session as the terminal UI (commands,
 //! rendering, sanitizing), over ordinary standard input and output with no
 //! line editing. It is the fallback where the terminal UI cannot run: a
-//! terminal rustyline does not support (`TERM=dumb`), or output that is not a
+//! terminal without cursor motion (`TERM=dumb`), or output that is not a
 //! terminal.
 
 use std::future::Future;

@@ -25,6 +25,7 @@ mod receipts;
 pub mod render;
 pub mod sanitize;
 pub mod script;
+mod sending;
 mod session;
 pub mod terminal;
 pub mod typed_path;

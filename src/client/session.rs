@@ -1,13 +1,14 @@
 //! The interactive session every human front end runs: it owns the
 //! [`Client`], waits on input and on the room at once, answers commands and
 //! renders events. Where lines come from and how they reach the screen is the
-//! [`Screen`]'s business: a rustyline editor in [`super::terminal`], plain
+//! [`Screen`]'s business: a line editor in [`super::terminal`], plain
 //! standard input and output in [`super::line`].
 
 use std::future::Future;
 
 use super::command::{self, Command};
 use super::render::{PromptKind, Renderer, Theme, now_hhmm};
+use super::sending::Sending;
 use super::{Client, ClientError, Event};
 
 /// Where input comes from and output goes.
@@ -22,6 +23,21 @@ pub(crate) trait Screen {
 
     /// Called once at the start and after every line: ask for the next one.
     async fn ready(&mut self, prompt: super::render::Prompt) -> Result<(), ClientError>;
+
+    /// The line [`Screen::next_line`] just gave stays on screen as it was
+    /// typed, prompt and all: a command, or an answer. A message does not:
+    /// it shows as [`Screen::pending`], then as the room relays it.
+    async fn typed(&mut self) -> Result<(), ClientError> {
+        Ok(())
+    }
+
+    /// Our messages sent and not yet confirmed, to show apart (below the
+    /// room's lines) from the next update on; replaces the ones before.
+    fn set_pending(&mut self, _lines: Vec<String>) {}
+
+    /// A line that could not be sent as it is (too long) goes back into the
+    /// input line, to be shortened or sent another way.
+    fn give_back(&mut self, _line: String) {}
 
     /// The members changed (for completion).
     fn set_names(&mut self, _names: Vec<String>) {}
@@ -85,6 +101,7 @@ pub(crate) async fn run<S: Screen>(
     screen.show(banner, false).await?;
     screen.ready(look.prompt(PromptKind::Chat)).await?;
     tokio::pin!(shutdown);
+    let mut sending = Sending::new(client.username());
     let mut asking = PromptKind::Chat;
     loop {
         tokio::select! {
@@ -93,10 +110,20 @@ pub(crate) async fn run<S: Screen>(
                 let Some(line) = line else { break };
                 let kind = std::mem::replace(&mut asking, PromptKind::Chat);
                 let next = match kind {
-                    PromptKind::ConfirmClear => confirm_clear(&mut client, screen, &look, &line).await?,
+                    PromptKind::ConfirmClear => {
+                        screen.typed().await?;
+                        confirm_clear(&mut client, screen, &look, &line).await?
+                    }
                     PromptKind::Chat => match command::parse(&line) {
                         Command::Quit => break,
-                        command => act(&mut client, screen, &look, command).await?,
+                        command @ (Command::Say(_) | Command::Me(_) | Command::Msg { .. }) => {
+                            say(&mut client, screen, &look, &mut sending, command, &line).await?;
+                            PromptKind::Chat
+                        }
+                        command => {
+                            screen.typed().await?;
+                            act(&mut client, screen, &look, command).await?
+                        }
                     },
                 };
                 asking = next;
@@ -116,12 +143,21 @@ pub(crate) async fn run<S: Screen>(
                 ) {
                     screen.set_names(completion_names(&client));
                 }
+                // The pending line goes in the same update that shows the
+                // message: never both at once, never neither.
+                if sending.settle(&event) {
+                    screen.set_pending(sending.lines(&now_rfc3339()));
+                }
                 let shown = look.event(&event, &now_hhmm());
                 screen.show(shown.lines, shown.bell).await?;
             }
         }
     }
     client.leave().await
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Names Tab completes: the members, and newcomers knocking (for `/admit`).
@@ -157,8 +193,8 @@ async fn act<S: Screen>(
 ) -> Result<PromptKind, ClientError> {
     match command {
         Command::Nothing | Command::Quit => {}
-        Command::Say(text) => say(client, screen, look, text).await?,
-        Command::Me(action) => say(client, screen, look, &format!("/me {action}")).await?,
+        // Messages go through `say`.
+        Command::Say(_) | Command::Me(_) | Command::Msg { .. } => {}
         Command::Resend(reference) => {
             let resent = client.resend(reference).await;
             if let Some(None) = or_show(screen, look, resent).await? {
@@ -173,10 +209,6 @@ async fn act<S: Screen>(
         Command::MeUsage => {
             let hint = look.info("usage: /me <action>, for example /me waves");
             screen.show(vec![hint], false).await?;
-        }
-        Command::Msg { to, text } => {
-            let sent = client.send_private(to, text).await;
-            or_show(screen, look, sent).await?;
         }
         Command::MsgUsage => {
             let hint = look.info("usage: /msg <name> <text>, for example /msg ann are you free?");
@@ -253,16 +285,50 @@ async fn act<S: Screen>(
     Ok(PromptKind::Chat)
 }
 
-/// Sends a message. One that is too long is refused locally and the
-/// session goes on; anything else that fails ends it.
+/// Sends a message to the room or to one member; it shows as pending until
+/// it is confirmed. One that is too long goes back into the input line;
+/// anything else that fails ends the session.
 async fn say<S: Screen>(
     client: &mut Client,
     screen: &mut S,
     look: &Renderer,
-    text: &str,
+    sending: &mut Sending,
+    command: Command<'_>,
+    line: &str,
 ) -> Result<(), ClientError> {
-    let sent = client.send(text).await;
-    or_show(screen, look, sent).await.map(|_| ())
+    let result = match command {
+        Command::Say(text) => client.send(text).await.map(|r| sending.room(r, text)),
+        Command::Me(action) => {
+            let text = format!("/me {action}");
+            client.send(&text).await.map(|r| sending.room(r, &text))
+        }
+        Command::Msg { to, text } => client
+            .send_private(to, text)
+            .await
+            .map(|()| sending.private(to, text)),
+        _ => Ok(()),
+    };
+    match result {
+        Ok(()) => {
+            screen.set_pending(sending.lines(&now_rfc3339()));
+            Ok(())
+        }
+        Err(ClientError::MessageTooLong) => {
+            screen.give_back(line.to_owned());
+            let lines = vec![
+                look.error(&ClientError::MessageTooLong.to_string()),
+                look.info(
+                    "it is back in the input line: shorten it, or save it to a file and /send that",
+                ),
+            ];
+            screen.show(lines, false).await
+        }
+        Err(e) if e.is_recoverable() => {
+            screen.typed().await?;
+            screen.show(vec![look.error(&e.to_string())], false).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The answer to "wipe the room's history for everyone?".

@@ -60,6 +60,64 @@ fn unquote(text: &str) -> Result<String, UnclosedQuote> {
     Ok(out)
 }
 
+/// The most directory entries Tab looks at.
+const MAX_COMPLETIONS: usize = 1000;
+
+/// Tab completion of a path typed as far as `typed`: what the whole of it
+/// may become, each escaped as a shell would (`my\ notes.txt`), a directory
+/// with `/` after it. Hidden entries only when the name typed starts with a
+/// dot. Nothing for a path with an unclosed quote.
+pub fn complete(typed: &str, home: Option<&Path>) -> Vec<String> {
+    let typed = typed.trim_start();
+    let split = typed.rfind('/').map_or(0, |slash| slash + 1);
+    let (dir_typed, name_typed) = typed.split_at(split);
+    let Ok(name) = unquote(name_typed) else {
+        return Vec::new();
+    };
+    let dir = match dir_typed {
+        "" => PathBuf::from("."),
+        typed => match parse(typed, home) {
+            Ok(dir) => dir,
+            Err(_) => return Vec::new(),
+        },
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = entries
+        .take(MAX_COMPLETIONS)
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name().into_string().ok()?;
+            let shown =
+                file.starts_with(&name) && (name.starts_with('.') || !file.starts_with('.'));
+            let is_dir = entry.path().is_dir();
+            shown.then(|| {
+                format!(
+                    "{dir_typed}{}{}",
+                    escape(&file),
+                    if is_dir { "/" } else { "" }
+                )
+            })
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// `name` with a backslash before each character a shell would take
+/// specially, so that [`parse`] reads it back as it is.
+fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_whitespace() || "'\"\\()&;|<>$`!*?[]#{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +153,45 @@ mod tests {
         assert_eq!(path("'~/x'"), Path::new("~/x"), "quoted, it is literal");
         assert_eq!(path("a/~/x"), Path::new("a/~/x"));
         assert_eq!(parse("~/x", None).unwrap(), Path::new("~/x"));
+    }
+
+    #[test]
+    fn completion_escapes_what_it_offers_and_reads_back_the_same_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("my notes.txt"), "").unwrap();
+        std::fs::write(dir.path().join("my (old) notes"), "").unwrap();
+        std::fs::write(dir.path().join(".hidden"), "").unwrap();
+        std::fs::create_dir(dir.path().join("myfiles")).unwrap();
+        let base = format!("{}/", dir.path().display());
+        let found = complete(&format!("{base}my"), None);
+        assert_eq!(
+            found,
+            [
+                format!("{base}my\\ \\(old\\)\\ notes"),
+                format!("{base}my\\ notes.txt"),
+                format!("{base}myfiles/"),
+            ]
+        );
+        for offered in &found {
+            assert!(parse(offered, None).unwrap().exists(), "{offered}");
+        }
+        assert!(complete(&base, None).iter().all(|f| !f.contains(".hidden")));
+        assert_eq!(
+            complete(&format!("{base}.h"), None),
+            [format!("{base}.hidden")]
+        );
+        assert_eq!(
+            complete(&format!("{base}my\\ n"), None),
+            [format!("{base}my\\ notes.txt")]
+        );
+        assert!(complete("'/tmp/x", None).is_empty());
+    }
+
+    #[test]
+    fn completion_after_a_tilde_looks_in_the_home_directory() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("notes.txt"), "").unwrap();
+        assert_eq!(complete("~/no", Some(home.path())), ["~/notes.txt"]);
     }
 
     #[test]

@@ -1,0 +1,217 @@
+//! Our own messages between Enter and the room's confirmation, as a human
+//! front end shows them: each once. The typed line becomes a pending line
+//! (dim, ending in `…`) below the room's lines; when the room relays the
+//! message back it is printed in its place in the room's order, like
+//! anyone's, and the pending line goes. A message that fails is reported
+//! by the core ([`Event::SendFailed`], or an error for a private one) and
+//! its pending line goes too.
+//!
+//! No I/O: the session records what it sent and passes every event
+//! through [`Sending::settle`].
+
+use zeroize::Zeroizing;
+
+use super::event::{ChatMessage, Event, PrivateMessage};
+use super::render::{Renderer, Theme};
+
+/// One message waiting for its confirmation.
+#[derive(Debug)]
+enum Waiting {
+    /// To the room, as the core's reference for it.
+    Room {
+        reference: u64,
+        text: Zeroizing<String>,
+    },
+    /// To one member, through the private session with them.
+    Private { to: String, text: Zeroizing<String> },
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct Sending {
+    /// Our name: the echo of our messages is from it.
+    me: String,
+    /// Renders pending lines as the messages will look, without escape codes
+    /// (the screen dims them itself).
+    look: Renderer,
+    /// Oldest first: the room confirms our messages in the order they went.
+    waiting: Vec<Waiting>,
+}
+
+impl Sending {
+    pub fn new(me: &str) -> Self {
+        Self {
+            me: me.to_owned(),
+            look: Renderer::new(me, Theme::Plain),
+            waiting: Vec::new(),
+        }
+    }
+
+    /// `text` went to the room as `reference`.
+    pub fn room(&mut self, reference: u64, text: &str) {
+        let text = Zeroizing::new(text.to_owned());
+        self.waiting.push(Waiting::Room { reference, text });
+    }
+
+    /// `text` went (or is queued) to `to` alone.
+    pub fn private(&mut self, to: &str, text: &str) {
+        let text = Zeroizing::new(text.to_owned());
+        let to = to.to_owned();
+        self.waiting.push(Waiting::Private { to, text });
+    }
+
+    /// Takes `event` into account; whether the pending lines changed.
+    pub fn settle(&mut self, event: &Event) -> bool {
+        let before = self.waiting.len();
+        match event {
+            Event::Message(m) if m.from == self.me && !m.history => {
+                self.remove_first(|w| matches!(w, Waiting::Room { text, .. } if **text == m.text));
+            }
+            Event::SendFailed { reference, .. } => {
+                let failed = *reference;
+                self.remove_first(
+                    |w| matches!(w, Waiting::Room { reference, .. } if *reference == failed),
+                );
+            }
+            Event::Private(m) if m.from == self.me => {
+                self.remove_first(|w| {
+                    matches!(w, Waiting::Private { to, text } if *to == m.to && **text == m.text)
+                });
+            }
+            // A private message that cannot go says so in an error line,
+            // without saying which; and a restarted room has no private
+            // sessions left. Their pending lines go.
+            Event::Error { .. } | Event::RoomRestarted => {
+                self.waiting.retain(|w| matches!(w, Waiting::Room { .. }));
+            }
+            _ => {}
+        }
+        self.waiting.len() != before
+    }
+
+    fn remove_first(&mut self, matches: impl Fn(&Waiting) -> bool) {
+        if let Some(at) = self.waiting.iter().position(matches) {
+            self.waiting.remove(at);
+        }
+    }
+
+    /// The pending lines, oldest first, stamped `now` (RFC 3339).
+    pub fn lines(&self, now: &str) -> Vec<String> {
+        self.waiting.iter().map(|w| self.line(w, now)).collect()
+    }
+
+    fn line(&self, waiting: &Waiting, now: &str) -> String {
+        let shown = match waiting {
+            Waiting::Room { text, .. } => self.look.message(&ChatMessage {
+                seq: 0,
+                from: self.me.clone(),
+                text: text.to_string(),
+                timestamp: now.to_owned(),
+                history: false,
+                relayed_again: None,
+            }),
+            Waiting::Private { to, text } => self.look.private(
+                &PrivateMessage {
+                    from: self.me.clone(),
+                    to: to.clone(),
+                    text: text.to_string(),
+                },
+                &super::render::local_hhmm(now),
+            ),
+        };
+        let lines: Vec<&str> = shown.lines.iter().map(|l| l.trim_start()).collect();
+        format!("{} …", lines.join(" ↵ "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2026-12-05T10:00:00Z";
+
+    fn echo(from: &str, text: &str, history: bool) -> Event {
+        Event::Message(ChatMessage {
+            seq: 7,
+            from: from.into(),
+            text: text.into(),
+            timestamp: NOW.into(),
+            history,
+            relayed_again: None,
+        })
+    }
+
+    fn pending(s: &Sending) -> Vec<String> {
+        // Drop the local time, which depends on the machine's zone.
+        s.lines(NOW)
+            .iter()
+            .map(|l| l.split_once(' ').unwrap().1.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_message_is_pending_until_the_room_relays_it_back() {
+        let mut s = Sending::new("ann");
+        s.room(1, "hi bob");
+        s.room(2, "/me waves");
+        s.room(3, "two\nlines");
+        assert_eq!(
+            pending(&s),
+            ["ann: hi bob …", "* ann waves …", "ann: ↵ two ↵ lines …"]
+        );
+        // Someone else's, a replayed one, and our own from history: no change.
+        assert!(!s.settle(&echo("bob", "hi bob", false)));
+        assert!(!s.settle(&echo("ann", "hi bob", true)));
+        assert!(s.settle(&echo("ann", "hi bob", false)));
+        assert!(s.settle(&echo("ann", "/me waves", false)));
+        assert_eq!(pending(&s), ["ann: ↵ two ↵ lines …"]);
+        assert!(!s.settle(&Event::Sent {
+            reference: 1,
+            seq: 7
+        }));
+    }
+
+    #[test]
+    fn the_same_words_twice_are_confirmed_one_at_a_time() {
+        let mut s = Sending::new("ann");
+        s.room(1, "ok");
+        s.room(2, "ok");
+        assert!(s.settle(&echo("ann", "ok", false)));
+        assert_eq!(pending(&s).len(), 1);
+    }
+
+    #[test]
+    fn a_failed_message_stops_being_pending() {
+        let mut s = Sending::new("ann");
+        s.room(1, "one");
+        s.room(2, "two");
+        let failed = Event::SendFailed {
+            reference: 2,
+            reason: "lost".into(),
+        };
+        assert!(s.settle(&failed));
+        assert_eq!(pending(&s), ["ann: one …"]);
+    }
+
+    #[test]
+    fn a_private_message_is_pending_until_it_goes() {
+        let mut s = Sending::new("ann");
+        s.private("bob", "psst");
+        s.room(1, "hello");
+        assert_eq!(
+            pending(&s),
+            ["[private] ann -> bob: psst …", "ann: hello …"]
+        );
+        let sent = Event::Private(PrivateMessage {
+            from: "ann".into(),
+            to: "bob".into(),
+            text: "psst".into(),
+        });
+        assert!(s.settle(&sent));
+        s.private("cy", "hm");
+        assert!(s.settle(&Event::Error {
+            message: "no private session with cy".into()
+        }));
+        assert_eq!(pending(&s), ["ann: hello …"]);
+    }
+}
