@@ -227,6 +227,30 @@ async fn two_scripted_members_chat_and_leave_cleanly() {
             .unwrap()
             .contains("unknown command")
     );
+    // Every command of the terminal works here too: an action, the list.
+    bob.say("/me beeps").await;
+    let action = ann.event_of("message").await;
+    assert_eq!(
+        (action["from"].as_str(), action["text"].as_str()),
+        (Some("bob"), Some("/me beeps"))
+    );
+    bob.say("/help").await;
+    let help = bob.event_of("help").await;
+    assert!(
+        help["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "/me"),
+        "{help}"
+    );
+    bob.say("/msg").await;
+    assert!(
+        bob.event_of("error").await["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("usage: /msg <name> <text>")
+    );
 
     assert_eq!(bob.finish().await, 0, "end of input leaves and exits 0");
     assert_eq!(ann.event_of("left").await["user"], "bob");

@@ -12,6 +12,25 @@ pub const COMMANDS: [&str; 16] = [
     "/deny", "/send", "/files", "/save", "/quit", "/exit",
 ];
 
+/// How to use each command that takes an argument, said the same way by
+/// every front end.
+pub const ME_USAGE: &str = "usage: /me <action>, for example /me waves";
+pub const MSG_USAGE: &str = "usage: /msg <name> <text>, for example /msg ann are you free?";
+pub const VERIFY_USAGE: &str = "usage: /verify <name>, for example /verify ann";
+pub const RESEND_USAGE: &str = "usage: /resend <n>, with n from a message reported not delivered";
+pub const ADMIT_USAGE: &str = "usage: /admit <name> lets a knocking newcomer in";
+pub const DENY_USAGE: &str = "usage: /deny <name> turns a knocking newcomer away";
+pub const SEND_USAGE: &str = "usage: /send <path> shares a file with the room";
+pub const SAVE_USAGE: &str = "usage: /save <n> [path] writes received file n (/files lists them); \
+     without a path, to its name in the current directory";
+
+/// What every front end says to a word that is not a command.
+pub fn unknown(word: &str) -> String {
+    format!(
+        "unknown command {word}: /help lists the commands; start with // to send a message beginning with /"
+    )
+}
+
 /// One line of input, understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command<'a> {
@@ -22,19 +41,13 @@ pub enum Command<'a> {
     /// `/me <action>`: sent as the text `/me <action>`, which every front end
     /// shows as `* name action`.
     Me(&'a str),
-    /// `/me` without an action.
-    MeUsage,
     /// `/msg <name> <text>`: a private message only `to` can read.
     Msg {
         to: &'a str,
         text: &'a str,
     },
-    /// `/msg` without a name or a text.
-    MsgUsage,
     /// `/verify <name>`: show the safety code of the private session with them.
     Verify(&'a str),
-    /// `/verify` without a name.
-    VerifyUsage,
     Help,
     Who,
     /// `/clear`: wipes the room for everyone, so it asks first.
@@ -43,8 +56,6 @@ pub enum Command<'a> {
     Quit,
     /// `/resend <n>`: send again a message reported as not delivered.
     Resend(u64),
-    /// `/resend` without a valid number.
-    ResendUsage,
     /// `/lock`: newcomers must knock and be admitted.
     Lock,
     /// `/unlock`: anyone with the password may join again.
@@ -65,10 +76,23 @@ pub enum Command<'a> {
     },
     /// A path after `/send` or `/save` that cannot be read as one.
     BadPath(UnclosedQuote),
-    /// A command missing its argument: how to use it.
+    /// A command missing its argument, or given a wrong one: how to use it
+    /// (one of the `*_USAGE` texts).
     Usage(&'static str),
     /// Something that looks like a command but is not one.
     Unknown(&'a str),
+}
+
+impl Command<'_> {
+    /// The text a message to the room sends: the message itself, or
+    /// `/me <action>`, which every front end shows as an action.
+    pub fn room_text(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            Command::Say(text) => Some((*text).into()),
+            Command::Me(action) => Some(format!("/me {action}").into()),
+            _ => None,
+        }
+    }
 }
 
 /// Parses one input line. A line of several lines (a paste) is a message,
@@ -110,27 +134,23 @@ pub fn parse(line: &str) -> Command<'_> {
         "/help" => Command::Help,
         "/who" => Command::Who,
         "/clear" => Command::Clear,
-        "/me" if rest.is_empty() => Command::MeUsage,
+        "/me" if rest.is_empty() => Command::Usage(ME_USAGE),
         "/me" => Command::Me(rest),
         "/msg" => msg(rest),
         "/verify" => match rest.split_whitespace().collect::<Vec<_>>()[..] {
             [name] => Command::Verify(name.strip_prefix('@').unwrap_or(name)),
-            _ => Command::VerifyUsage,
+            _ => Command::Usage(VERIFY_USAGE),
         },
-        "/resend" => rest.parse().map_or(Command::ResendUsage, Command::Resend),
+        "/resend" => rest
+            .parse()
+            .map_or(Command::Usage(RESEND_USAGE), Command::Resend),
         "/lock" => Command::Lock,
         "/unlock" => Command::Unlock,
-        "/admit" if rest.is_empty() => {
-            Command::Usage("usage: /admit <name> lets a knocking newcomer in")
-        }
+        "/admit" if rest.is_empty() => Command::Usage(ADMIT_USAGE),
         "/admit" => Command::Admit(rest),
-        "/deny" if rest.is_empty() => {
-            Command::Usage("usage: /deny <name> turns a knocking newcomer away")
-        }
+        "/deny" if rest.is_empty() => Command::Usage(DENY_USAGE),
         "/deny" => Command::Deny(rest),
-        "/send" if rest.is_empty() => {
-            Command::Usage("usage: /send <path> shares a file with the room")
-        }
+        "/send" if rest.is_empty() => Command::Usage(SEND_USAGE),
         "/send" => typed_path::parse(rest, typed_path::home().as_deref())
             .map_or_else(Command::BadPath, Command::Send),
         "/files" => Command::Files,
@@ -144,10 +164,7 @@ pub fn parse(line: &str) -> Command<'_> {
             match (n.parse(), path) {
                 (Ok(_), Err(unclosed)) => Command::BadPath(unclosed),
                 (Ok(n), Ok(path)) => Command::Save { n, path },
-                (Err(_), _) => Command::Usage(
-                    "usage: /save <n> [path] writes received file n (/files lists them); \
-                     without a path, to its name in the current directory",
-                ),
+                (Err(_), _) => Command::Usage(SAVE_USAGE),
             }
         }
         other => Command::Unknown(other),
@@ -159,11 +176,11 @@ pub fn parse(line: &str) -> Command<'_> {
 fn msg(rest: &str) -> Command<'_> {
     let rest = rest.trim_start();
     let Some((name, text)) = rest.split_once([' ', '\t', '\n']) else {
-        return Command::MsgUsage;
+        return Command::Usage(MSG_USAGE);
     };
     let name = name.strip_prefix('@').unwrap_or(name);
     if name.is_empty() || text.trim().is_empty() {
-        return Command::MsgUsage;
+        return Command::Usage(MSG_USAGE);
     }
     let text = text.trim_start_matches([' ', '\t']);
     Command::Msg { to: name, text }
@@ -263,8 +280,8 @@ mod tests {
         assert_eq!(parse("/who"), Command::Who);
         assert_eq!(parse("/clear"), Command::Clear);
         assert_eq!(parse("/me waves  "), Command::Me("waves"));
-        assert_eq!(parse("/me"), Command::MeUsage);
-        assert_eq!(parse("/me   "), Command::MeUsage);
+        assert_eq!(parse("/me"), Command::Usage(ME_USAGE));
+        assert_eq!(parse("/me   "), Command::Usage(ME_USAGE));
         assert_eq!(parse("/meow"), Command::Unknown("/meow"));
         assert_eq!(parse("/nick bob"), Command::Unknown("/nick"));
         assert_eq!(parse("//etc/hosts"), Command::Say("/etc/hosts"));
@@ -287,7 +304,7 @@ mod tests {
             }
         );
         for usage in ["/msg", "/msg bob", "/msg bob   ", "/msg  @ hi"] {
-            assert_eq!(parse(usage), Command::MsgUsage, "{usage:?}");
+            assert_eq!(parse(usage), Command::Usage(MSG_USAGE), "{usage:?}");
         }
         // A paste after `/msg bob ` stays private.
         assert_eq!(
@@ -299,8 +316,8 @@ mod tests {
         );
         assert_eq!(parse("/verify bob"), Command::Verify("bob"));
         assert_eq!(parse("/verify @bob "), Command::Verify("bob"));
-        assert_eq!(parse("/verify"), Command::VerifyUsage);
-        assert_eq!(parse("/verify bob ann"), Command::VerifyUsage);
+        assert_eq!(parse("/verify"), Command::Usage(VERIFY_USAGE));
+        assert_eq!(parse("/verify bob ann"), Command::Usage(VERIFY_USAGE));
         assert_eq!(parse("/msgs"), Command::Unknown("/msgs"));
     }
 

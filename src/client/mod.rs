@@ -9,12 +9,14 @@
 //! `receipts` our messages between sending and their receipt; the core
 //! drives both.
 //!
-//! The two human front ends share [`command`] (what a typed line means) and
-//! [`render`] (what an event looks like); everything a peer sent passes
-//! through [`sanitize`] on its way to the screen.
+//! Every front end parses a line with [`command`] and carries it out with
+//! [`dispatch`], then shows the outcome its own way. The two human front
+//! ends also share [`render`] (what an event looks like); everything a peer
+//! sent passes through [`sanitize`] on its way to the screen.
 
 pub mod command;
 mod core;
+pub mod dispatch;
 pub mod error;
 mod event;
 pub mod files;

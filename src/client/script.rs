@@ -1,10 +1,9 @@
 //! Scripting mode: JSON lines out, plain lines in.
 //!
 //! Used by `cmd-chat connect --json`, and whenever stdin is not a terminal.
-//! Each stdin line is a message, or a command when it starts with `/`
-//! (`/quit`, `/clear`, `/who`, `/msg <name> <text>`, `/verify <name>`,
-//! `/resend <ref>`, `/lock`, `/unlock`, `/admit <name>`, `/deny <name>`,
-//! `/send <path>`, `/files`, `/save <n> [path]`). Each event is one JSON
+//! Each stdin line is a message, or a command when it starts with `/`: the
+//! same commands as in the terminal (`/help` lists them), carried out by
+//! [`super::dispatch`]; `/clear` does not ask first. Each event is one JSON
 //! object on stdout. End of input leaves the room, once a file being sent
 //! has gone out and the server has confirmed (or the ack timeout has failed)
 //! every message; `/quit` leaves at once.
@@ -13,6 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::command::{self, Command};
+use super::dispatch::{self, Outcome};
 use super::files;
 use super::{Client, ClientError, Event, KnockOutcome, Transport, Waiting};
 
@@ -126,111 +126,73 @@ pub fn event_json(event: &Event) -> Value {
     }
 }
 
-/// A request refused without ending the session, as an `error` event.
-async fn or_report<W: AsyncWrite + Unpin, T>(
-    out: &mut W,
-    result: Result<T, ClientError>,
-) -> Result<Option<T>, ClientError> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(e) if e.is_recoverable() => {
-            emit(out, json!({"event": "error", "message": e.to_string()})).await?;
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Carries out one `/command` line; `false` means leave.
+/// Carries out one line: a `/command`, or a message. `false` means leave.
 async fn command<W: AsyncWrite + Unpin>(
     client: &mut Client,
     out: &mut W,
-    line: &str,
+    command: Command<'_>,
 ) -> Result<bool, ClientError> {
-    match command::parse(line) {
-        Command::Quit => return Ok(false),
-        Command::Clear => {
-            let cleared = client.clear().await;
-            or_report(out, cleared).await?;
+    let shown = match dispatch::carry_out(client, command).await? {
+        // The events that follow say what came of it.
+        Outcome::Nothing | Outcome::Asked | Outcome::Sent(_) | Outcome::SentPrivately => None,
+        Outcome::Leave => return Ok(false),
+        Outcome::NothingToResend(n) => Some(error(&format!(
+            "no undelivered message {n} to resend; use the ref of a failed event"
+        ))),
+        Outcome::Who => Some(json!({
+            "event": "users",
+            "users": client.users(),
+            "locked": client.locked_by(),
+            "knocking": client.knocking(),
+        })),
+        Outcome::Files => Some(files_json(client)),
+        Outcome::Help => Some(json!({"event": "help", "commands": command::COMMANDS})),
+        Outcome::Saved { n, path } => {
+            Some(json!({"event": "saved", "n": n, "path": path.display().to_string()}))
         }
-        Command::Who => emit(out, json!({"event": "users", "users": client.users(), "locked": client.locked_by(), "knocking": client.knocking()})).await?,
-        Command::Lock => {
-            let done = client.lock().await;
-            or_report(out, done).await?;
-        }
-        Command::Unlock => {
-            let done = client.unlock().await;
-            or_report(out, done).await?;
-        }
-        Command::Admit(user) => {
-            let done = client.admit(user).await;
-            or_report(out, done).await?;
-        }
-        Command::Deny(user) => {
-            let done = client.deny(user).await;
-            or_report(out, done).await?;
-        }
-        Command::Send(path) => {
-            let started = client.send_file(&path).await;
-            or_report(out, started).await?;
-        }
-        Command::Files => {
-            let files: Vec<Value> = client
-                .received_files()
-                .map(|f| {
-                    json!({
-                        "n": f.n,
-                        "from": f.from,
-                        "name": f.name,
-                        "size": f.size(),
-                        "saved": f.saved.as_ref().map(|p| p.display().to_string()),
-                    })
-                })
-                .collect();
-            emit(out, json!({"event": "files", "files": files})).await?;
-        }
-        Command::Save { n, path } => {
-            let saved = client.save_file(n, path.as_deref()).await;
-            if let Some(written) = or_report(out, saved).await? {
-                emit(out, json!({"event": "saved", "n": n, "path": written.display().to_string()}))
-                    .await?;
-            }
-        }
-        Command::Usage(usage) => emit(out, json!({"event": "error", "message": usage})).await?,
-        Command::BadPath(why) => {
-            emit(out, json!({"event": "error", "message": why.to_string()})).await?
-        }
-        Command::Msg { to, text } => {
-            let sent = client.send_private(to, text).await;
-            or_report(out, sent).await?;
-        }
-        Command::Verify(name) => {
-            let asked = client.verify(name).await;
-            or_report(out, asked).await?;
-        }
-        Command::MsgUsage | Command::VerifyUsage => {
-            let usage = "usage: /msg <name> <text>, /verify <name>";
-            emit(out, json!({"event": "error", "message": usage})).await?;
-        }
-        Command::Resend(reference) => {
-            let resent = client.resend(reference).await;
-            if let Some(None) = or_report(out, resent).await? {
-                let message = format!("no undelivered message {reference} to resend; use the ref of a failed event");
-                emit(out, json!({"event": "error", "message": message})).await?;
-            }
-        }
-        Command::ResendUsage => {
-            let usage = "usage: /resend <ref>, with the ref of a failed event";
-            emit(out, json!({"event": "error", "message": usage})).await?;
-        }
-        _ => {
-            emit(out, json!({
-                "event": "error",
-                "message": format!("unknown command {line}; commands: /who /msg /verify /clear /resend /lock /unlock /admit /deny /send /files /save /quit (start a message with // to send a literal /)"),
-            })).await?;
-        }
+        Outcome::Refused(e) => Some(error(&e.to_string())),
+        Outcome::Usage(usage) => Some(error(usage)),
+        Outcome::BadPath(why) => Some(error(&why.to_string())),
+        Outcome::Unknown(word) => Some(error(&command::unknown(&word))),
+    };
+    if let Some(value) = shown {
+        emit(out, value).await?;
     }
     Ok(true)
+}
+
+fn error(message: &str) -> Value {
+    json!({"event": "error", "message": message})
+}
+
+fn files_json(client: &Client) -> Value {
+    let files: Vec<Value> = client
+        .received_files()
+        .map(|f| {
+            json!({
+                "n": f.n,
+                "from": f.from,
+                "name": f.name,
+                "size": f.size(),
+                "saved": f.saved.as_ref().map(|p| p.display().to_string()),
+            })
+        })
+        .collect();
+    json!({"event": "files", "files": files})
+}
+
+/// A line of input: a command when it starts with `/` (`//` sends a
+/// literal `/`), else a message exactly as written; `q` alone is a message
+/// here, not `/quit`.
+fn parse(line: &str) -> Command<'_> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        Command::Nothing
+    } else if trimmed.starts_with('/') {
+        command::parse(trimmed)
+    } else {
+        Command::Say(line)
+    }
 }
 
 async fn emit<W: AsyncWrite + Unpin>(out: &mut W, value: Value) -> Result<(), ClientError> {
@@ -282,18 +244,8 @@ where
                     continue;
                 };
                 let line = line.strip_suffix('\r').unwrap_or(&line);
-                match line.trim() {
-                    "" => {}
-                    cmd if cmd.starts_with('/') && !cmd.starts_with("//") => {
-                        if !command(&mut client, &mut output, cmd).await? {
-                            break;
-                        }
-                    }
-                    _ => {
-                        let text = line.strip_prefix('/').filter(|t| t.starts_with('/')).unwrap_or(line);
-                        let sent = client.send(text).await;
-                        or_report(&mut output, sent).await?;
-                    }
+                if !command(&mut client, &mut output, parse(line)).await? {
+                    break;
                 }
             }
             event = client.next_event() => emit(&mut output, event_json(&event?)).await?,

@@ -7,6 +7,7 @@
 use std::future::Future;
 
 use super::command::{self, Command};
+use super::dispatch::{self, Outcome};
 use super::render::{PromptKind, Renderer, Theme, now_hhmm};
 use super::sending::Sending;
 use super::{Client, ClientError, Event};
@@ -109,22 +110,9 @@ pub(crate) async fn run<S: Screen>(
             line = screen.next_line() => {
                 let Some(line) = line else { break };
                 let kind = std::mem::replace(&mut asking, PromptKind::Chat);
-                let next = match kind {
-                    PromptKind::ConfirmClear => {
-                        screen.typed().await?;
-                        confirm_clear(&mut client, screen, &look, &line).await?
-                    }
-                    PromptKind::Chat => match command::parse(&line) {
-                        Command::Quit => break,
-                        command @ (Command::Say(_) | Command::Me(_) | Command::Msg { .. }) => {
-                            say(&mut client, screen, &look, &mut sending, command, &line).await?;
-                            PromptKind::Chat
-                        }
-                        command => {
-                            screen.typed().await?;
-                            act(&mut client, screen, &look, command).await?
-                        }
-                    },
+                let Some(next) = answer(&mut client, screen, &look, &mut sending, kind, &line).await?
+                else {
+                    break;
                 };
                 asking = next;
                 screen.ready(look.prompt(asking)).await?;
@@ -167,185 +155,129 @@ fn completion_names(client: &Client) -> Vec<String> {
     names
 }
 
-/// Shows an error that refuses one request (too long, too large, not on a
-/// 1.x server) and carries on; anything else ends the session.
-async fn or_show<S: Screen, T>(
-    screen: &mut S,
-    look: &Renderer,
-    result: Result<T, ClientError>,
-) -> Result<Option<T>, ClientError> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(e) if e.is_recoverable() => {
-            screen.show(vec![look.error(&e.to_string())], false).await?;
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Carries out one command; returns what the next line is asked for.
-async fn act<S: Screen>(
-    client: &mut Client,
-    screen: &mut S,
-    look: &Renderer,
-    command: Command<'_>,
-) -> Result<PromptKind, ClientError> {
-    match command {
-        Command::Nothing | Command::Quit => {}
-        // Messages go through `say`.
-        Command::Say(_) | Command::Me(_) | Command::Msg { .. } => {}
-        Command::Resend(reference) => {
-            let resent = client.resend(reference).await;
-            if let Some(None) = or_show(screen, look, resent).await? {
-                let hint = look.info(&format!("no undelivered message {reference} to resend"));
-                screen.show(vec![hint], false).await?;
-            }
-        }
-        Command::ResendUsage => {
-            let hint = look.info("usage: /resend <n>, with n from a \"not delivered\" line");
-            screen.show(vec![hint], false).await?;
-        }
-        Command::MeUsage => {
-            let hint = look.info("usage: /me <action>, for example /me waves");
-            screen.show(vec![hint], false).await?;
-        }
-        Command::MsgUsage => {
-            let hint = look.info("usage: /msg <name> <text>, for example /msg ann are you free?");
-            screen.show(vec![hint], false).await?;
-        }
-        Command::Verify(name) => {
-            let asked = client.verify(name).await;
-            or_show(screen, look, asked).await?;
-        }
-        Command::VerifyUsage => {
-            let hint = look.info("usage: /verify <name>, for example /verify ann");
-            screen.show(vec![hint], false).await?;
-        }
-        Command::Help => {
-            let lines = HELP
-                .iter()
-                .chain(screen.key_help())
-                .map(|l| look.info(l))
-                .collect();
-            screen.show(lines, false).await?;
-        }
-        Command::Who => {
-            let mut lines = vec![look.who(&client.users())];
-            lines.extend(look.lock_state(client.locked_by(), client.knocking()));
-            screen.show(lines, false).await?
-        }
-        Command::Clear => return Ok(PromptKind::ConfirmClear),
-        // The room's events confirm these on every screen, ours included.
-        Command::Lock => {
-            let done = client.lock().await;
-            or_show(screen, look, done).await?;
-        }
-        Command::Unlock => {
-            let done = client.unlock().await;
-            or_show(screen, look, done).await?;
-        }
-        Command::Admit(user) => {
-            let done = client.admit(user).await;
-            or_show(screen, look, done).await?;
-        }
-        Command::Deny(user) => {
-            let done = client.deny(user).await;
-            or_show(screen, look, done).await?;
-        }
-        Command::Send(path) => {
-            let started = client.send_file(&path).await;
-            or_show(screen, look, started).await?;
-        }
-        Command::Files => {
-            screen
-                .show(look.files(client.received_files()), false)
-                .await?
-        }
-        Command::Save { n, path } => {
-            let saved = client.save_file(n, path.as_deref()).await;
-            if let Some(written) = or_show(screen, look, saved).await? {
-                let line = look.info(&format!("saved #{n} to {}", written.display()));
-                screen.show(vec![line], false).await?;
-            }
-        }
-        Command::Usage(usage) => screen.show(vec![look.info(usage)], false).await?,
-        Command::BadPath(why) => {
-            screen
-                .show(vec![look.error(&why.to_string())], false)
-                .await?
-        }
-        Command::Unknown(word) => {
-            let hint = look.info(&format!(
-                "unknown command {word}: /help lists the commands; start with // to send a message beginning with /"
-            ));
-            screen.show(vec![hint], false).await?;
-        }
-    }
-    Ok(PromptKind::Chat)
-}
-
-/// Sends a message to the room or to one member; it shows as pending until
-/// it is confirmed. One that is too long goes back into the input line;
-/// anything else that fails ends the session.
-async fn say<S: Screen>(
+/// Acts on `line`, typed at a `kind` prompt: what the next line is asked
+/// for, or `None` to leave.
+async fn answer<S: Screen>(
     client: &mut Client,
     screen: &mut S,
     look: &Renderer,
     sending: &mut Sending,
-    command: Command<'_>,
+    kind: PromptKind,
     line: &str,
-) -> Result<(), ClientError> {
-    let result = match command {
-        Command::Say(text) => client.send(text).await.map(|r| sending.room(r, text)),
-        Command::Me(action) => {
-            let text = format!("/me {action}");
-            client.send(&text).await.map(|r| sending.room(r, &text))
-        }
-        Command::Msg { to, text } => client
-            .send_private(to, text)
-            .await
-            .map(|()| sending.private(to, text)),
-        _ => Ok(()),
-    };
-    match result {
-        Ok(()) => {
-            screen.set_pending(sending.lines(&now_rfc3339()));
-            Ok(())
-        }
-        Err(ClientError::MessageTooLong) => {
-            screen.give_back(line.to_owned());
-            let lines = vec![
-                look.error(&ClientError::MessageTooLong.to_string()),
-                look.info(
-                    "it is back in the input line: shorten it, or save it to a file and /send that",
-                ),
-            ];
-            screen.show(lines, false).await
-        }
-        Err(e) if e.is_recoverable() => {
+) -> Result<Option<PromptKind>, ClientError> {
+    let command = match kind {
+        PromptKind::ConfirmClear => {
             screen.typed().await?;
-            screen.show(vec![look.error(&e.to_string())], false).await
+            if !command::is_yes(line) {
+                screen.show(vec![look.info("not cleared")], false).await?;
+                return Ok(Some(PromptKind::Chat));
+            }
+            Command::Clear
         }
-        Err(e) => Err(e),
+        // Wiping the room for everyone: ask first.
+        PromptKind::Chat => match command::parse(line) {
+            Command::Clear => {
+                screen.typed().await?;
+                return Ok(Some(PromptKind::ConfirmClear));
+            }
+            command => command,
+        },
+    };
+    // A message becomes a pending line, then the message; anything else
+    // stays on screen as typed, its answer below it.
+    let message = matches!(
+        command,
+        Command::Say(_) | Command::Me(_) | Command::Msg { .. }
+    );
+    if !message {
+        screen.typed().await?;
     }
+    let outcome = dispatch::carry_out(client, command.clone()).await?;
+    if let Outcome::Refused(_) = &outcome
+        && message
+    {
+        refused_message(screen, look, outcome, line).await?;
+        return Ok(Some(PromptKind::Chat));
+    }
+    show(client, screen, look, sending, &command, outcome).await
 }
 
-/// The answer to "wipe the room's history for everyone?".
-async fn confirm_clear<S: Screen>(
-    client: &mut Client,
+/// Shows what a command did.
+async fn show<S: Screen>(
+    client: &Client,
     screen: &mut S,
     look: &Renderer,
-    answer: &str,
-) -> Result<PromptKind, ClientError> {
-    if command::is_yes(answer) {
-        // The server's `cleared` event confirms it on every screen.
-        let cleared = client.clear().await;
-        or_show(screen, look, cleared).await?;
+    sending: &mut Sending,
+    command: &Command<'_>,
+    outcome: Outcome,
+) -> Result<Option<PromptKind>, ClientError> {
+    let lines = match outcome {
+        // The room's events show the rest.
+        Outcome::Nothing | Outcome::Asked => Vec::new(),
+        Outcome::Leave => return Ok(None),
+        Outcome::Sent(reference) => {
+            if let Some(text) = command.room_text() {
+                sending.room(reference, &text);
+            }
+            screen.set_pending(sending.lines(&now_rfc3339()));
+            Vec::new()
+        }
+        Outcome::SentPrivately => {
+            if let Command::Msg { to, text } = command {
+                sending.private(to, text);
+            }
+            screen.set_pending(sending.lines(&now_rfc3339()));
+            Vec::new()
+        }
+        Outcome::NothingToResend(n) => {
+            vec![look.info(&format!("no undelivered message {n} to resend"))]
+        }
+        Outcome::Who => {
+            let mut lines = vec![look.who(&client.users())];
+            lines.extend(look.lock_state(client.locked_by(), client.knocking()));
+            lines
+        }
+        Outcome::Files => look.files(client.received_files()),
+        Outcome::Help => HELP
+            .iter()
+            .chain(screen.key_help())
+            .map(|l| look.info(l))
+            .collect(),
+        Outcome::Saved { n, path } => {
+            vec![look.info(&format!("saved #{n} to {}", path.display()))]
+        }
+        Outcome::Refused(e) => vec![look.error(&e.to_string())],
+        Outcome::Usage(usage) => vec![look.info(usage)],
+        Outcome::BadPath(why) => vec![look.error(&why.to_string())],
+        Outcome::Unknown(word) => vec![look.info(&command::unknown(&word))],
+    };
+    screen.show(lines, false).await?;
+    Ok(Some(PromptKind::Chat))
+}
+
+/// A message refused before it went: one too long goes back into the input
+/// line; for anything else the typed line stays on screen with the reason.
+async fn refused_message<S: Screen>(
+    screen: &mut S,
+    look: &Renderer,
+    outcome: Outcome,
+    line: &str,
+) -> Result<(), ClientError> {
+    let Outcome::Refused(e) = outcome else {
+        return Ok(());
+    };
+    let mut lines = vec![look.error(&e.to_string())];
+    if matches!(e, ClientError::MessageTooLong) {
+        screen.give_back(line.to_owned());
+        lines.push(
+            look.info(
+                "it is back in the input line: shorten it, or save it to a file and /send that",
+            ),
+        );
     } else {
-        screen.show(vec![look.info("not cleared")], false).await?;
+        screen.typed().await?;
     }
-    Ok(PromptKind::Chat)
+    screen.show(lines, false).await
 }
 
 #[cfg(test)]
