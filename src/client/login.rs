@@ -418,6 +418,71 @@ async fn login(
     })
 }
 
+/// At a locked room: says so, and waits for a member to let us in (the
+/// next frame), at most as long as the room said it would wait.
+async fn wait_to_be_let_in(
+    reader: &mut FrameReader<OwnedReadHalf>,
+    locked_by: String,
+    timeout_secs: u64,
+    on_waiting: impl FnOnce(&Waiting),
+) -> Result<ServerFrame, ClientError> {
+    let timeout = Duration::from_secs(timeout_secs).min(KNOCK_WAIT_MAX);
+    on_waiting(&Waiting { locked_by, timeout });
+    let answer = read_frame(reader, "closed while we waited to be let in");
+    match tokio::time::timeout(timeout + KNOCK_WAIT_GRACE, answer).await {
+        Ok(frame) => frame,
+        Err(_) => Err(ClientError::NotAdmitted(
+            "nobody let us in to the locked room in time".into(),
+        )),
+    }
+}
+
+/// The member list of `init` as we must find it: not too long, no name
+/// twice, and us in it as `username` with id `our_id`.
+fn check_members(users: &[UserInfo], our_id: &str, username: &str) -> Result<(), ClientError> {
+    if users.len() > MAX_ROOM_MEMBERS {
+        return Err(too_many_members());
+    }
+    // Names are who members are to us (private messages and `/verify`
+    // go by name): a room never has two of one name, so a list that
+    // does is a server trying to speak for someone.
+    let mut names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+    names.sort_unstable();
+    if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(protocol(format!(
+            "the server listed two members named {}",
+            pair[0]
+        )));
+    }
+    if !users
+        .iter()
+        .any(|u| u.user_id == our_id && u.username == username)
+    {
+        return Err(ClientError::Tampered(format!(
+            "the room does not list us as {username:?}: our name was changed on the way in"
+        )));
+    }
+    Ok(())
+}
+
+/// What lets us resume this session after a lost connection, if the room
+/// gave it (native rooms do).
+fn resume_state(
+    user_id: Option<String>,
+    token: Option<String>,
+) -> Result<Option<ResumeState>, ClientError> {
+    let (Some(user_id), Some(token)) = (user_id, token) else {
+        return Ok(None);
+    };
+    let token: [u8; 32] = decode(&token, "resume token")?
+        .try_into()
+        .map_err(|_| protocol("the resume token is not 32 bytes"))?;
+    Ok(Some(ResumeState {
+        user_id,
+        token: Key32::new(token),
+    }))
+}
+
 /// Waits at a locked room if need be, then opens the room from `init`.
 async fn enter(
     login: Login,
@@ -439,17 +504,7 @@ async fn enter(
         timeout_secs,
     }) = first
     {
-        let timeout = Duration::from_secs(timeout_secs).min(KNOCK_WAIT_MAX);
-        on_waiting(&Waiting { locked_by, timeout });
-        let answer = read_frame(&mut reader, "closed while we waited to be let in");
-        first = match tokio::time::timeout(timeout + KNOCK_WAIT_GRACE, answer).await {
-            Ok(frame) => frame?,
-            Err(_) => {
-                return Err(ClientError::NotAdmitted(
-                    "nobody let us in to the locked room in time".into(),
-                ));
-            }
-        };
+        first = wait_to_be_let_in(&mut reader, locked_by, timeout_secs, on_waiting).await?;
     }
     let ServerFrame::Event(ServerEvent::Init {
         messages,
@@ -471,31 +526,13 @@ async fn enter(
             ServerFrame::Event(_) => protocol("expected the room's init frame"),
         });
     };
-    if users.len() > MAX_ROOM_MEMBERS || knocking.len() > MAX_ROOM_MEMBERS {
+    if knocking.len() > MAX_ROOM_MEMBERS {
         return Err(too_many_members());
-    }
-    // Names are who members are to us (private messages and `/verify`
-    // go by name): a room never has two of one name, so a list that
-    // does is a server trying to speak for someone.
-    let mut names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
-    names.sort_unstable();
-    if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
-        return Err(protocol(format!(
-            "the server listed two members named {}",
-            pair[0]
-        )));
     }
     // We are in the room under the name we asked for and the id this
     // login was given (or, taking our session over, the session's).
     let our_id = user_id.as_deref().unwrap_or(&login_id);
-    if !users
-        .iter()
-        .any(|u| u.user_id == our_id && u.username == username)
-    {
-        return Err(ClientError::Tampered(format!(
-            "the room does not list us as {username:?}: our name was changed on the way in"
-        )));
-    }
+    check_members(&users, our_id, username)?;
     let room_salt = match transport {
         Transport::Sealed => sealed_salt.ok_or_else(|| protocol("init frame without room salt"))?,
         Transport::Legacy => {
@@ -504,18 +541,7 @@ async fn enter(
     };
     let cipher = RoomCipher::from_password(&password, &decode(&room_salt, "room_salt")?);
     drop(password);
-    let resume = match (user_id, resume_token) {
-        (Some(user_id), Some(token)) => {
-            let token: [u8; 32] = decode(&token, "resume token")?
-                .try_into()
-                .map_err(|_| protocol("the resume token is not 32 bytes"))?;
-            Some(ResumeState {
-                user_id,
-                token: Key32::new(token),
-            })
-        }
-        _ => None,
-    };
+    let resume = resume_state(user_id, resume_token)?;
     Ok(Link {
         reader,
         writer,

@@ -383,44 +383,58 @@ impl Renderer {
                 now,
                 &format!("{} unlocked the room: anyone with the password may join", self.name(by)),
             )),
-            Event::Knock { user } => {
-                let who = sanitize(user);
-                Shown {
-                    lines: vec![format!(
-                        "{} {}",
-                        self.paint(Style::Time, now),
-                        self.paint(
-                            Style::Warning,
-                            &format!(
-                                "{ERROR_MARK} {who} is knocking: /admit {who} to let them in, /deny {who} to turn them away"
-                            )
-                        )
-                    )],
-                    // Someone is waiting at the door: worth a bell.
-                    bell: true,
-                }
-            }
+            Event::Knock { user } => self.knock(user, now),
             Event::KnockResolved { user, outcome, by } => {
-                let who = self.name(user);
-                let text = match (outcome, by) {
-                    (KnockOutcome::Admitted, Some(by)) => format!("{} let {who} in", self.name(by)),
-                    (KnockOutcome::Admitted, None) => format!("{who} was let in"),
-                    (KnockOutcome::Denied, Some(by)) => {
-                        format!("{} turned {who} away", self.name(by))
-                    }
-                    (KnockOutcome::Denied, None) => format!("{who} was turned away"),
-                    (KnockOutcome::Expired, _) => {
-                        format!("{who} stopped waiting: nobody answered in time")
-                    }
-                    (KnockOutcome::Withdrawn, _) => format!("{who} stopped knocking"),
-                };
-                line(self.system_at(now, &text))
+                line(self.system_at(now, &self.knock_resolved(user, *outcome, by.as_deref())))
             }
-            Event::FileSending { name, size } => line(self.system_at(
+            Event::FileSending { .. }
+            | Event::FileIncoming { .. }
+            | Event::FileProgress { .. }
+            | Event::FileSent { .. }
+            | Event::FileReceived { .. }
+            | Event::FileFailed { .. } => line(self.file_event(event, now)),
+        }
+    }
+
+    /// A newcomer knocking at the locked room: worth a bell.
+    fn knock(&self, user: &str, now: &str) -> Shown {
+        let who = sanitize(user);
+        Shown {
+            lines: vec![format!(
+                "{} {}",
+                self.paint(Style::Time, now),
+                self.paint(
+                    Style::Warning,
+                    &format!(
+                        "{ERROR_MARK} {who} is knocking: /admit {who} to let them in, /deny {who} to turn them away"
+                    )
+                )
+            )],
+            bell: true,
+        }
+    }
+
+    /// How a knock ended, and who ended it.
+    fn knock_resolved(&self, user: &str, outcome: KnockOutcome, by: Option<&str>) -> String {
+        let who = self.name(user);
+        match (outcome, by) {
+            (KnockOutcome::Admitted, Some(by)) => format!("{} let {who} in", self.name(by)),
+            (KnockOutcome::Admitted, None) => format!("{who} was let in"),
+            (KnockOutcome::Denied, Some(by)) => format!("{} turned {who} away", self.name(by)),
+            (KnockOutcome::Denied, None) => format!("{who} was turned away"),
+            (KnockOutcome::Expired, _) => format!("{who} stopped waiting: nobody answered in time"),
+            (KnockOutcome::Withdrawn, _) => format!("{who} stopped knocking"),
+        }
+    }
+
+    /// The line for a file event; nothing for any other.
+    fn file_event(&self, event: &Event, now: &str) -> String {
+        match event {
+            Event::FileSending { name, size } => self.system_at(
                 now,
                 &format!("sending {} ({}) to the room", sanitize(name), mib(*size)),
-            )),
-            Event::FileIncoming { from, name, size } => line(self.system_at(
+            ),
+            Event::FileIncoming { from, name, size } => self.system_at(
                 now,
                 &format!(
                     "{} is sending {} ({})",
@@ -428,7 +442,7 @@ impl Renderer {
                     sanitize(name),
                     mib(*size)
                 ),
-            )),
+            ),
             Event::FileProgress {
                 sending,
                 from,
@@ -441,7 +455,7 @@ impl Renderer {
                 } else {
                     format!("from {}", self.name(from))
                 };
-                line(self.system_at(
+                self.system_at(
                     now,
                     &format!(
                         "{} {} ({}) {whose}",
@@ -449,9 +463,9 @@ impl Renderer {
                         sanitize(name),
                         sizes(*done, *size)
                     ),
-                ))
+                )
             }
-            Event::FileSent { name, size } => line(self.system_at(
+            Event::FileSent { name, size } => self.system_at(
                 now,
                 &format!(
                     "{} {} ({}) sent",
@@ -459,13 +473,13 @@ impl Renderer {
                     sanitize(name),
                     mib(*size)
                 ),
-            )),
+            ),
             Event::FileReceived {
                 n,
                 from,
                 name,
                 size,
-            } => line(self.system_at(
+            } => self.system_at(
                 now,
                 &format!(
                     "{} received #{n} {} ({}) from {}: it is in memory only; /save {n} [path] writes it",
@@ -474,7 +488,7 @@ impl Renderer {
                     mib(*size),
                     self.name(from)
                 ),
-            )),
+            ),
             Event::FileFailed {
                 sending,
                 from,
@@ -486,15 +500,16 @@ impl Renderer {
                 } else {
                     format!("{} from {} failed", sanitize(name), sanitize(from))
                 };
-                line(format!(
+                format!(
                     "{} {}",
                     self.paint(Style::Time, now),
                     self.paint(
                         Style::Error,
                         &format!("{ERROR_MARK} {what}: {}", sanitize(reason))
                     )
-                ))
+                )
             }
+            _ => String::new(),
         }
     }
 

@@ -166,16 +166,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let hello = ServerHello::read(next_request(reader).await?, shared.config.allow_legacy)?;
-    // A resume is about the room it was made in. One from another room (this
-    // server was restarted on the same address since) is a fresh join: its
-    // member id and sequence numbers mean nothing here.
-    let same_room = hello.room_id.as_deref() == Some(shared.room.id());
-    let resume = hello.resume.clone().filter(|_| same_room);
-    // A member coming back proves its session's token before anything else,
-    // so the room-wide guessing budget strangers spend never keeps it out.
-    let returning = resume
-        .as_deref()
-        .is_some_and(|id| hello.resume_proved(&shared.room.resume_token(id)));
+    let (resume, returning) = resuming(&hello, shared);
     let who = if returning {
         Login::Returning
     } else {
@@ -205,17 +196,7 @@ where
         })
         .flatten();
 
-    // Three 2048-bit exponentiations: on the login threads, below the relay.
-    let session = {
-        let worker = Arc::clone(shared);
-        let a = hello.a.clone();
-        shared
-            .logins
-            .run(move || ServerSession::start(&worker.secrets.verifier, &a))
-            .await
-            .ok_or_else(|| bad_request("internal error"))?
-            .map_err(|e| bad_request(e.to_string()))?
-    };
+    let session = start_srp(shared, hello.a.clone()).await?;
     let username = hello.username.clone();
     let legacy = hello.legacy;
     let (awaiting, challenge) = hello.challenge(
@@ -248,12 +229,7 @@ where
     let reservation = shared
         .room
         .reserve(&username, user_id, takeover)
-        .map_err(|e| {
-            ErrorReply::new(
-                e.code(),
-                format!("the name {username:?} is taken, or looks like one that is; pick another"),
-            )
-        })?;
+        .map_err(|e| name_taken(e.code(), &username))?;
     writer
         .write(&handshake::welcome(&h_amk, legacy))
         .await
@@ -273,6 +249,40 @@ where
             .filter(|_| resume.is_some())
             .map(|after_seq| Resume { after_seq }),
     })
+}
+
+/// The session a login resumes, if it is one of this room's (one from
+/// another room, made before this server was restarted on the same
+/// address, is a fresh join: its member id and sequence numbers mean
+/// nothing here); and whether the login proved that session's token. A
+/// member coming back proves it before anything else, so the room-wide
+/// guessing budget strangers spend never keeps it out.
+fn resuming(hello: &ServerHello, shared: &Shared) -> (Option<String>, bool) {
+    let same_room = hello.room_id.as_deref() == Some(shared.room.id());
+    let resume = hello.resume.clone().filter(|_| same_room);
+    let returning = resume
+        .as_deref()
+        .is_some_and(|id| hello.resume_proved(&shared.room.resume_token(id)));
+    (resume, returning)
+}
+
+/// The server's half of SRP for the client's `a`: three 2048-bit
+/// exponentiations, on the login threads, below the relay.
+async fn start_srp(shared: &Arc<Shared>, a: Vec<u8>) -> Result<ServerSession, ErrorReply> {
+    let worker = Arc::clone(shared);
+    shared
+        .logins
+        .run(move || ServerSession::start(&worker.secrets.verifier, &a))
+        .await
+        .ok_or_else(|| bad_request("internal error"))?
+        .map_err(|e| bad_request(e.to_string()))
+}
+
+fn name_taken(code: ErrorCode, username: &str) -> ErrorReply {
+    ErrorReply::new(
+        code,
+        format!("the name {username:?} is taken, or looks like one that is; pick another"),
+    )
 }
 
 /// How a knock on a locked room ended, for the knocking connection.
