@@ -12,21 +12,16 @@ use zeroize::Zeroizing;
 use super::error::ClientError;
 use super::event::written_long_before;
 pub use super::event::{ChatMessage, Event, PrivateMessage, Transport, Waiting};
-use super::files::{
-    self, FILE_STALL_TIMEOUT, FileError, INCOMING_MAX, Incoming, Outgoing, RECEIVED_BYTES_MAX,
-    RECEIVED_FILES_MAX, ReceivedFile,
-};
+use super::files::{self, FileError, ReceivedFile};
 use super::login::{Link, LoginFailed, ResumeRequest, ResumeState, RoomIdentity, protocol};
 use super::private::{Outgoing as PrivateOutgoing, PrivateChats, PrivateError};
 use super::receipts::Receipts;
+use super::transfers::Transfers;
 use crate::crypto::private::SafetyCode;
 use crate::crypto::{Password, RoomCipher};
-use crate::protocol::limits::{
-    FILE_META_TOKEN_MAX, FILE_NAME_MAX, FILE_WINDOW, MAX_PRIVATE_TEXT_LEN, MAX_ROOM_MEMBERS,
-    SERVER_SILENCE_LIMIT, file_chunks,
-};
+use crate::protocol::limits::{MAX_PRIVATE_TEXT_LEN, MAX_ROOM_MEMBERS, SERVER_SILENCE_LIMIT};
 use crate::protocol::wire::{
-    ClientFrame, ErrorCode, FileMeta, MessageData, MessagePlaintext, PrivateEnvelope, ServerEvent,
+    ClientFrame, ErrorCode, MessageData, MessagePlaintext, PrivateEnvelope, ServerEvent,
     ServerFrame, UserInfo,
 };
 use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
@@ -145,16 +140,8 @@ pub struct Client {
     locked: Option<String>,
     /// Newcomers knocking right now, in arrival order.
     knocking: Vec<String>,
-    /// The largest file we send or accept: the room's, within our own cap.
-    max_file_size: u64,
-    /// The file we are sending, if any (one at a time).
-    outgoing: Option<Outgoing>,
-    /// Files arriving (at most [`INCOMING_MAX`]).
-    incoming: Vec<Incoming>,
-    /// Files received whole, oldest first, until forgotten.
-    received: VecDeque<ReceivedFile>,
-    /// The number the next received file gets.
-    next_file: usize,
+    /// Files both ways, and those received, with the room's file size limit.
+    transfers: Transfers,
 }
 
 impl std::fmt::Debug for Client {
@@ -263,11 +250,7 @@ impl Client {
             departed: VecDeque::new(),
             locked: link.locked,
             knocking: link.knocking,
-            max_file_size: link.max_file_size,
-            outgoing: None,
-            incoming: Vec::new(),
-            received: VecDeque::new(),
-            next_file: 1,
+            transfers: Transfers::new(&config_username, link.max_file_size),
         };
         for data in link.messages {
             let event = client.message_event(data, true);
@@ -477,7 +460,7 @@ impl Client {
 
     /// The largest file this room takes, in bytes.
     pub fn max_file_size(&self) -> u64 {
-        self.max_file_size
+        self.transfers.max_file_size()
     }
 
     /// 1.x servers know nothing of locks or files; asking one would be
@@ -523,23 +506,13 @@ impl Client {
     /// Progress and the end come as events. One file at a time.
     pub async fn send_file(&mut self, path: &Path) -> Result<(), ClientError> {
         self.require_native("sharing files")?;
-        self.not_sending()?;
-        let contents = files::read_for_sending(path, self.max_file_size).await?;
+        self.transfers.not_sending()?;
+        let contents = files::read_for_sending(path, self.transfers.max_file_size()).await?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
         self.send_file_bytes(&name, contents).await
-    }
-
-    fn not_sending(&self) -> Result<(), ClientError> {
-        match &self.outgoing {
-            Some(o) => Err(FileError::Busy {
-                name: o.name.clone(),
-            }
-            .into()),
-            None => Ok(()),
-        }
     }
 
     /// Like [`Client::send_file`], for contents already in memory.
@@ -550,58 +523,17 @@ impl Client {
     ) -> Result<(), ClientError> {
         self.require_native("sharing files")?;
         self.connected()?;
-        self.not_sending()?;
-        let size = contents.len() as u64;
-        if size > self.max_file_size {
-            return Err(FileError::TooLarge {
-                path: PathBuf::from(name),
-                size,
-                limit: self.max_file_size,
-            }
-            .into());
-        }
-        let mut name = name.to_owned();
-        while name.len() > FILE_NAME_MAX {
-            name.pop();
-        }
-        let meta = FileMeta {
-            from: self.config.username.clone(),
-            name: name.clone(),
-            size,
-            sha256: files::sha256_hex(&contents),
-        };
-        let meta_json =
-            zeroize::Zeroizing::new(serde_json::to_vec(&meta).expect("metadata serializes"));
-        let meta_token = self.cipher.encrypt_file_part(&meta_json);
-        if meta_token.len() > FILE_META_TOKEN_MAX {
-            return Err(protocol("the file's description does not fit an offer"));
-        }
-        let chunks = u32::try_from(file_chunks(size)).expect("bounded by MAX_FILE_SIZE_CAP");
-        let id = uuid::Uuid::new_v4().to_string();
-        self.writer.queue(&ClientFrame::FileOffer {
-            id: id.clone(),
-            chunks,
-            meta: meta_token,
-        })?;
-        self.outgoing = Some(Outgoing {
-            id,
-            name: name.clone(),
-            contents,
-            chunks,
-            sent: 0,
-            acked: 0,
-            step: 0,
-            last_ack: tokio::time::Instant::now(),
-        });
-        self.pending.push_back(Event::FileSending { name, size });
-        self.pump()?;
+        let now = tokio::time::Instant::now();
+        let out = self.transfers.send(&self.cipher, name, contents, now)?;
+        self.queue_frames(out.frames)?;
+        self.pending.extend(out.events);
         self.flush().await?;
         Ok(())
     }
 
     /// Whether a file of ours is still on its way.
     pub fn sending(&self) -> bool {
-        self.outgoing.is_some()
+        self.transfers.sending()
     }
 
     /// Whether a message of ours awaits the server's receipt. Each one ends
@@ -619,7 +551,7 @@ impl Client {
 
     /// Files received whole, oldest first, numbered for [`Client::save_file`].
     pub fn received_files(&self) -> impl Iterator<Item = &ReceivedFile> {
-        self.received.iter()
+        self.transfers.received()
     }
 
     /// Writes received file `n` to `path` (a file, or a directory to put it
@@ -631,7 +563,7 @@ impl Client {
         n: usize,
         path: Option<&Path>,
     ) -> Result<PathBuf, ClientError> {
-        let Some(file) = self.received.iter_mut().find(|f| f.n == n) else {
+        let Some(file) = self.transfers.received_mut(n) else {
             return Err(FileError::NoSuchFile(n).into());
         };
         let target =
@@ -644,38 +576,20 @@ impl Client {
         Ok(target)
     }
 
-    /// Queues as many chunks of the outgoing file as the window allows.
-    fn pump(&mut self) -> Result<(), ClientError> {
-        let Some(out) = self.outgoing.as_mut() else {
-            return Ok(());
-        };
-        while out.sent < out.chunks && out.sent < out.acked + FILE_WINDOW {
-            let data = self.cipher.encrypt_file_part(out.chunk(out.sent));
-            self.writer.queue(&ClientFrame::FileChunk {
-                id: out.id.clone(),
-                index: out.sent,
-                data,
-            })?;
-            out.sent += 1;
+    /// Queues `frames` for the next flush.
+    fn queue_frames(&mut self, frames: Vec<ClientFrame>) -> Result<(), ClientError> {
+        for frame in &frames {
+            self.writer.queue(frame)?;
         }
         Ok(())
     }
 
     /// Gives up on the outgoing file: the room has not taken any of it for
-    /// [`FILE_STALL_TIMEOUT`].
+    /// [`FILE_STALL_TIMEOUT`](super::files::FILE_STALL_TIMEOUT).
     fn stall_outgoing(&mut self) -> Result<(), ClientError> {
-        if let Some(out) = self.outgoing.take() {
-            self.writer.queue(&ClientFrame::FileCancel { id: out.id })?;
-            self.pending.push_back(Event::FileFailed {
-                sending: true,
-                from: self.config.username.clone(),
-                name: out.name,
-                reason: format!(
-                    "the room took none of it for {} s; cancelled",
-                    FILE_STALL_TIMEOUT.as_secs()
-                ),
-            });
-        }
+        let out = self.transfers.stalled();
+        self.queue_frames(out.frames)?;
+        self.pending.extend(out.events);
         Ok(())
     }
 
@@ -761,10 +675,7 @@ impl Client {
                 Transport::Legacy => None,
             };
             // An outgoing file the room stopped taking.
-            let stall_deadline = self
-                .outgoing
-                .as_ref()
-                .map(|o| o.last_ack + FILE_STALL_TIMEOUT);
+            let stall_deadline = self.transfers.stall_deadline();
             // Whichever comes first: silence, a receipt overdue, a private
             // handshake's deadline, a stalled file.
             let deadline = if buffered {
@@ -845,22 +756,8 @@ impl Client {
         }
         let attempt = 1 + self.quick_drops;
         // Transfers do not survive the connection: say which ended.
-        if let Some(out) = self.outgoing.take() {
-            self.pending.push_back(Event::FileFailed {
-                sending: true,
-                from: self.config.username.clone(),
-                name: out.name.clone(),
-                reason: "the connection was lost; send it again".into(),
-            });
-        }
-        for incoming in std::mem::take(&mut self.incoming) {
-            self.pending.push_back(Event::FileFailed {
-                sending: false,
-                from: incoming.from.clone(),
-                name: incoming.meta.name.clone(),
-                reason: "the connection was lost; nothing was kept".into(),
-            });
-        }
+        let ended = self.transfers.connection_lost();
+        self.pending.extend(ended);
         // What was in flight may or may not have been stored: say so.
         let lost = self.receipts.connection_lost();
         self.pending.extend(lost);
@@ -958,7 +855,7 @@ impl Client {
         self.names_inside = link.names_inside;
         self.locked = link.locked;
         self.knocking = link.knocking;
-        self.max_file_size = link.max_file_size;
+        self.transfers.set_max_file_size(link.max_file_size);
         // A restarted server is a new room: its numbers start again, and
         // whoever we knew there is gone.
         let restarted = link.room != self.room;
@@ -1147,16 +1044,32 @@ impl Client {
                     id,
                     chunks,
                     meta,
-                } => return Ok(self.file_offer(from, id, chunks, &meta)),
+                } => {
+                    let event = self
+                        .transfers
+                        .offered(&self.cipher, from, id, chunks, &meta);
+                    self.pending.extend(event);
+                    return Ok(None);
+                }
                 ServerEvent::FileChunk {
                     from,
                     id,
                     index,
                     data,
-                } => return Ok(self.file_chunk(&from, &id, index, &data)),
-                ServerEvent::FileAck { id, index } => return self.file_ack(&id, index),
+                } => {
+                    let events = self.transfers.chunk(&self.cipher, &from, &id, index, &data);
+                    self.pending.extend(events);
+                    return Ok(None);
+                }
+                ServerEvent::FileAck { id, index } => {
+                    let now = tokio::time::Instant::now();
+                    let out = self.transfers.acked(&self.cipher, &id, index, now);
+                    self.queue_frames(out.frames)?;
+                    self.pending.extend(out.events);
+                    return Ok(None);
+                }
                 ServerEvent::FileAborted { from, id, reason } => {
-                    return Ok(self.file_aborted(from, &id, reason));
+                    return Ok(self.transfers.aborted(from, &id, reason));
                 }
             },
         };
@@ -1220,211 +1133,6 @@ impl Client {
                 Ok(())
             }
         }
-    }
-
-    /// Someone offers a file: accept it into memory if it is within bounds.
-    fn file_offer(&mut self, from: String, id: String, chunks: u32, meta: &str) -> Option<Event> {
-        if self.incoming.iter().any(|i| i.from == from && i.id == id) {
-            return None;
-        }
-        let meta: FileMeta = match self
-            .cipher
-            .decrypt_file_part(meta)
-            .ok()
-            .and_then(|plain| serde_json::from_slice(&plain).ok())
-        {
-            Some(meta) => meta,
-            None => {
-                return Some(Event::Error {
-                    message: format!("a file offer from {from} could not be decrypted; ignored"),
-                });
-            }
-        };
-        if meta.from != from {
-            return Some(Event::Error {
-                message: format!(
-                    "a file offer from {from} was written by {}; ignored",
-                    meta.from
-                ),
-            });
-        }
-        let declined = |reason: String| Event::FileFailed {
-            sending: false,
-            from: from.clone(),
-            name: meta.name.clone(),
-            reason: format!("not accepted: {reason}"),
-        };
-        if let Err(reason) = files::check_offer(&meta, chunks, self.max_file_size) {
-            return Some(declined(reason));
-        }
-        if self.incoming.len() >= INCOMING_MAX {
-            return Some(declined(format!("already receiving {INCOMING_MAX} files")));
-        }
-        let event = Event::FileIncoming {
-            from: from.clone(),
-            name: meta.name.clone(),
-            size: meta.size,
-        };
-        self.incoming.push(Incoming {
-            from,
-            id,
-            data: zeroize::Zeroizing::new(Vec::with_capacity(meta.size as usize)),
-            meta,
-            chunks,
-            received: 0,
-            step: 0,
-        });
-        Some(event)
-    }
-
-    /// A piece of a file arrives: add it, report progress, and keep the file
-    /// once it is whole and matches its checksum.
-    fn file_chunk(&mut self, from: &str, id: &str, index: u32, data: &str) -> Option<Event> {
-        let pos = self
-            .incoming
-            .iter()
-            .position(|i| i.from == from && i.id == id)?;
-        let incoming = &mut self.incoming[pos];
-        let added = if index != incoming.received {
-            Err(format!(
-                "chunk {index} arrived where {} was due",
-                incoming.received
-            ))
-        } else {
-            match self.cipher.decrypt_file_part(data) {
-                Ok(plain) => incoming.push(&plain),
-                Err(_) => Err("a piece of it could not be decrypted".into()),
-            }
-        };
-        if let Err(reason) = added {
-            let incoming = self.incoming.remove(pos);
-            return Some(Event::FileFailed {
-                sending: false,
-                from: incoming.from,
-                name: incoming.meta.name.clone(),
-                reason: format!("{reason}; discarded"),
-            });
-        }
-        if !incoming.complete() {
-            let done = incoming.data.len() as u64;
-            let step = files::progress_step(done, incoming.meta.size);
-            if step <= incoming.step {
-                return None;
-            }
-            incoming.step = step;
-            return Some(Event::FileProgress {
-                sending: false,
-                from: incoming.from.clone(),
-                name: incoming.meta.name.clone(),
-                done,
-                size: incoming.meta.size,
-            });
-        }
-        let incoming = self.incoming.remove(pos);
-        if files::sha256_hex(&incoming.data) != incoming.meta.sha256 {
-            return Some(Event::FileFailed {
-                sending: false,
-                from: incoming.from,
-                name: incoming.meta.name.clone(),
-                reason: "it does not match its checksum; discarded".into(),
-            });
-        }
-        let n = self.next_file;
-        self.next_file += 1;
-        let size = incoming.meta.size;
-        let file = ReceivedFile {
-            n,
-            from: incoming.from.clone(),
-            name: incoming.meta.name.clone(),
-            contents: incoming.data,
-            saved: None,
-        };
-        self.received.push_back(file);
-        self.forget_old_files();
-        Some(Event::FileReceived {
-            n,
-            from: incoming.from,
-            name: incoming.meta.name,
-            size,
-        })
-    }
-
-    /// Keeps received files within [`RECEIVED_FILES_MAX`] and
-    /// [`RECEIVED_BYTES_MAX`], forgetting the oldest (and saying so).
-    fn forget_old_files(&mut self) {
-        while self.received.len() > 1
-            && (self.received.len() > RECEIVED_FILES_MAX
-                || self.received.iter().map(ReceivedFile::size).sum::<u64>() > RECEIVED_BYTES_MAX)
-        {
-            let Some(old) = self.received.pop_front() else {
-                break;
-            };
-            let kept = if old.saved.is_some() {
-                "it was saved"
-            } else {
-                "it was never saved"
-            };
-            self.pending.push_back(Event::Error {
-                message: format!(
-                    "received file #{} ({}) forgotten to make room ({kept})",
-                    old.n, old.name
-                ),
-            });
-        }
-    }
-
-    /// The server passed on our chunks up to `index`: send more, or finish.
-    fn file_ack(&mut self, id: &str, index: u32) -> Result<Option<Event>, ClientError> {
-        let Some(out) = self.outgoing.as_mut().filter(|o| o.id == id) else {
-            return Ok(None);
-        };
-        out.acked = out.acked.max(index.saturating_add(1)).min(out.sent);
-        out.last_ack = tokio::time::Instant::now();
-        if out.acked == out.chunks {
-            let out = self.outgoing.take().expect("just seen");
-            return Ok(Some(Event::FileSent {
-                size: out.size(),
-                name: out.name.clone(),
-            }));
-        }
-        let (done, size) = (out.done(), out.size());
-        let step = files::progress_step(done, size);
-        let progress = (step > out.step).then(|| {
-            out.step = step;
-            Event::FileProgress {
-                sending: true,
-                from: self.config.username.clone(),
-                name: out.name.clone(),
-                done,
-                size,
-            }
-        });
-        self.pump()?;
-        Ok(progress)
-    }
-
-    /// A transfer ended early: ours (refused) or someone else's.
-    fn file_aborted(&mut self, from: String, id: &str, reason: String) -> Option<Event> {
-        if from == self.config.username && self.outgoing.as_ref().is_some_and(|o| o.id == id) {
-            let out = self.outgoing.take().expect("just seen");
-            return Some(Event::FileFailed {
-                sending: true,
-                from,
-                name: out.name.clone(),
-                reason,
-            });
-        }
-        let pos = self
-            .incoming
-            .iter()
-            .position(|i| i.from == from && i.id == id)?;
-        let incoming = self.incoming.remove(pos);
-        Some(Event::FileFailed {
-            sending: false,
-            from,
-            name: incoming.meta.name.clone(),
-            reason,
-        })
     }
 
     /// `None` for a message already shown: the server numbers a room's

@@ -5,9 +5,11 @@
 //!   the terminal UI cannot run.
 //! - [`script`]: JSON events out, lines in, for programs.
 //!
-//! [`private`] holds the per-peer state of private conversations, and
-//! `receipts` our messages between sending and their receipt; the core
-//! drives both.
+//! [`private`] holds the per-peer state of private conversations,
+//! `receipts` our messages between sending and their receipt, and
+//! `transfers` the files on their way in and out; the core drives all
+//! three, which do no I/O. [`files`] reads what is sent and saves what was
+//! received.
 //!
 //! The two human front ends share [`command`] (what a typed line means) and
 //! [`render`] (what an event looks like); everything a peer sent passes
@@ -27,6 +29,7 @@ pub mod sanitize;
 pub mod script;
 mod session;
 pub mod terminal;
+mod transfers;
 pub mod typed_path;
 
 pub use crate::protocol::wire::KnockOutcome;
