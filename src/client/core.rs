@@ -6,25 +6,26 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use zeroize::Zeroizing;
 
 use super::error::ClientError;
 use super::event::written_long_before;
 pub use super::event::{ChatMessage, Event, PrivateMessage, Transport, Waiting};
 use super::files::{self, FileError, ReceivedFile};
-use super::login::{Link, LoginFailed, ResumeRequest, ResumeState, RoomIdentity, protocol};
+use super::login::{
+    Connection, Link, LoginFailed, ResumeRequest, ResumeState, RoomIdentity, protocol,
+};
 use super::private::{Outgoing as PrivateOutgoing, PrivateChats, PrivateError};
 use super::receipts::Receipts;
 use super::transfers::Transfers;
+use crate::crypto::Password;
 use crate::crypto::private::SafetyCode;
-use crate::crypto::{Password, RoomCipher};
 use crate::protocol::limits::{MAX_PRIVATE_TEXT_LEN, MAX_ROOM_MEMBERS, SERVER_SILENCE_LIMIT};
 use crate::protocol::wire::{
     ClientFrame, ErrorCode, MessageData, MessagePlaintext, PrivateEnvelope, ServerEvent,
     ServerFrame, UserInfo,
 };
-use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
+use crate::protocol::{FrameError, token, username};
 
 /// Time allowed to open the TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,11 +94,10 @@ impl Drop for Broken {
 
 /// A member of a room.
 pub struct Client {
-    reader: FrameReader<OwnedReadHalf>,
-    writer: FrameWriter<OwnedWriteHalf>,
-    cipher: RoomCipher,
-    /// Whether messages carry their writer's name ([`MessagePlaintext`]).
-    names_inside: bool,
+    /// The connection and the room key: replaced whole on a reconnect.
+    conn: Connection,
+    /// Whether the server is native or 1.x, as the first login found; a
+    /// reconnection happens only to a native one.
     transport: Transport,
     /// Kept (wiped on drop) so a lost connection can log in again.
     config: ClientConfig,
@@ -225,10 +225,7 @@ impl Client {
         let config_username = config.username.clone();
         let history_count = link.replayed();
         let mut client = Client {
-            reader: link.reader,
-            writer: link.writer,
-            cipher: link.cipher,
-            names_inside: link.names_inside,
+            conn: link.conn,
             transport: link.transport,
             config,
             users: link.users,
@@ -426,8 +423,8 @@ impl Client {
         for PrivateOutgoing { to, envelope } in frames {
             let json =
                 Zeroizing::new(serde_json::to_string(&envelope).expect("envelopes serialize"));
-            let body = self.cipher.encrypt(&json);
-            self.writer.queue(&ClientFrame::Private { to, body })?;
+            let body = self.conn.cipher.encrypt(&json);
+            self.conn.writer.queue(&ClientFrame::Private { to, body })?;
         }
         self.pending.extend(events);
         Ok(())
@@ -524,7 +521,9 @@ impl Client {
         self.require_native("sharing files")?;
         self.connected()?;
         let now = tokio::time::Instant::now();
-        let out = self.transfers.send(&self.cipher, name, contents, now)?;
+        let out = self
+            .transfers
+            .send(&self.conn.cipher, name, contents, now)?;
         self.queue_frames(out.frames)?;
         self.pending.extend(out.events);
         self.flush().await?;
@@ -579,7 +578,7 @@ impl Client {
     /// Queues `frames` for the next flush.
     fn queue_frames(&mut self, frames: Vec<ClientFrame>) -> Result<(), ClientError> {
         for frame in &frames {
-            self.writer.queue(frame)?;
+            self.conn.writer.queue(frame)?;
         }
         Ok(())
     }
@@ -595,7 +594,7 @@ impl Client {
 
     async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         self.connected()?;
-        self.writer.queue(frame)?;
+        self.conn.writer.queue(frame)?;
         self.flush().await
     }
 
@@ -613,7 +612,8 @@ impl Client {
     /// talking, and must not hold us in a write any more than in a read (a
     /// slow link that keeps taking bytes is fine). Cancel-safe.
     async fn flush_within_silence(&mut self) -> Result<(), FrameError> {
-        self.writer
+        self.conn
+            .writer
             .flush_unless_stalled(Some(self.silence_limit))
             .await
     }
@@ -647,7 +647,7 @@ impl Client {
             // Private handshake answers are queued while frames are read;
             // a flush cancelled last time finishes here.
             if self.broken.is_none()
-                && self.writer.has_unsent()
+                && self.conn.writer.has_unsent()
                 && let Err(e) = self.flush_within_silence().await
             {
                 self.lost(e.to_string())?;
@@ -668,7 +668,7 @@ impl Client {
             }
             // A frame left in the record read last is there at once: no
             // deadline to arm (a busy member's records hold dozens).
-            let buffered = self.reader.has_buffered_frame();
+            let buffered = self.conn.reader.has_buffered_frame();
             let silence_deadline = match self.transport {
                 // Native servers ping; silence means the connection is dead.
                 Transport::Sealed => Some(self.last_heard + self.silence_limit),
@@ -691,7 +691,7 @@ impl Client {
                 .flatten()
                 .min()
             };
-            let read = self.reader.read_server_frame();
+            let read = self.conn.reader.read_server_frame();
             let read = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
                     Ok(read) => read,
@@ -724,7 +724,7 @@ impl Client {
             // Heard from as of the end of the record just used up: measured
             // from when its frames were consumed, a slow consumer of a long
             // record is not mistaken for a silent server.
-            if !self.reader.has_buffered_frame() {
+            if !self.conn.reader.has_buffered_frame() {
                 self.last_heard = tokio::time::Instant::now();
             }
             if let ServerFrame::Event(ServerEvent::Ping) = frame {
@@ -847,12 +847,8 @@ impl Client {
         self.broken = None;
         self.reconnected_at = Some(tokio::time::Instant::now());
         let missed = link.replayed();
-        self.reader = link.reader;
-        self.writer = link.writer;
-        // Derived from this login's room salt: a restarted server's is new,
-        // and so is its room key.
-        self.cipher = link.cipher;
-        self.names_inside = link.names_inside;
+        // The room key comes with it: a restarted server's is new.
+        self.conn = link.conn;
         self.locked = link.locked;
         self.knocking = link.knocking;
         self.transfers.set_max_file_size(link.max_file_size);
@@ -1047,7 +1043,7 @@ impl Client {
                 } => {
                     let event = self
                         .transfers
-                        .offered(&self.cipher, from, id, chunks, &meta);
+                        .offered(&self.conn.cipher, from, id, chunks, &meta);
                     self.pending.extend(event);
                     return Ok(None);
                 }
@@ -1057,13 +1053,15 @@ impl Client {
                     index,
                     data,
                 } => {
-                    let events = self.transfers.chunk(&self.cipher, &from, &id, index, &data);
+                    let events = self
+                        .transfers
+                        .chunk(&self.conn.cipher, &from, &id, index, &data);
                     self.pending.extend(events);
                     return Ok(None);
                 }
                 ServerEvent::FileAck { id, index } => {
                     let now = tokio::time::Instant::now();
-                    let out = self.transfers.acked(&self.cipher, &id, index, now);
+                    let out = self.transfers.acked(&self.conn.cipher, &id, index, now);
                     self.queue_frames(out.frames)?;
                     self.pending.extend(out.events);
                     return Ok(None);
@@ -1113,6 +1111,7 @@ impl Client {
             return Ok(());
         };
         let envelope = self
+            .conn
             .cipher
             .decrypt(body)
             .map_err(|e| e.to_string())
@@ -1169,15 +1168,15 @@ impl Client {
     /// The Fernet token for `text`: with our name inside it in rooms whose
     /// messages carry one.
     fn seal_message(&self, text: &str) -> String {
-        if !self.names_inside {
-            return self.cipher.encrypt(text);
+        if !self.conn.names_inside {
+            return self.conn.cipher.encrypt(text);
         }
         let plaintext = MessagePlaintext {
             from: self.config.username.as_str().into(),
             text: text.into(),
         };
         let json = Zeroizing::new(serde_json::to_string(&plaintext).expect("plaintexts serialize"));
-        self.cipher.encrypt(&json)
+        self.conn.cipher.encrypt(&json)
     }
 
     /// The text of the token `token` the server says `from` sent. In rooms
@@ -1185,8 +1184,8 @@ impl Client {
     /// otherwise the server (which cannot write a token) has moved one
     /// member's words under another's name.
     fn open_message(&self, token: &str, from: &str) -> Result<String, String> {
-        let text = self.cipher.decrypt(token).map_err(|e| e.to_string())?;
-        if !self.names_inside {
+        let text = self.conn.cipher.decrypt(token).map_err(|e| e.to_string())?;
+        if !self.conn.names_inside {
             return Ok(text);
         }
         let text = Zeroizing::new(text);
@@ -1211,9 +1210,9 @@ impl Client {
         }
         let goodbye = async {
             if self.transport == Transport::Sealed {
-                self.writer.queue(&ClientFrame::Leave)?;
+                self.conn.writer.queue(&ClientFrame::Leave)?;
             }
-            self.writer.shutdown().await
+            self.conn.writer.shutdown().await
         };
         match tokio::time::timeout(LEAVE_DEADLINE, goodbye).await {
             Ok(done) => Ok(done?),
