@@ -22,8 +22,8 @@ use crate::crypto::Password;
 use crate::crypto::private::SafetyCode;
 use crate::protocol::limits::{MAX_PRIVATE_TEXT_LEN, MAX_ROOM_MEMBERS, SERVER_SILENCE_LIMIT};
 use crate::protocol::wire::{
-    ClientFrame, ErrorCode, MessageData, MessagePlaintext, PrivateEnvelope, ServerEvent,
-    ServerFrame, UserInfo,
+    ClientFrame, ErrorCode, ErrorReply, MessageData, MessagePlaintext, PrivateEnvelope,
+    ServerEvent, ServerFrame, UserInfo,
 };
 use crate::protocol::{FrameError, token, username};
 
@@ -734,9 +734,7 @@ impl Client {
                 }
             }
             // Synchronous: a cancelled call never leaves a frame half applied.
-            if let Some(event) = self.apply(frame)? {
-                self.pending.push_back(event);
-            }
+            self.apply(frame)?;
         }
     }
 
@@ -923,155 +921,184 @@ impl Client {
         self.users = users;
     }
 
-    fn apply(&mut self, frame: ServerFrame) -> Result<Option<Event>, ClientError> {
+    /// Applies one frame from the server: its events join `pending`, in
+    /// order. Pings are answered before this. An error ends the session.
+    fn apply(&mut self, frame: ServerFrame) -> Result<(), ClientError> {
         let event = match frame {
-            ServerFrame::Error(e) => match e.code {
-                Some(ErrorCode::ShuttingDown) => return Err(ClientError::RoomClosed),
-                Some(ErrorCode::TooSlow | ErrorCode::Idle | ErrorCode::Replaced) => {
-                    return Err(ClientError::Kicked(e.error));
-                }
-                _ if e.to.is_some() => {
-                    let to = e.to.unwrap_or_default();
-                    let name = self.name_of(&to).unwrap_or_else(|| "someone".into());
-                    let unreachable = matches!(
-                        e.code,
-                        Some(ErrorCode::NoSuchUser | ErrorCode::PrivateUnsupported)
-                    );
-                    let events = self.private.refused(&to, &name, &e.error, unreachable);
-                    self.pending.extend(events);
-                    return Ok(None);
-                }
-                _ => match e.reference {
-                    // A refusal of one of our messages: report that message failed.
-                    Some(reference) => match self.receipts.refused(reference, e.error.clone()) {
-                        Some(failed) => failed,
-                        None => Event::Error { message: e.error },
-                    },
-                    None => Event::Error { message: e.error },
-                },
-            },
-            ServerFrame::Event(event) => match event {
-                ServerEvent::Message { data } => match self.message_event(data, false) {
-                    Some(event) => event,
-                    None => return Ok(None),
-                },
-                ServerEvent::History { messages } => {
-                    let history = self.replay_is_history;
-                    for data in messages {
-                        let event = self.message_event(data, history);
-                        self.pending.extend(event);
-                    }
-                    return Ok(None);
-                }
-                ServerEvent::UserJoined { user_id, username } => {
-                    // An id we know under another name is someone else now
-                    // (as on a reconnect): the member it was has left, and
-                    // the keys agreed with them go too, so they can never
-                    // speak for the new name.
-                    if let Some(pos) = self.users.iter().position(|u| u.user_id == user_id) {
-                        let known = self.users.remove(pos);
-                        if known.username != username {
-                            self.member_left(known);
-                        }
-                    } else if self.users.len() >= MAX_ROOM_MEMBERS {
-                        return Err(too_many_members());
-                    }
-                    // Likewise a name we know under another id: whoever held
-                    // it has left, with the keys agreed with them, so the
-                    // newcomer never inherits a verified name.
-                    if let Some(pos) = self.users.iter().position(|u| u.username == username) {
-                        let known = self.users.remove(pos);
-                        self.member_left(known);
-                    }
-                    self.users.push(UserInfo {
-                        user_id,
-                        username: username.clone(),
-                    });
-                    Event::Joined { user: username }
-                }
-                ServerEvent::UserLeft { user_id } => {
-                    let Some(pos) = self.users.iter().position(|u| u.user_id == user_id) else {
-                        return Ok(None);
-                    };
-                    let user = self.users.remove(pos);
-                    self.member_left(user);
-                    return Ok(None);
-                }
-                ServerEvent::Cleared => Event::Cleared,
-                ServerEvent::Closing { .. } => return Err(ClientError::RoomClosed),
-                ServerEvent::Notice { text } => Event::Notice { message: text },
-                ServerEvent::Sent { reference, seq } => {
-                    self.receipts.confirmed(reference);
-                    Event::Sent { reference, seq }
-                }
-                ServerEvent::Ping => return Ok(None),
-                ServerEvent::Private {
-                    from,
-                    from_name,
-                    body,
-                } => {
-                    self.private_frame(&from, &from_name, &body)?;
-                    return Ok(None);
-                }
-                ServerEvent::Init { .. } => return Err(protocol("a second init frame")),
-                ServerEvent::Waiting { .. } => return Err(protocol("a waiting frame after init")),
-                ServerEvent::Locked { by } => {
-                    self.locked = Some(by.clone());
-                    Event::Locked { by }
-                }
-                ServerEvent::Unlocked { by } => {
-                    self.locked = None;
-                    Event::Unlocked { by }
-                }
-                ServerEvent::Knock { user } => {
-                    self.knocking.retain(|u| *u != user);
-                    if self.knocking.len() >= MAX_ROOM_MEMBERS {
-                        return Err(too_many_members());
-                    }
-                    self.knocking.push(user.clone());
-                    Event::Knock { user }
-                }
-                ServerEvent::KnockResolved { user, outcome, by } => {
-                    self.knocking.retain(|u| *u != user);
-                    Event::KnockResolved { user, outcome, by }
-                }
-                ServerEvent::FileOffer {
-                    from,
-                    id,
-                    chunks,
-                    meta,
-                } => {
-                    let event = self
-                        .transfers
-                        .offered(&self.conn.cipher, from, id, chunks, &meta);
-                    self.pending.extend(event);
-                    return Ok(None);
-                }
-                ServerEvent::FileChunk {
-                    from,
-                    id,
-                    index,
-                    data,
-                } => {
-                    let events = self
-                        .transfers
-                        .chunk(&self.conn.cipher, &from, &id, index, &data);
-                    self.pending.extend(events);
-                    return Ok(None);
-                }
-                ServerEvent::FileAck { id, index } => {
-                    let now = tokio::time::Instant::now();
-                    let out = self.transfers.acked(&self.conn.cipher, &id, index, now);
-                    self.queue_frames(out.frames)?;
-                    self.pending.extend(out.events);
-                    return Ok(None);
-                }
-                ServerEvent::FileAborted { from, id, reason } => {
-                    return Ok(self.transfers.aborted(from, &id, reason));
-                }
-            },
+            ServerFrame::Error(refusal) => return self.on_refusal(refusal),
+            ServerFrame::Event(event) => event,
         };
-        Ok(Some(event))
+        match event {
+            ServerEvent::Message { data } => {
+                let event = self.message_event(data, false);
+                self.pending.extend(event);
+            }
+            ServerEvent::History { messages } => self.on_history(messages),
+            ServerEvent::Sent { reference, seq } => {
+                self.receipts.confirmed(reference);
+                self.pending.push_back(Event::Sent { reference, seq });
+            }
+            ServerEvent::UserJoined { user_id, username } => self.on_joined(user_id, username)?,
+            ServerEvent::UserLeft { user_id } => self.on_left(&user_id),
+            ServerEvent::Private {
+                from,
+                from_name,
+                body,
+            } => self.private_frame(&from, &from_name, &body)?,
+            ServerEvent::Cleared => self.pending.push_back(Event::Cleared),
+            ServerEvent::Notice { text } => self.pending.push_back(Event::Notice { message: text }),
+            ServerEvent::Ping => {}
+            ServerEvent::Closing { .. } => return Err(ClientError::RoomClosed),
+            ServerEvent::Init { .. } => return Err(protocol("a second init frame")),
+            ServerEvent::Waiting { .. } => return Err(protocol("a waiting frame after init")),
+            ServerEvent::Locked { by } => {
+                self.locked = Some(by.clone());
+                self.pending.push_back(Event::Locked { by });
+            }
+            ServerEvent::Unlocked { by } => {
+                self.locked = None;
+                self.pending.push_back(Event::Unlocked { by });
+            }
+            ServerEvent::Knock { user } => self.on_knock(user)?,
+            ServerEvent::KnockResolved { user, outcome, by } => {
+                self.knocking.retain(|u| *u != user);
+                let event = Event::KnockResolved { user, outcome, by };
+                self.pending.push_back(event);
+            }
+            ServerEvent::FileOffer {
+                from,
+                id,
+                chunks,
+                meta,
+            } => self.on_file_offer(from, id, chunks, &meta),
+            ServerEvent::FileChunk {
+                from,
+                id,
+                index,
+                data,
+            } => self.on_file_chunk(&from, &id, index, &data),
+            ServerEvent::FileAck { id, index } => self.on_file_ack(&id, index)?,
+            ServerEvent::FileAborted { from, id, reason } => {
+                let event = self.transfers.aborted(from, &id, reason);
+                self.pending.extend(event);
+            }
+        }
+        Ok(())
+    }
+
+    /// The server refused something or is sending us away: a refusal of a
+    /// private frame goes to that conversation, one of our messages is
+    /// reported failed, anything else is shown.
+    fn on_refusal(&mut self, refusal: ErrorReply) -> Result<(), ClientError> {
+        match refusal.code {
+            Some(ErrorCode::ShuttingDown) => return Err(ClientError::RoomClosed),
+            Some(ErrorCode::TooSlow | ErrorCode::Idle | ErrorCode::Replaced) => {
+                return Err(ClientError::Kicked(refusal.error));
+            }
+            _ => {}
+        }
+        if let Some(to) = refusal.to {
+            let name = self.name_of(&to).unwrap_or_else(|| "someone".into());
+            let unreachable = matches!(
+                refusal.code,
+                Some(ErrorCode::NoSuchUser | ErrorCode::PrivateUnsupported)
+            );
+            let events = self
+                .private
+                .refused(&to, &name, &refusal.error, unreachable);
+            self.pending.extend(events);
+            return Ok(());
+        }
+        let failed = refusal
+            .reference
+            .and_then(|reference| self.receipts.refused(reference, refusal.error.clone()));
+        let event = failed.unwrap_or(Event::Error {
+            message: refusal.error,
+        });
+        self.pending.push_back(event);
+        Ok(())
+    }
+
+    /// Messages replayed: history at join, or what was missed while
+    /// reconnecting (shown as live).
+    fn on_history(&mut self, messages: Vec<MessageData>) {
+        let history = self.replay_is_history;
+        for data in messages {
+            let event = self.message_event(data, history);
+            self.pending.extend(event);
+        }
+    }
+
+    /// A member joined.
+    fn on_joined(&mut self, user_id: String, username: String) -> Result<(), ClientError> {
+        // An id we know under another name is someone else now (as on a
+        // reconnect): the member it was has left, and the keys agreed with
+        // them go too, so they can never speak for the new name.
+        if let Some(pos) = self.users.iter().position(|u| u.user_id == user_id) {
+            let known = self.users.remove(pos);
+            if known.username != username {
+                self.member_left(known);
+            }
+        } else if self.users.len() >= MAX_ROOM_MEMBERS {
+            return Err(too_many_members());
+        }
+        // Likewise a name we know under another id: whoever held it has
+        // left, with the keys agreed with them, so the newcomer never
+        // inherits a verified name.
+        if let Some(pos) = self.users.iter().position(|u| u.username == username) {
+            let known = self.users.remove(pos);
+            self.member_left(known);
+        }
+        self.users.push(UserInfo {
+            user_id,
+            username: username.clone(),
+        });
+        self.pending.push_back(Event::Joined { user: username });
+        Ok(())
+    }
+
+    /// A member left; one we do not know is no event.
+    fn on_left(&mut self, user_id: &str) {
+        if let Some(pos) = self.users.iter().position(|u| u.user_id == user_id) {
+            let user = self.users.remove(pos);
+            self.member_left(user);
+        }
+    }
+
+    /// A newcomer knocks at the locked room (again, if they were already).
+    fn on_knock(&mut self, user: String) -> Result<(), ClientError> {
+        self.knocking.retain(|u| *u != user);
+        if self.knocking.len() >= MAX_ROOM_MEMBERS {
+            return Err(too_many_members());
+        }
+        self.knocking.push(user.clone());
+        self.pending.push_back(Event::Knock { user });
+        Ok(())
+    }
+
+    /// Someone offers a file.
+    fn on_file_offer(&mut self, from: String, id: String, chunks: u32, meta: &str) {
+        let event = self
+            .transfers
+            .offered(&self.conn.cipher, from, id, chunks, meta);
+        self.pending.extend(event);
+    }
+
+    /// A piece of someone's file.
+    fn on_file_chunk(&mut self, from: &str, id: &str, index: u32, data: &str) {
+        let events = self
+            .transfers
+            .chunk(&self.conn.cipher, from, id, index, data);
+        self.pending.extend(events);
+    }
+
+    /// The server passed on our chunks up to `index`: more go out.
+    fn on_file_ack(&mut self, id: &str, index: u32) -> Result<(), ClientError> {
+        let now = tokio::time::Instant::now();
+        let out = self.transfers.acked(&self.conn.cipher, id, index, now);
+        self.queue_frames(out.frames)?;
+        self.pending.extend(out.events);
+        Ok(())
     }
 
     /// A member is gone (the caller has taken it out of `users`): its
