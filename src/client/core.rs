@@ -666,67 +666,9 @@ impl Client {
                 }
                 continue;
             }
-            // A frame left in the record read last is there at once: no
-            // deadline to arm (a busy member's records hold dozens).
-            let buffered = self.conn.reader.has_buffered_frame();
-            let silence_deadline = match self.transport {
-                // Native servers ping; silence means the connection is dead.
-                Transport::Sealed => Some(self.last_heard + self.silence_limit),
-                Transport::Legacy => None,
+            let Some(frame) = self.read_frame().await? else {
+                continue;
             };
-            // An outgoing file the room stopped taking.
-            let stall_deadline = self.transfers.stall_deadline();
-            // Whichever comes first: silence, a receipt overdue, a private
-            // handshake's deadline, a stalled file.
-            let deadline = if buffered {
-                None
-            } else {
-                [
-                    silence_deadline,
-                    self.receipts.deadline(),
-                    self.private.next_deadline(),
-                    stall_deadline,
-                ]
-                .into_iter()
-                .flatten()
-                .min()
-            };
-            let read = self.conn.reader.read_server_frame();
-            let read = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
-                    Ok(read) => read,
-                    Err(_) => {
-                        let now = tokio::time::Instant::now();
-                        let expired = self.receipts.expire(now);
-                        self.pending.extend(expired);
-                        if silence_deadline.is_some_and(|d| d <= now) {
-                            self.lost("the server stopped answering".into())?;
-                        } else if stall_deadline.is_some_and(|d| d <= now) {
-                            self.stall_outgoing()?;
-                        }
-                        continue;
-                    }
-                },
-                None => read.await,
-            };
-            let frame = match read {
-                Ok(Some(frame)) => frame,
-                Ok(None) => {
-                    self.lost("the server closed the connection".into())?;
-                    continue;
-                }
-                Err(FrameError::Io(e)) => {
-                    self.lost(e.to_string())?;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            // Heard from as of the end of the record just used up: measured
-            // from when its frames were consumed, a slow consumer of a long
-            // record is not mistaken for a silent server.
-            if !self.conn.reader.has_buffered_frame() {
-                self.last_heard = tokio::time::Instant::now();
-            }
             if let ServerFrame::Event(ServerEvent::Ping) = frame {
                 match self.send_frame(&ClientFrame::Pong).await {
                     Ok(()) | Err(ClientError::Reconnecting) => continue,
@@ -735,6 +677,89 @@ impl Client {
             }
             // Synchronous: a cancelled call never leaves a frame half applied.
             self.apply(frame)?;
+        }
+    }
+
+    /// The next frame from the server, or `None` if a deadline passed
+    /// first or the connection was lost (either is dealt with: events
+    /// queued, or the reconnection started). Cancel-safe.
+    async fn read_frame(&mut self) -> Result<Option<ServerFrame>, ClientError> {
+        // A frame left in the record read last is there at once: no
+        // deadline to arm (a busy member's records hold dozens).
+        let deadline = if self.conn.reader.has_buffered_frame() {
+            None
+        } else {
+            self.read_deadline()
+        };
+        let read = self.conn.reader.read_server_frame();
+        let read = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    self.deadline_passed()?;
+                    return Ok(None);
+                }
+            },
+            None => read.await,
+        };
+        let frame = match read {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                self.lost("the server closed the connection".into())?;
+                return Ok(None);
+            }
+            Err(FrameError::Io(e)) => {
+                self.lost(e.to_string())?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Heard from as of the end of the record just used up: measured
+        // from when its frames were consumed, a slow consumer of a long
+        // record is not mistaken for a silent server.
+        if !self.conn.reader.has_buffered_frame() {
+            self.last_heard = tokio::time::Instant::now();
+        }
+        Ok(Some(frame))
+    }
+
+    /// When the server's silence means the connection is dead: native
+    /// servers ping, 1.x servers never do.
+    fn silence_deadline(&self) -> Option<tokio::time::Instant> {
+        match self.transport {
+            Transport::Sealed => Some(self.last_heard + self.silence_limit),
+            Transport::Legacy => None,
+        }
+    }
+
+    /// How long a read may wait: until whichever comes first of silence, a
+    /// receipt overdue, a private handshake's deadline, and an outgoing
+    /// file the room stopped taking.
+    fn read_deadline(&self) -> Option<tokio::time::Instant> {
+        [
+            self.silence_deadline(),
+            self.receipts.deadline(),
+            self.private.next_deadline(),
+            self.transfers.stall_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The read deadline passed: overdue messages fail, then a silent
+    /// server is taken for lost or, failing that, a stalled file is given
+    /// up. (Private handshakes expire at the top of [`Client::next_event`].)
+    fn deadline_passed(&mut self) -> Result<(), ClientError> {
+        let now = tokio::time::Instant::now();
+        let expired = self.receipts.expire(now);
+        self.pending.extend(expired);
+        if self.silence_deadline().is_some_and(|d| d <= now) {
+            self.lost("the server stopped answering".into())
+        } else if self.transfers.stall_deadline().is_some_and(|d| d <= now) {
+            self.stall_outgoing()
+        } else {
+            Ok(())
         }
     }
 
@@ -775,43 +800,67 @@ impl Client {
     /// One reconnection attempt, after its backoff. `Ok(Some(event))` reports
     /// the next attempt; `Ok(None)` means back in the room (events queued).
     async fn try_reconnect(&mut self) -> Result<Option<Event>, ClientError> {
-        let broken = self.broken.as_mut().expect("only called while broken");
+        match self.reconnect_attempt().await {
+            Ok(link) => {
+                self.rejoin(link);
+                Ok(None)
+            }
+            Err(failed) => self.attempt_failed(failed).map(Some),
+        }
+    }
+
+    /// The outcome of the reconnection attempt under way, started once its
+    /// backoff is over if there is none. Cancel-safe: the attempt is a task
+    /// of its own, which a cancelled call leaves running for the next.
+    async fn reconnect_attempt(&mut self) -> Result<Link, LoginFailed> {
+        let broken = self.broken.as_ref().expect("only called while broken");
         if broken.attempt_task.is_none() {
             tokio::time::sleep_until(broken.next_try).await;
-            let config = ClientConfig {
-                server: self.config.server.clone(),
-                username: self.config.username.clone(),
-                password: self.config.password.clone(),
-                allow_legacy: self.config.allow_legacy,
-            };
-            let resume = self.resume.as_ref().map(|r| ResumeRequest {
-                session: ResumeState {
-                    user_id: r.user_id.clone(),
-                    token: r.token.clone(),
-                },
-                room_id: self.room.id.clone(),
-                after_seq: self.last_seq,
-            });
-            broken.attempt_task = Some(tokio::spawn(async move {
-                super::login::open(&config, resume.as_ref(), |_| {}).await
-            }));
+            let task = self.log_in_again();
+            self.broken.as_mut().expect("still broken").attempt_task = Some(task);
         }
+        let broken = self.broken.as_mut().expect("still broken");
         let task = broken.attempt_task.as_mut().expect("just started");
         let outcome = task.await.unwrap_or_else(|_| {
             Err(LoginFailed::after_proof(protocol(
                 "the reconnection attempt failed",
             )))
         });
-        self.broken.as_mut().expect("still broken").attempt_task = None;
-        let link = match outcome {
-            Ok(link) => link,
+        broken.attempt_task = None;
+        outcome
+    }
+
+    /// Starts logging in again, in a task of its own, asking to take this
+    /// session over where it left off.
+    fn log_in_again(&self) -> tokio::task::JoinHandle<Result<Link, LoginFailed>> {
+        let config = ClientConfig {
+            server: self.config.server.clone(),
+            username: self.config.username.clone(),
+            password: self.config.password.clone(),
+            allow_legacy: self.config.allow_legacy,
+        };
+        let resume = self.resume.as_ref().map(|r| ResumeRequest {
+            session: ResumeState {
+                user_id: r.user_id.clone(),
+                token: r.token.clone(),
+            },
+            room_id: self.room.id.clone(),
+            after_seq: self.last_seq,
+        });
+        tokio::spawn(async move { super::login::open(&config, resume.as_ref(), |_| {}).await })
+    }
+
+    /// A reconnection attempt failed: the event announcing the next one,
+    /// or the error that ends the session.
+    fn attempt_failed(&mut self, failed: LoginFailed) -> Result<Event, ClientError> {
+        match failed {
             // Refused or cut before our proof went out: worth trying again,
             // a room refusing logins for a moment too. Never once the proof
             // has gone out (see `LoginFailed`).
-            Err(LoginFailed {
+            LoginFailed {
                 error: e,
                 proof_sent: false,
-            }) if e.is_transient() || matches!(e, ClientError::LockedOut(_)) => {
+            } if e.is_transient() || matches!(e, ClientError::LockedOut(_)) => {
                 let broken = self.broken.as_mut().expect("still broken");
                 if broken.attempt >= RECONNECT_ATTEMPTS {
                     return Err(ClientError::ConnectionLost(format!(
@@ -821,27 +870,31 @@ impl Client {
                 }
                 broken.attempt += 1;
                 broken.next_try = tokio::time::Instant::now() + reconnect_delay(broken.attempt);
-                return Ok(Some(Event::Reconnecting {
+                Ok(Event::Reconnecting {
                     attempt: broken.attempt,
                     reason: e.to_string(),
-                }));
+                })
             }
             // The room took this password minutes ago; refusing it now
             // means the login was changed on its way (each field of it is
             // bound into the proof), unless the host restarted the room
             // with another password.
-            Err(LoginFailed {
+            LoginFailed {
                 error: ClientError::WrongPassword,
                 ..
-            }) => {
-                return Err(ClientError::Tampered(
-                    "the room refused on reconnecting the password it took before \
-                     (unless its host restarted it with another password)"
-                        .into(),
-                ));
-            }
-            Err(failed) => return Err(failed.error),
-        };
+            } => Err(ClientError::Tampered(
+                "the room refused on reconnecting the password it took before \
+                 (unless its host restarted it with another password)"
+                    .into(),
+            )),
+            failed => Err(failed.error),
+        }
+    }
+
+    /// Back in the room over `link`: adopts the new connection and the
+    /// room's state, reports [`Event::Reconnected`], what changed among the
+    /// members meanwhile, and the messages missed.
+    fn rejoin(&mut self, link: Link) {
         self.broken = None;
         self.reconnected_at = Some(tokio::time::Instant::now());
         let missed = link.replayed();
@@ -892,7 +945,6 @@ impl Client {
             let event = self.message_event(data, false);
             self.pending.extend(event);
         }
-        Ok(None)
     }
 
     /// Back in the same room after a reconnect: takes the server's member
