@@ -46,6 +46,7 @@ pub const KNOCK_WAIT_GRACE: Duration = Duration::from_secs(10);
 pub struct ClientConfig {
     /// `host:port` of the server.
     pub server: String,
+    /// The name to join under; checked before anything is sent.
     pub username: String,
     /// Kept for logging in again after a lost connection; wiped when the
     /// client is dropped.
@@ -75,8 +76,12 @@ pub const LEAVE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The connection is gone and the client is trying to get it back.
 struct Broken {
+    /// Why the connection was lost, for the error if we give up.
     reason: String,
+    /// Which attempt of this run is next (from 1), for the backoff and the
+    /// limit of [`RECONNECT_ATTEMPTS`].
     attempt: u32,
+    /// When the next attempt may start: the backoff is over.
     next_try: tokio::time::Instant,
     /// The attempt under way. It runs as a task of its own so that a
     /// `next_event` call cancelled by other input (a `select!` moving on)
@@ -120,10 +125,14 @@ pub struct Client {
     silence_limit: Duration,
     /// Whether to reconnect by itself after losing a native connection.
     reconnect: bool,
+    /// What a native server gave us to take this session over after a
+    /// lost connection; `None` (1.x servers) means no reconnecting.
     resume: Option<ResumeState>,
     /// The room we are in; after a reconnect, a different one means the
     /// server was restarted and `last_seq` no longer applies.
     room: RoomIdentity,
+    /// Set while the connection is lost and being got back: nothing is
+    /// sent meanwhile.
     broken: Option<Broken>,
     /// When the last reconnection succeeded.
     reconnected_at: Option<tokio::time::Instant>,
