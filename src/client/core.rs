@@ -1,6 +1,12 @@
 //! The client core: connect, authenticate, send and receive decrypted events,
 //! talk privately with one member, leave with keys wiped. Every front end
 //! (terminal, scripting mode, examples, tests) goes through [`Client`].
+//!
+//! This file holds the client's state, what the front ends call, and the
+//! event pump ([`Client::next_event`]). Two parts of `impl Client` live
+//! beside it: `frames` (one handler per kind of frame from the server) and
+//! `reconnect` (getting a lost connection back). The parts without I/O
+//! that it drives are `private`, `receipts` and `transfers`.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -8,23 +14,22 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+mod frames;
+mod reconnect;
+
+use reconnect::Broken;
+
 use super::error::ClientError;
-use super::event::written_long_before;
 pub use super::event::{ChatMessage, Event, PrivateMessage, Transport, Waiting};
 use super::files::{self, FileError, ReceivedFile};
-use super::login::{
-    Connection, Link, LoginFailed, ResumeRequest, ResumeState, RoomIdentity, protocol,
-};
+use super::login::{Connection, Link, LoginFailed, ResumeState, RoomIdentity, protocol};
 use super::private::{Outgoing as PrivateOutgoing, PrivateChats, PrivateError};
 use super::receipts::Receipts;
 use super::transfers::Transfers;
 use crate::crypto::Password;
 use crate::crypto::private::SafetyCode;
 use crate::protocol::limits::{MAX_PRIVATE_TEXT_LEN, MAX_ROOM_MEMBERS, SERVER_SILENCE_LIMIT};
-use crate::protocol::wire::{
-    ClientFrame, ErrorCode, ErrorReply, MessageData, MessagePlaintext, PrivateEnvelope,
-    ServerEvent, ServerFrame, UserInfo,
-};
+use crate::protocol::wire::{ClientFrame, MessagePlaintext, ServerEvent, ServerFrame, UserInfo};
 use crate::protocol::{FrameError, token, username};
 
 /// Time allowed to open the TCP connection.
@@ -73,29 +78,6 @@ pub const RECONNECT_STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Time [`Client::leave`] gives the server to take its last frames: leaving
 /// must not wait on a server that stopped reading.
 pub const LEAVE_DEADLINE: Duration = Duration::from_secs(2);
-
-/// The connection is gone and the client is trying to get it back.
-struct Broken {
-    /// Why the connection was lost, for the error if we give up.
-    reason: String,
-    /// Which attempt of this run is next (from 1), for the backoff and the
-    /// limit of [`RECONNECT_ATTEMPTS`].
-    attempt: u32,
-    /// When the next attempt may start: the backoff is over.
-    next_try: tokio::time::Instant,
-    /// The attempt under way. It runs as a task of its own so that a
-    /// `next_event` call cancelled by other input (a `select!` moving on)
-    /// resumes it rather than starting over.
-    attempt_task: Option<tokio::task::JoinHandle<Result<Link, LoginFailed>>>,
-}
-
-impl Drop for Broken {
-    fn drop(&mut self) {
-        if let Some(task) = self.attempt_task.take() {
-            task.abort();
-        }
-    }
-}
 
 /// A member of a room.
 pub struct Client {
@@ -439,21 +421,6 @@ impl Client {
         Ok(())
     }
 
-    /// The name of the member `user_id`, present or recently departed.
-    fn name_of(&self, user_id: &str) -> Option<String> {
-        self.users
-            .iter()
-            .find(|u| u.user_id == user_id)
-            .map(|u| u.username.clone())
-            .or_else(|| {
-                self.departed
-                    .iter()
-                    .rev()
-                    .find(|(id, _)| id == user_id)
-                    .map(|(_, name)| name.clone())
-            })
-    }
-
     /// Who locked the room, if it is locked.
     pub fn locked_by(&self) -> Option<&str> {
         self.locked.as_deref()
@@ -772,487 +739,6 @@ impl Client {
         }
     }
 
-    /// The connection is gone: start reconnecting, or give up if we can't.
-    fn lost(&mut self, reason: String) -> Result<(), ClientError> {
-        if !self.reconnect || self.transport != Transport::Sealed || self.resume.is_none() {
-            return Err(ClientError::ConnectionLost(reason));
-        }
-        match self.reconnected_at.take() {
-            Some(at) if at.elapsed() < RECONNECT_STABLE_AFTER => self.quick_drops += 1,
-            _ => self.quick_drops = 0,
-        }
-        if self.quick_drops >= RECONNECT_ATTEMPTS {
-            return Err(ClientError::ConnectionLost(format!(
-                "{reason} (gave up: the server dropped {RECONNECT_ATTEMPTS} reconnections in a row at once)"
-            )));
-        }
-        let attempt = 1 + self.quick_drops;
-        // Transfers do not survive the connection: say which ended.
-        let ended = self.transfers.connection_lost();
-        self.pending.extend(ended);
-        // What was in flight may or may not have been stored: say so.
-        let lost = self.receipts.connection_lost();
-        self.pending.extend(lost);
-        self.pending.push_back(Event::Reconnecting {
-            attempt,
-            reason: reason.clone(),
-        });
-        self.broken = Some(Broken {
-            reason,
-            attempt,
-            next_try: tokio::time::Instant::now() + reconnect_delay(attempt),
-            attempt_task: None,
-        });
-        Ok(())
-    }
-
-    /// One reconnection attempt, after its backoff. `Ok(Some(event))` reports
-    /// the next attempt; `Ok(None)` means back in the room (events queued).
-    async fn try_reconnect(&mut self) -> Result<Option<Event>, ClientError> {
-        match self.reconnect_attempt().await {
-            Ok(link) => {
-                self.rejoin(link);
-                Ok(None)
-            }
-            Err(failed) => self.attempt_failed(failed).map(Some),
-        }
-    }
-
-    /// The outcome of the reconnection attempt under way, started once its
-    /// backoff is over if there is none. Cancel-safe: the attempt is a task
-    /// of its own, which a cancelled call leaves running for the next.
-    async fn reconnect_attempt(&mut self) -> Result<Link, LoginFailed> {
-        let broken = self.broken.as_ref().expect("only called while broken");
-        if broken.attempt_task.is_none() {
-            tokio::time::sleep_until(broken.next_try).await;
-            let task = self.log_in_again();
-            self.broken.as_mut().expect("still broken").attempt_task = Some(task);
-        }
-        let broken = self.broken.as_mut().expect("still broken");
-        let task = broken.attempt_task.as_mut().expect("just started");
-        let outcome = task.await.unwrap_or_else(|_| {
-            Err(LoginFailed::after_proof(protocol(
-                "the reconnection attempt failed",
-            )))
-        });
-        broken.attempt_task = None;
-        outcome
-    }
-
-    /// Starts logging in again, in a task of its own, asking to take this
-    /// session over where it left off.
-    fn log_in_again(&self) -> tokio::task::JoinHandle<Result<Link, LoginFailed>> {
-        let config = ClientConfig {
-            server: self.config.server.clone(),
-            username: self.config.username.clone(),
-            password: self.config.password.clone(),
-            allow_legacy: self.config.allow_legacy,
-        };
-        let resume = self.resume.as_ref().map(|r| ResumeRequest {
-            session: ResumeState {
-                user_id: r.user_id.clone(),
-                token: r.token.clone(),
-            },
-            room_id: self.room.id.clone(),
-            after_seq: self.last_seq,
-        });
-        tokio::spawn(async move { super::login::open(&config, resume.as_ref(), |_| {}).await })
-    }
-
-    /// A reconnection attempt failed: the event announcing the next one,
-    /// or the error that ends the session.
-    fn attempt_failed(&mut self, failed: LoginFailed) -> Result<Event, ClientError> {
-        match failed {
-            // Refused or cut before our proof went out: worth trying again,
-            // a room refusing logins for a moment too. Never once the proof
-            // has gone out (see `LoginFailed`).
-            LoginFailed {
-                error: e,
-                proof_sent: false,
-            } if e.is_transient() || matches!(e, ClientError::LockedOut(_)) => {
-                let broken = self.broken.as_mut().expect("still broken");
-                if broken.attempt >= RECONNECT_ATTEMPTS {
-                    return Err(ClientError::ConnectionLost(format!(
-                        "{} (gave up after {} attempts to reconnect)",
-                        broken.reason, broken.attempt
-                    )));
-                }
-                broken.attempt += 1;
-                broken.next_try = tokio::time::Instant::now() + reconnect_delay(broken.attempt);
-                Ok(Event::Reconnecting {
-                    attempt: broken.attempt,
-                    reason: e.to_string(),
-                })
-            }
-            // The room took this password minutes ago; refusing it now
-            // means the login was changed on its way (each field of it is
-            // bound into the proof), unless the host restarted the room
-            // with another password.
-            LoginFailed {
-                error: ClientError::WrongPassword,
-                ..
-            } => Err(ClientError::Tampered(
-                "the room refused on reconnecting the password it took before \
-                 (unless its host restarted it with another password)"
-                    .into(),
-            )),
-            failed => Err(failed.error),
-        }
-    }
-
-    /// Back in the room over `link`: adopts the new connection and the
-    /// room's state, reports [`Event::Reconnected`], what changed among the
-    /// members meanwhile, and the messages missed.
-    fn rejoin(&mut self, link: Link) {
-        self.broken = None;
-        self.reconnected_at = Some(tokio::time::Instant::now());
-        let missed = link.replayed();
-        // The room key comes with it: a restarted server's is new.
-        self.conn = link.conn;
-        self.locked = link.locked;
-        self.knocking = link.knocking;
-        self.transfers.set_max_file_size(link.max_file_size);
-        // A restarted server is a new room: its numbers start again, and
-        // whoever we knew there is gone.
-        let restarted = link.room != self.room;
-        if restarted {
-            self.room = link.room;
-            self.last_seq = 0;
-            self.departed.clear();
-            self.pending.push_back(Event::RoomRestarted);
-        }
-        // A new member id means the old session ended on the server (the
-        // others saw us leave): private sessions with it are gone too.
-        let same_member = match (&self.resume, &link.resume) {
-            (Some(old), Some(new)) => old.user_id == new.user_id,
-            _ => false,
-        };
-        let mut ours: Vec<String> = self.resume.iter().map(|r| r.user_id.clone()).collect();
-        ours.extend(link.resume.iter().map(|r| r.user_id.clone()));
-        if link.resume.is_some() {
-            self.resume = link.resume;
-        }
-        self.last_heard = tokio::time::Instant::now();
-        self.replay_is_history = false;
-        self.pending.push_back(Event::Reconnected {
-            missed,
-            complete: link.complete.unwrap_or(false),
-        });
-        if restarted {
-            // Nobody we knew is in the new room: RoomRestarted says so once,
-            // rather than a leave and a join per member.
-            self.users = link.users;
-        } else {
-            // Before any reset below, so what waited for a departed member
-            // is reported as not sent.
-            self.reconcile_members(link.users, &ours);
-        }
-        if !same_member || restarted {
-            self.private = PrivateChats::new(&self.config.username);
-        }
-        for data in link.messages {
-            let event = self.message_event(data, false);
-            self.pending.extend(event);
-        }
-    }
-
-    /// Back in the same room after a reconnect: takes the server's member
-    /// list `users` and reports the difference from ours as if it had been
-    /// seen live, [`Event::Left`] for each member gone (as a live
-    /// `user_left`, keys and all), then [`Event::Joined`] for each newcomer
-    /// in the server's order. A member id whose name changed is both. Our
-    /// own entries, under any of the ids in `ours`, are no event.
-    fn reconcile_members(&mut self, users: Vec<UserInfo>, ours: &[String]) {
-        let me = self.config.username.clone();
-        let is_us = |u: &UserInfo| u.username == me || ours.contains(&u.user_id);
-        let same = |a: &UserInfo, b: &UserInfo| a.user_id == b.user_id && a.username == b.username;
-        let old = std::mem::take(&mut self.users);
-        let joined: Vec<String> = users
-            .iter()
-            .filter(|u| !is_us(u) && !old.iter().any(|o| same(o, u)))
-            .map(|u| u.username.clone())
-            .collect();
-        for user in old {
-            if !is_us(&user) && !users.iter().any(|u| same(u, &user)) {
-                self.member_left(user);
-            }
-        }
-        self.pending
-            .extend(joined.into_iter().map(|user| Event::Joined { user }));
-        self.users = users;
-    }
-
-    /// Applies one frame from the server: its events join `pending`, in
-    /// order. Pings are answered before this. An error ends the session.
-    fn apply(&mut self, frame: ServerFrame) -> Result<(), ClientError> {
-        let event = match frame {
-            ServerFrame::Error(refusal) => return self.on_refusal(refusal),
-            ServerFrame::Event(event) => event,
-        };
-        match event {
-            ServerEvent::Message { data } => {
-                let event = self.message_event(data, false);
-                self.pending.extend(event);
-            }
-            ServerEvent::History { messages } => self.on_history(messages),
-            ServerEvent::Sent { reference, seq } => {
-                self.receipts.confirmed(reference);
-                self.pending.push_back(Event::Sent { reference, seq });
-            }
-            ServerEvent::UserJoined { user_id, username } => self.on_joined(user_id, username)?,
-            ServerEvent::UserLeft { user_id } => self.on_left(&user_id),
-            ServerEvent::Private {
-                from,
-                from_name,
-                body,
-            } => self.private_frame(&from, &from_name, &body)?,
-            ServerEvent::Cleared => self.pending.push_back(Event::Cleared),
-            ServerEvent::Notice { text } => self.pending.push_back(Event::Notice { message: text }),
-            ServerEvent::Ping => {}
-            ServerEvent::Closing { .. } => return Err(ClientError::RoomClosed),
-            ServerEvent::Init { .. } => return Err(protocol("a second init frame")),
-            ServerEvent::Waiting { .. } => return Err(protocol("a waiting frame after init")),
-            ServerEvent::Locked { by } => {
-                self.locked = Some(by.clone());
-                self.pending.push_back(Event::Locked { by });
-            }
-            ServerEvent::Unlocked { by } => {
-                self.locked = None;
-                self.pending.push_back(Event::Unlocked { by });
-            }
-            ServerEvent::Knock { user } => self.on_knock(user)?,
-            ServerEvent::KnockResolved { user, outcome, by } => {
-                self.knocking.retain(|u| *u != user);
-                let event = Event::KnockResolved { user, outcome, by };
-                self.pending.push_back(event);
-            }
-            ServerEvent::FileOffer {
-                from,
-                id,
-                chunks,
-                meta,
-            } => self.on_file_offer(from, id, chunks, &meta),
-            ServerEvent::FileChunk {
-                from,
-                id,
-                index,
-                data,
-            } => self.on_file_chunk(&from, &id, index, &data),
-            ServerEvent::FileAck { id, index } => self.on_file_ack(&id, index)?,
-            ServerEvent::FileAborted { from, id, reason } => {
-                let event = self.transfers.aborted(from, &id, reason);
-                self.pending.extend(event);
-            }
-        }
-        Ok(())
-    }
-
-    /// The server refused something or is sending us away: a refusal of a
-    /// private frame goes to that conversation, one of our messages is
-    /// reported failed, anything else is shown.
-    fn on_refusal(&mut self, refusal: ErrorReply) -> Result<(), ClientError> {
-        match refusal.code {
-            Some(ErrorCode::ShuttingDown) => return Err(ClientError::RoomClosed),
-            Some(ErrorCode::TooSlow | ErrorCode::Idle | ErrorCode::Replaced) => {
-                return Err(ClientError::Kicked(refusal.error));
-            }
-            _ => {}
-        }
-        if let Some(to) = refusal.to {
-            let name = self.name_of(&to).unwrap_or_else(|| "someone".into());
-            let unreachable = matches!(
-                refusal.code,
-                Some(ErrorCode::NoSuchUser | ErrorCode::PrivateUnsupported)
-            );
-            let events = self
-                .private
-                .refused(&to, &name, &refusal.error, unreachable);
-            self.pending.extend(events);
-            return Ok(());
-        }
-        let failed = refusal
-            .reference
-            .and_then(|reference| self.receipts.refused(reference, refusal.error.clone()));
-        let event = failed.unwrap_or(Event::Error {
-            message: refusal.error,
-        });
-        self.pending.push_back(event);
-        Ok(())
-    }
-
-    /// Messages replayed: history at join, or what was missed while
-    /// reconnecting (shown as live).
-    fn on_history(&mut self, messages: Vec<MessageData>) {
-        let history = self.replay_is_history;
-        for data in messages {
-            let event = self.message_event(data, history);
-            self.pending.extend(event);
-        }
-    }
-
-    /// A member joined.
-    fn on_joined(&mut self, user_id: String, username: String) -> Result<(), ClientError> {
-        // An id we know under another name is someone else now (as on a
-        // reconnect): the member it was has left, and the keys agreed with
-        // them go too, so they can never speak for the new name.
-        if let Some(pos) = self.users.iter().position(|u| u.user_id == user_id) {
-            let known = self.users.remove(pos);
-            if known.username != username {
-                self.member_left(known);
-            }
-        } else if self.users.len() >= MAX_ROOM_MEMBERS {
-            return Err(too_many_members());
-        }
-        // Likewise a name we know under another id: whoever held it has
-        // left, with the keys agreed with them, so the newcomer never
-        // inherits a verified name.
-        if let Some(pos) = self.users.iter().position(|u| u.username == username) {
-            let known = self.users.remove(pos);
-            self.member_left(known);
-        }
-        self.users.push(UserInfo {
-            user_id,
-            username: username.clone(),
-        });
-        self.pending.push_back(Event::Joined { user: username });
-        Ok(())
-    }
-
-    /// A member left; one we do not know is no event.
-    fn on_left(&mut self, user_id: &str) {
-        if let Some(pos) = self.users.iter().position(|u| u.user_id == user_id) {
-            let user = self.users.remove(pos);
-            self.member_left(user);
-        }
-    }
-
-    /// A newcomer knocks at the locked room (again, if they were already).
-    fn on_knock(&mut self, user: String) -> Result<(), ClientError> {
-        self.knocking.retain(|u| *u != user);
-        if self.knocking.len() >= MAX_ROOM_MEMBERS {
-            return Err(too_many_members());
-        }
-        self.knocking.push(user.clone());
-        self.pending.push_back(Event::Knock { user });
-        Ok(())
-    }
-
-    /// Someone offers a file.
-    fn on_file_offer(&mut self, from: String, id: String, chunks: u32, meta: &str) {
-        let event = self
-            .transfers
-            .offered(&self.conn.cipher, from, id, chunks, meta);
-        self.pending.extend(event);
-    }
-
-    /// A piece of someone's file.
-    fn on_file_chunk(&mut self, from: &str, id: &str, index: u32, data: &str) {
-        let events = self
-            .transfers
-            .chunk(&self.conn.cipher, from, id, index, data);
-        self.pending.extend(events);
-    }
-
-    /// The server passed on our chunks up to `index`: more go out.
-    fn on_file_ack(&mut self, id: &str, index: u32) -> Result<(), ClientError> {
-        let now = tokio::time::Instant::now();
-        let out = self.transfers.acked(&self.conn.cipher, id, index, now);
-        self.queue_frames(out.frames)?;
-        self.pending.extend(out.events);
-        Ok(())
-    }
-
-    /// A member is gone (the caller has taken it out of `users`): its
-    /// private keys go now, anything still waiting for it fails, and a
-    /// refusal about it that arrives later can still name it.
-    fn member_left(&mut self, user: UserInfo) {
-        let UserInfo { user_id, username } = user;
-        let failed = self.private.departed(&user_id);
-        if self.departed.len() == DEPARTED_MEMORY {
-            self.departed.pop_front();
-        }
-        self.departed.push_back((user_id, username.clone()));
-        self.pending.push_back(Event::Left { user: username });
-        self.pending.extend(failed);
-    }
-
-    /// Opens a private frame's room encryption and hands the envelope to the
-    /// conversation with its sender.
-    fn private_frame(
-        &mut self,
-        from: &str,
-        from_name: &str,
-        body: &str,
-    ) -> Result<(), ClientError> {
-        // The name the server gives must be the member's name we know, so a
-        // confused server cannot make one member's keys speak for another.
-        let Some(name) = self
-            .users
-            .iter()
-            .find(|u| u.user_id == from && u.username == from_name)
-            .map(|u| u.username.clone())
-        else {
-            self.pending.push_back(Event::Error {
-                message: "a private message came from someone who is not in the room; ignored"
-                    .into(),
-            });
-            return Ok(());
-        };
-        let envelope = self
-            .conn
-            .cipher
-            .decrypt(body)
-            .map_err(|e| e.to_string())
-            .map(Zeroizing::new)
-            .and_then(|json| {
-                serde_json::from_str::<PrivateEnvelope>(&json)
-                    .map_err(|_| "its envelope is malformed".to_owned())
-            });
-        match envelope {
-            Ok(envelope) => {
-                let out = self.private.receive(from, &name, envelope);
-                self.apply_private(out.frames, out.events)
-            }
-            Err(why) => {
-                self.pending.push_back(Event::Error {
-                    message: format!("a private message from {name} could not be read: {why}"),
-                });
-                Ok(())
-            }
-        }
-    }
-
-    /// `None` for a message already shown: the server numbers a room's
-    /// messages in increasing order, so one at or below the last number
-    /// seen is a replay (a server cannot forge a message, but it could
-    /// repeat one), not shown twice.
-    fn message_event(&mut self, mut data: MessageData, history: bool) -> Option<Event> {
-        let seq = match data.seq {
-            Some(seq) if seq <= self.last_seq => return None,
-            Some(seq) => seq,
-            // 1.x servers number nothing: count here.
-            None => {
-                self.local_seq += 1;
-                self.local_seq
-            }
-        };
-        self.last_seq = self.last_seq.max(seq);
-        let from = std::mem::take(&mut data.username);
-        Some(match self.open_message(&data.text, &from) {
-            Ok(text) => Event::Message(ChatMessage {
-                seq,
-                from,
-                text,
-                relayed_again: written_long_before(&data.text, &data.timestamp),
-                timestamp: std::mem::take(&mut data.timestamp),
-                history,
-            }),
-            Err(why) => Event::Error {
-                message: format!("message {seq} from {from}: {why}; not shown"),
-            },
-        })
-    }
-
     /// The Fernet token for `text`: with our name inside it in rooms whose
     /// messages carry one.
     fn seal_message(&self, text: &str) -> String {
@@ -1265,28 +751,6 @@ impl Client {
         };
         let json = Zeroizing::new(serde_json::to_string(&plaintext).expect("plaintexts serialize"));
         self.conn.cipher.encrypt(&json)
-    }
-
-    /// The text of the token `token` the server says `from` sent. In rooms
-    /// whose messages carry their writer's name, that name must be `from`:
-    /// otherwise the server (which cannot write a token) has moved one
-    /// member's words under another's name.
-    fn open_message(&self, token: &str, from: &str) -> Result<String, String> {
-        let text = self.conn.cipher.decrypt(token).map_err(|e| e.to_string())?;
-        if !self.conn.names_inside {
-            return Ok(text);
-        }
-        let text = Zeroizing::new(text);
-        let inside: MessagePlaintext<'_> = serde_json::from_str(&text).map_err(|_| {
-            "its token does not name its writer, as every message in this room must".to_owned()
-        })?;
-        if inside.from != from {
-            return Err(format!(
-                "written by {}, but the server says {from} sent it",
-                inside.from
-            ));
-        }
-        Ok(inside.text.into_owned())
     }
 
     /// Leaves the room cleanly. Dropping the client also leaves and wipes the
@@ -1314,12 +778,4 @@ pub(super) fn too_many_members() -> ClientError {
     protocol(format!(
         "the server announced more than {MAX_ROOM_MEMBERS} members, which no room holds"
     ))
-}
-
-/// The wait before reconnection attempt `attempt` (from 1): doubling from
-/// [`RECONNECT_FIRST_DELAY`] up to [`RECONNECT_MAX_DELAY`].
-fn reconnect_delay(attempt: u32) -> Duration {
-    RECONNECT_FIRST_DELAY
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(RECONNECT_MAX_DELAY)
 }
