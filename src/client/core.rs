@@ -1,35 +1,36 @@
 //! The client core: connect, authenticate, send and receive decrypted events,
 //! talk privately with one member, leave with keys wiped. Every front end
 //! (terminal, scripting mode, examples, tests) goes through [`Client`].
+//!
+//! This file holds the client's state, what the front ends call, and the
+//! event pump ([`Client::next_event`]). Two parts of `impl Client` live
+//! beside it: `frames` (one handler per kind of frame from the server) and
+//! `reconnect` (getting a lost connection back). The parts without I/O
+//! that it drives are `private`, `receipts` and `transfers`.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use zeroize::Zeroizing;
 
+mod frames;
+mod reconnect;
+
+use reconnect::Broken;
+
 use super::error::ClientError;
-use super::event::written_long_before;
 pub use super::event::{ChatMessage, Event, PrivateMessage, Transport, Waiting};
-use super::files::{
-    self, FILE_STALL_TIMEOUT, FileError, INCOMING_MAX, Incoming, Outgoing, RECEIVED_BYTES_MAX,
-    RECEIVED_FILES_MAX, ReceivedFile,
-};
-use super::login::{Link, LoginFailed, ResumeRequest, ResumeState, RoomIdentity, protocol};
+use super::files::{self, FileError, ReceivedFile};
+use super::login::{Connection, Link, LoginFailed, ResumeState, RoomIdentity, protocol};
 use super::private::{Outgoing as PrivateOutgoing, PrivateChats, PrivateError};
 use super::receipts::Receipts;
+use super::transfers::Transfers;
+use crate::crypto::Password;
 use crate::crypto::private::SafetyCode;
-use crate::crypto::{Password, RoomCipher};
-use crate::protocol::limits::{
-    FILE_META_TOKEN_MAX, FILE_NAME_MAX, FILE_WINDOW, MAX_PRIVATE_TEXT_LEN, MAX_ROOM_MEMBERS,
-    SERVER_SILENCE_LIMIT, file_chunks,
-};
-use crate::protocol::wire::{
-    ClientFrame, ErrorCode, FileMeta, MessageData, MessagePlaintext, PrivateEnvelope, ServerEvent,
-    ServerFrame, UserInfo,
-};
-use crate::protocol::{FrameError, FrameReader, FrameWriter, token, username};
+use crate::protocol::limits::{MAX_PRIVATE_TEXT_LEN, MAX_ROOM_MEMBERS, SERVER_SILENCE_LIMIT};
+use crate::protocol::wire::{ClientFrame, MessagePlaintext, ServerEvent, ServerFrame, UserInfo};
+use crate::protocol::{FrameError, token, username};
 
 /// Time allowed to open the TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +51,7 @@ pub const KNOCK_WAIT_GRACE: Duration = Duration::from_secs(10);
 pub struct ClientConfig {
     /// `host:port` of the server.
     pub server: String,
+    /// The name to join under; checked before anything is sent.
     pub username: String,
     /// Kept for logging in again after a lost connection; wiped when the
     /// client is dropped.
@@ -77,32 +79,12 @@ pub const RECONNECT_STABLE_AFTER: Duration = Duration::from_secs(10);
 /// must not wait on a server that stopped reading.
 pub const LEAVE_DEADLINE: Duration = Duration::from_secs(2);
 
-/// The connection is gone and the client is trying to get it back.
-struct Broken {
-    reason: String,
-    attempt: u32,
-    next_try: tokio::time::Instant,
-    /// The attempt under way. It runs as a task of its own so that a
-    /// `next_event` call cancelled by other input (a `select!` moving on)
-    /// resumes it rather than starting over.
-    attempt_task: Option<tokio::task::JoinHandle<Result<Link, LoginFailed>>>,
-}
-
-impl Drop for Broken {
-    fn drop(&mut self) {
-        if let Some(task) = self.attempt_task.take() {
-            task.abort();
-        }
-    }
-}
-
 /// A member of a room.
 pub struct Client {
-    reader: FrameReader<OwnedReadHalf>,
-    writer: FrameWriter<OwnedWriteHalf>,
-    cipher: RoomCipher,
-    /// Whether messages carry their writer's name ([`MessagePlaintext`]).
-    names_inside: bool,
+    /// The connection and the room key: replaced whole on a reconnect.
+    conn: Connection,
+    /// Whether the server is native or 1.x, as the first login found; a
+    /// reconnection happens only to a native one.
     transport: Transport,
     /// Kept (wiped on drop) so a lost connection can log in again.
     config: ClientConfig,
@@ -125,10 +107,14 @@ pub struct Client {
     silence_limit: Duration,
     /// Whether to reconnect by itself after losing a native connection.
     reconnect: bool,
+    /// What a native server gave us to take this session over after a
+    /// lost connection; `None` (1.x servers) means no reconnecting.
     resume: Option<ResumeState>,
     /// The room we are in; after a reconnect, a different one means the
     /// server was restarted and `last_seq` no longer applies.
     room: RoomIdentity,
+    /// Set while the connection is lost and being got back: nothing is
+    /// sent meanwhile.
     broken: Option<Broken>,
     /// When the last reconnection succeeded.
     reconnected_at: Option<tokio::time::Instant>,
@@ -145,16 +131,8 @@ pub struct Client {
     locked: Option<String>,
     /// Newcomers knocking right now, in arrival order.
     knocking: Vec<String>,
-    /// The largest file we send or accept: the room's, within our own cap.
-    max_file_size: u64,
-    /// The file we are sending, if any (one at a time).
-    outgoing: Option<Outgoing>,
-    /// Files arriving (at most [`INCOMING_MAX`]).
-    incoming: Vec<Incoming>,
-    /// Files received whole, oldest first, until forgotten.
-    received: VecDeque<ReceivedFile>,
-    /// The number the next received file gets.
-    next_file: usize,
+    /// Files both ways, and those received, with the room's file size limit.
+    transfers: Transfers,
 }
 
 impl std::fmt::Debug for Client {
@@ -238,10 +216,7 @@ impl Client {
         let config_username = config.username.clone();
         let history_count = link.replayed();
         let mut client = Client {
-            reader: link.reader,
-            writer: link.writer,
-            cipher: link.cipher,
-            names_inside: link.names_inside,
+            conn: link.conn,
             transport: link.transport,
             config,
             users: link.users,
@@ -263,11 +238,7 @@ impl Client {
             departed: VecDeque::new(),
             locked: link.locked,
             knocking: link.knocking,
-            max_file_size: link.max_file_size,
-            outgoing: None,
-            incoming: Vec::new(),
-            received: VecDeque::new(),
-            next_file: 1,
+            transfers: Transfers::new(&config_username, link.max_file_size),
         };
         for data in link.messages {
             let event = client.message_event(data, true);
@@ -443,26 +414,11 @@ impl Client {
         for PrivateOutgoing { to, envelope } in frames {
             let json =
                 Zeroizing::new(serde_json::to_string(&envelope).expect("envelopes serialize"));
-            let body = self.cipher.encrypt(&json);
-            self.writer.queue(&ClientFrame::Private { to, body })?;
+            let body = self.conn.cipher.encrypt(&json);
+            self.conn.writer.queue(&ClientFrame::Private { to, body })?;
         }
         self.pending.extend(events);
         Ok(())
-    }
-
-    /// The name of the member `user_id`, present or recently departed.
-    fn name_of(&self, user_id: &str) -> Option<String> {
-        self.users
-            .iter()
-            .find(|u| u.user_id == user_id)
-            .map(|u| u.username.clone())
-            .or_else(|| {
-                self.departed
-                    .iter()
-                    .rev()
-                    .find(|(id, _)| id == user_id)
-                    .map(|(_, name)| name.clone())
-            })
     }
 
     /// Who locked the room, if it is locked.
@@ -477,7 +433,7 @@ impl Client {
 
     /// The largest file this room takes, in bytes.
     pub fn max_file_size(&self) -> u64 {
-        self.max_file_size
+        self.transfers.max_file_size()
     }
 
     /// 1.x servers know nothing of locks or files; asking one would be
@@ -523,23 +479,13 @@ impl Client {
     /// Progress and the end come as events. One file at a time.
     pub async fn send_file(&mut self, path: &Path) -> Result<(), ClientError> {
         self.require_native("sharing files")?;
-        self.not_sending()?;
-        let contents = files::read_for_sending(path, self.max_file_size).await?;
+        self.transfers.not_sending()?;
+        let contents = files::read_for_sending(path, self.transfers.max_file_size()).await?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
         self.send_file_bytes(&name, contents).await
-    }
-
-    fn not_sending(&self) -> Result<(), ClientError> {
-        match &self.outgoing {
-            Some(o) => Err(FileError::Busy {
-                name: o.name.clone(),
-            }
-            .into()),
-            None => Ok(()),
-        }
     }
 
     /// Like [`Client::send_file`], for contents already in memory.
@@ -550,58 +496,19 @@ impl Client {
     ) -> Result<(), ClientError> {
         self.require_native("sharing files")?;
         self.connected()?;
-        self.not_sending()?;
-        let size = contents.len() as u64;
-        if size > self.max_file_size {
-            return Err(FileError::TooLarge {
-                path: PathBuf::from(name),
-                size,
-                limit: self.max_file_size,
-            }
-            .into());
-        }
-        let mut name = name.to_owned();
-        while name.len() > FILE_NAME_MAX {
-            name.pop();
-        }
-        let meta = FileMeta {
-            from: self.config.username.clone(),
-            name: name.clone(),
-            size,
-            sha256: files::sha256_hex(&contents),
-        };
-        let meta_json =
-            zeroize::Zeroizing::new(serde_json::to_vec(&meta).expect("metadata serializes"));
-        let meta_token = self.cipher.encrypt_file_part(&meta_json);
-        if meta_token.len() > FILE_META_TOKEN_MAX {
-            return Err(protocol("the file's description does not fit an offer"));
-        }
-        let chunks = u32::try_from(file_chunks(size)).expect("bounded by MAX_FILE_SIZE_CAP");
-        let id = uuid::Uuid::new_v4().to_string();
-        self.writer.queue(&ClientFrame::FileOffer {
-            id: id.clone(),
-            chunks,
-            meta: meta_token,
-        })?;
-        self.outgoing = Some(Outgoing {
-            id,
-            name: name.clone(),
-            contents,
-            chunks,
-            sent: 0,
-            acked: 0,
-            step: 0,
-            last_ack: tokio::time::Instant::now(),
-        });
-        self.pending.push_back(Event::FileSending { name, size });
-        self.pump()?;
+        let now = tokio::time::Instant::now();
+        let out = self
+            .transfers
+            .send(&self.conn.cipher, name, contents, now)?;
+        self.queue_frames(out.frames)?;
+        self.pending.extend(out.events);
         self.flush().await?;
         Ok(())
     }
 
     /// Whether a file of ours is still on its way.
     pub fn sending(&self) -> bool {
-        self.outgoing.is_some()
+        self.transfers.sending()
     }
 
     /// Whether a message of ours awaits the server's receipt. Each one ends
@@ -619,7 +526,7 @@ impl Client {
 
     /// Files received whole, oldest first, numbered for [`Client::save_file`].
     pub fn received_files(&self) -> impl Iterator<Item = &ReceivedFile> {
-        self.received.iter()
+        self.transfers.received()
     }
 
     /// Writes received file `n` to `path` (a file, or a directory to put it
@@ -631,7 +538,7 @@ impl Client {
         n: usize,
         path: Option<&Path>,
     ) -> Result<PathBuf, ClientError> {
-        let Some(file) = self.received.iter_mut().find(|f| f.n == n) else {
+        let Some(file) = self.transfers.received_mut(n) else {
             return Err(FileError::NoSuchFile(n).into());
         };
         let target =
@@ -644,44 +551,26 @@ impl Client {
         Ok(target)
     }
 
-    /// Queues as many chunks of the outgoing file as the window allows.
-    fn pump(&mut self) -> Result<(), ClientError> {
-        let Some(out) = self.outgoing.as_mut() else {
-            return Ok(());
-        };
-        while out.sent < out.chunks && out.sent < out.acked + FILE_WINDOW {
-            let data = self.cipher.encrypt_file_part(out.chunk(out.sent));
-            self.writer.queue(&ClientFrame::FileChunk {
-                id: out.id.clone(),
-                index: out.sent,
-                data,
-            })?;
-            out.sent += 1;
+    /// Queues `frames` for the next flush.
+    fn queue_frames(&mut self, frames: Vec<ClientFrame>) -> Result<(), ClientError> {
+        for frame in &frames {
+            self.conn.writer.queue(frame)?;
         }
         Ok(())
     }
 
     /// Gives up on the outgoing file: the room has not taken any of it for
-    /// [`FILE_STALL_TIMEOUT`].
+    /// [`FILE_STALL_TIMEOUT`](super::files::FILE_STALL_TIMEOUT).
     fn stall_outgoing(&mut self) -> Result<(), ClientError> {
-        if let Some(out) = self.outgoing.take() {
-            self.writer.queue(&ClientFrame::FileCancel { id: out.id })?;
-            self.pending.push_back(Event::FileFailed {
-                sending: true,
-                from: self.config.username.clone(),
-                name: out.name,
-                reason: format!(
-                    "the room took none of it for {} s; cancelled",
-                    FILE_STALL_TIMEOUT.as_secs()
-                ),
-            });
-        }
+        let out = self.transfers.stalled();
+        self.queue_frames(out.frames)?;
+        self.pending.extend(out.events);
         Ok(())
     }
 
     async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         self.connected()?;
-        self.writer.queue(frame)?;
+        self.conn.writer.queue(frame)?;
         self.flush().await
     }
 
@@ -699,7 +588,8 @@ impl Client {
     /// talking, and must not hold us in a write any more than in a read (a
     /// slow link that keeps taking bytes is fine). Cancel-safe.
     async fn flush_within_silence(&mut self) -> Result<(), FrameError> {
-        self.writer
+        self.conn
+            .writer
             .flush_unless_stalled(Some(self.silence_limit))
             .await
     }
@@ -733,7 +623,7 @@ impl Client {
             // Private handshake answers are queued while frames are read;
             // a flush cancelled last time finishes here.
             if self.broken.is_none()
-                && self.writer.has_unsent()
+                && self.conn.writer.has_unsent()
                 && let Err(e) = self.flush_within_silence().await
             {
                 self.lost(e.to_string())?;
@@ -752,70 +642,9 @@ impl Client {
                 }
                 continue;
             }
-            // A frame left in the record read last is there at once: no
-            // deadline to arm (a busy member's records hold dozens).
-            let buffered = self.reader.has_buffered_frame();
-            let silence_deadline = match self.transport {
-                // Native servers ping; silence means the connection is dead.
-                Transport::Sealed => Some(self.last_heard + self.silence_limit),
-                Transport::Legacy => None,
+            let Some(frame) = self.read_frame().await? else {
+                continue;
             };
-            // An outgoing file the room stopped taking.
-            let stall_deadline = self
-                .outgoing
-                .as_ref()
-                .map(|o| o.last_ack + FILE_STALL_TIMEOUT);
-            // Whichever comes first: silence, a receipt overdue, a private
-            // handshake's deadline, a stalled file.
-            let deadline = if buffered {
-                None
-            } else {
-                [
-                    silence_deadline,
-                    self.receipts.deadline(),
-                    self.private.next_deadline(),
-                    stall_deadline,
-                ]
-                .into_iter()
-                .flatten()
-                .min()
-            };
-            let read = self.reader.read_server_frame();
-            let read = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
-                    Ok(read) => read,
-                    Err(_) => {
-                        let now = tokio::time::Instant::now();
-                        let expired = self.receipts.expire(now);
-                        self.pending.extend(expired);
-                        if silence_deadline.is_some_and(|d| d <= now) {
-                            self.lost("the server stopped answering".into())?;
-                        } else if stall_deadline.is_some_and(|d| d <= now) {
-                            self.stall_outgoing()?;
-                        }
-                        continue;
-                    }
-                },
-                None => read.await,
-            };
-            let frame = match read {
-                Ok(Some(frame)) => frame,
-                Ok(None) => {
-                    self.lost("the server closed the connection".into())?;
-                    continue;
-                }
-                Err(FrameError::Io(e)) => {
-                    self.lost(e.to_string())?;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            // Heard from as of the end of the record just used up: measured
-            // from when its frames were consumed, a slow consumer of a long
-            // record is not mistaken for a silent server.
-            if !self.reader.has_buffered_frame() {
-                self.last_heard = tokio::time::Instant::now();
-            }
             if let ServerFrame::Event(ServerEvent::Ping) = frame {
                 match self.send_frame(&ClientFrame::Pong).await {
                     Ok(()) | Err(ClientError::Reconnecting) => continue,
@@ -823,675 +652,105 @@ impl Client {
                 }
             }
             // Synchronous: a cancelled call never leaves a frame half applied.
-            if let Some(event) = self.apply(frame)? {
-                self.pending.push_back(event);
-            }
+            self.apply(frame)?;
         }
     }
 
-    /// The connection is gone: start reconnecting, or give up if we can't.
-    fn lost(&mut self, reason: String) -> Result<(), ClientError> {
-        if !self.reconnect || self.transport != Transport::Sealed || self.resume.is_none() {
-            return Err(ClientError::ConnectionLost(reason));
-        }
-        match self.reconnected_at.take() {
-            Some(at) if at.elapsed() < RECONNECT_STABLE_AFTER => self.quick_drops += 1,
-            _ => self.quick_drops = 0,
-        }
-        if self.quick_drops >= RECONNECT_ATTEMPTS {
-            return Err(ClientError::ConnectionLost(format!(
-                "{reason} (gave up: the server dropped {RECONNECT_ATTEMPTS} reconnections in a row at once)"
-            )));
-        }
-        let attempt = 1 + self.quick_drops;
-        // Transfers do not survive the connection: say which ended.
-        if let Some(out) = self.outgoing.take() {
-            self.pending.push_back(Event::FileFailed {
-                sending: true,
-                from: self.config.username.clone(),
-                name: out.name.clone(),
-                reason: "the connection was lost; send it again".into(),
-            });
-        }
-        for incoming in std::mem::take(&mut self.incoming) {
-            self.pending.push_back(Event::FileFailed {
-                sending: false,
-                from: incoming.from.clone(),
-                name: incoming.meta.name.clone(),
-                reason: "the connection was lost; nothing was kept".into(),
-            });
-        }
-        // What was in flight may or may not have been stored: say so.
-        let lost = self.receipts.connection_lost();
-        self.pending.extend(lost);
-        self.pending.push_back(Event::Reconnecting {
-            attempt,
-            reason: reason.clone(),
-        });
-        self.broken = Some(Broken {
-            reason,
-            attempt,
-            next_try: tokio::time::Instant::now() + reconnect_delay(attempt),
-            attempt_task: None,
-        });
-        Ok(())
-    }
-
-    /// One reconnection attempt, after its backoff. `Ok(Some(event))` reports
-    /// the next attempt; `Ok(None)` means back in the room (events queued).
-    async fn try_reconnect(&mut self) -> Result<Option<Event>, ClientError> {
-        let broken = self.broken.as_mut().expect("only called while broken");
-        if broken.attempt_task.is_none() {
-            tokio::time::sleep_until(broken.next_try).await;
-            let config = ClientConfig {
-                server: self.config.server.clone(),
-                username: self.config.username.clone(),
-                password: self.config.password.clone(),
-                allow_legacy: self.config.allow_legacy,
-            };
-            let resume = self.resume.as_ref().map(|r| ResumeRequest {
-                session: ResumeState {
-                    user_id: r.user_id.clone(),
-                    token: r.token.clone(),
-                },
-                room_id: self.room.id.clone(),
-                after_seq: self.last_seq,
-            });
-            broken.attempt_task = Some(tokio::spawn(async move {
-                super::login::open(&config, resume.as_ref(), |_| {}).await
-            }));
-        }
-        let task = broken.attempt_task.as_mut().expect("just started");
-        let outcome = task.await.unwrap_or_else(|_| {
-            Err(LoginFailed::after_proof(protocol(
-                "the reconnection attempt failed",
-            )))
-        });
-        self.broken.as_mut().expect("still broken").attempt_task = None;
-        let link = match outcome {
-            Ok(link) => link,
-            // Refused or cut before our proof went out: worth trying again,
-            // a room refusing logins for a moment too. Never once the proof
-            // has gone out (see `LoginFailed`).
-            Err(LoginFailed {
-                error: e,
-                proof_sent: false,
-            }) if e.is_transient() || matches!(e, ClientError::LockedOut(_)) => {
-                let broken = self.broken.as_mut().expect("still broken");
-                if broken.attempt >= RECONNECT_ATTEMPTS {
-                    return Err(ClientError::ConnectionLost(format!(
-                        "{} (gave up after {} attempts to reconnect)",
-                        broken.reason, broken.attempt
-                    )));
-                }
-                broken.attempt += 1;
-                broken.next_try = tokio::time::Instant::now() + reconnect_delay(broken.attempt);
-                return Ok(Some(Event::Reconnecting {
-                    attempt: broken.attempt,
-                    reason: e.to_string(),
-                }));
-            }
-            // The room took this password minutes ago; refusing it now
-            // means the login was changed on its way (each field of it is
-            // bound into the proof), unless the host restarted the room
-            // with another password.
-            Err(LoginFailed {
-                error: ClientError::WrongPassword,
-                ..
-            }) => {
-                return Err(ClientError::Tampered(
-                    "the room refused on reconnecting the password it took before \
-                     (unless its host restarted it with another password)"
-                        .into(),
-                ));
-            }
-            Err(failed) => return Err(failed.error),
-        };
-        self.broken = None;
-        self.reconnected_at = Some(tokio::time::Instant::now());
-        let missed = link.replayed();
-        self.reader = link.reader;
-        self.writer = link.writer;
-        // Derived from this login's room salt: a restarted server's is new,
-        // and so is its room key.
-        self.cipher = link.cipher;
-        self.names_inside = link.names_inside;
-        self.locked = link.locked;
-        self.knocking = link.knocking;
-        self.max_file_size = link.max_file_size;
-        // A restarted server is a new room: its numbers start again, and
-        // whoever we knew there is gone.
-        let restarted = link.room != self.room;
-        if restarted {
-            self.room = link.room;
-            self.last_seq = 0;
-            self.departed.clear();
-            self.pending.push_back(Event::RoomRestarted);
-        }
-        // A new member id means the old session ended on the server (the
-        // others saw us leave): private sessions with it are gone too.
-        let same_member = match (&self.resume, &link.resume) {
-            (Some(old), Some(new)) => old.user_id == new.user_id,
-            _ => false,
-        };
-        let mut ours: Vec<String> = self.resume.iter().map(|r| r.user_id.clone()).collect();
-        ours.extend(link.resume.iter().map(|r| r.user_id.clone()));
-        if link.resume.is_some() {
-            self.resume = link.resume;
-        }
-        self.last_heard = tokio::time::Instant::now();
-        self.replay_is_history = false;
-        self.pending.push_back(Event::Reconnected {
-            missed,
-            complete: link.complete.unwrap_or(false),
-        });
-        if restarted {
-            // Nobody we knew is in the new room: RoomRestarted says so once,
-            // rather than a leave and a join per member.
-            self.users = link.users;
+    /// The next frame from the server, or `None` if a deadline passed
+    /// first or the connection was lost (either is dealt with: events
+    /// queued, or the reconnection started). Cancel-safe.
+    async fn read_frame(&mut self) -> Result<Option<ServerFrame>, ClientError> {
+        // A frame left in the record read last is there at once: no
+        // deadline to arm (a busy member's records hold dozens).
+        let deadline = if self.conn.reader.has_buffered_frame() {
+            None
         } else {
-            // Before any reset below, so what waited for a departed member
-            // is reported as not sent.
-            self.reconcile_members(link.users, &ours);
-        }
-        if !same_member || restarted {
-            self.private = PrivateChats::new(&self.config.username);
-        }
-        for data in link.messages {
-            let event = self.message_event(data, false);
-            self.pending.extend(event);
-        }
-        Ok(None)
-    }
-
-    /// Back in the same room after a reconnect: takes the server's member
-    /// list `users` and reports the difference from ours as if it had been
-    /// seen live, [`Event::Left`] for each member gone (as a live
-    /// `user_left`, keys and all), then [`Event::Joined`] for each newcomer
-    /// in the server's order. A member id whose name changed is both. Our
-    /// own entries, under any of the ids in `ours`, are no event.
-    fn reconcile_members(&mut self, users: Vec<UserInfo>, ours: &[String]) {
-        let me = self.config.username.clone();
-        let is_us = |u: &UserInfo| u.username == me || ours.contains(&u.user_id);
-        let same = |a: &UserInfo, b: &UserInfo| a.user_id == b.user_id && a.username == b.username;
-        let old = std::mem::take(&mut self.users);
-        let joined: Vec<String> = users
-            .iter()
-            .filter(|u| !is_us(u) && !old.iter().any(|o| same(o, u)))
-            .map(|u| u.username.clone())
-            .collect();
-        for user in old {
-            if !is_us(&user) && !users.iter().any(|u| same(u, &user)) {
-                self.member_left(user);
-            }
-        }
-        self.pending
-            .extend(joined.into_iter().map(|user| Event::Joined { user }));
-        self.users = users;
-    }
-
-    fn apply(&mut self, frame: ServerFrame) -> Result<Option<Event>, ClientError> {
-        let event = match frame {
-            ServerFrame::Error(e) => match e.code {
-                Some(ErrorCode::ShuttingDown) => return Err(ClientError::RoomClosed),
-                Some(ErrorCode::TooSlow | ErrorCode::Idle | ErrorCode::Replaced) => {
-                    return Err(ClientError::Kicked(e.error));
-                }
-                _ if e.to.is_some() => {
-                    let to = e.to.unwrap_or_default();
-                    let name = self.name_of(&to).unwrap_or_else(|| "someone".into());
-                    let unreachable = matches!(
-                        e.code,
-                        Some(ErrorCode::NoSuchUser | ErrorCode::PrivateUnsupported)
-                    );
-                    let events = self.private.refused(&to, &name, &e.error, unreachable);
-                    self.pending.extend(events);
+            self.read_deadline()
+        };
+        let read = self.conn.reader.read_server_frame();
+        let read = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    self.deadline_passed()?;
                     return Ok(None);
-                }
-                _ => match e.reference {
-                    // A refusal of one of our messages: report that message failed.
-                    Some(reference) => match self.receipts.refused(reference, e.error.clone()) {
-                        Some(failed) => failed,
-                        None => Event::Error { message: e.error },
-                    },
-                    None => Event::Error { message: e.error },
-                },
-            },
-            ServerFrame::Event(event) => match event {
-                ServerEvent::Message { data } => match self.message_event(data, false) {
-                    Some(event) => event,
-                    None => return Ok(None),
-                },
-                ServerEvent::History { messages } => {
-                    let history = self.replay_is_history;
-                    for data in messages {
-                        let event = self.message_event(data, history);
-                        self.pending.extend(event);
-                    }
-                    return Ok(None);
-                }
-                ServerEvent::UserJoined { user_id, username } => {
-                    // An id we know under another name is someone else now
-                    // (as on a reconnect): the member it was has left, and
-                    // the keys agreed with them go too, so they can never
-                    // speak for the new name.
-                    if let Some(pos) = self.users.iter().position(|u| u.user_id == user_id) {
-                        let known = self.users.remove(pos);
-                        if known.username != username {
-                            self.member_left(known);
-                        }
-                    } else if self.users.len() >= MAX_ROOM_MEMBERS {
-                        return Err(too_many_members());
-                    }
-                    // Likewise a name we know under another id: whoever held
-                    // it has left, with the keys agreed with them, so the
-                    // newcomer never inherits a verified name.
-                    if let Some(pos) = self.users.iter().position(|u| u.username == username) {
-                        let known = self.users.remove(pos);
-                        self.member_left(known);
-                    }
-                    self.users.push(UserInfo {
-                        user_id,
-                        username: username.clone(),
-                    });
-                    Event::Joined { user: username }
-                }
-                ServerEvent::UserLeft { user_id } => {
-                    let Some(pos) = self.users.iter().position(|u| u.user_id == user_id) else {
-                        return Ok(None);
-                    };
-                    let user = self.users.remove(pos);
-                    self.member_left(user);
-                    return Ok(None);
-                }
-                ServerEvent::Cleared => Event::Cleared,
-                ServerEvent::Closing { .. } => return Err(ClientError::RoomClosed),
-                ServerEvent::Notice { text } => Event::Notice { message: text },
-                ServerEvent::Sent { reference, seq } => {
-                    self.receipts.confirmed(reference);
-                    Event::Sent { reference, seq }
-                }
-                ServerEvent::Ping => return Ok(None),
-                ServerEvent::Private {
-                    from,
-                    from_name,
-                    body,
-                } => {
-                    self.private_frame(&from, &from_name, &body)?;
-                    return Ok(None);
-                }
-                ServerEvent::Init { .. } => return Err(protocol("a second init frame")),
-                ServerEvent::Waiting { .. } => return Err(protocol("a waiting frame after init")),
-                ServerEvent::Locked { by } => {
-                    self.locked = Some(by.clone());
-                    Event::Locked { by }
-                }
-                ServerEvent::Unlocked { by } => {
-                    self.locked = None;
-                    Event::Unlocked { by }
-                }
-                ServerEvent::Knock { user } => {
-                    self.knocking.retain(|u| *u != user);
-                    if self.knocking.len() >= MAX_ROOM_MEMBERS {
-                        return Err(too_many_members());
-                    }
-                    self.knocking.push(user.clone());
-                    Event::Knock { user }
-                }
-                ServerEvent::KnockResolved { user, outcome, by } => {
-                    self.knocking.retain(|u| *u != user);
-                    Event::KnockResolved { user, outcome, by }
-                }
-                ServerEvent::FileOffer {
-                    from,
-                    id,
-                    chunks,
-                    meta,
-                } => return Ok(self.file_offer(from, id, chunks, &meta)),
-                ServerEvent::FileChunk {
-                    from,
-                    id,
-                    index,
-                    data,
-                } => return Ok(self.file_chunk(&from, &id, index, &data)),
-                ServerEvent::FileAck { id, index } => return self.file_ack(&id, index),
-                ServerEvent::FileAborted { from, id, reason } => {
-                    return Ok(self.file_aborted(from, &id, reason));
                 }
             },
+            None => read.await,
         };
-        Ok(Some(event))
-    }
-
-    /// A member is gone (the caller has taken it out of `users`): its
-    /// private keys go now, anything still waiting for it fails, and a
-    /// refusal about it that arrives later can still name it.
-    fn member_left(&mut self, user: UserInfo) {
-        let UserInfo { user_id, username } = user;
-        let failed = self.private.departed(&user_id);
-        if self.departed.len() == DEPARTED_MEMORY {
-            self.departed.pop_front();
-        }
-        self.departed.push_back((user_id, username.clone()));
-        self.pending.push_back(Event::Left { user: username });
-        self.pending.extend(failed);
-    }
-
-    /// Opens a private frame's room encryption and hands the envelope to the
-    /// conversation with its sender.
-    fn private_frame(
-        &mut self,
-        from: &str,
-        from_name: &str,
-        body: &str,
-    ) -> Result<(), ClientError> {
-        // The name the server gives must be the member's name we know, so a
-        // confused server cannot make one member's keys speak for another.
-        let Some(name) = self
-            .users
-            .iter()
-            .find(|u| u.user_id == from && u.username == from_name)
-            .map(|u| u.username.clone())
-        else {
-            self.pending.push_back(Event::Error {
-                message: "a private message came from someone who is not in the room; ignored"
-                    .into(),
-            });
-            return Ok(());
-        };
-        let envelope = self
-            .cipher
-            .decrypt(body)
-            .map_err(|e| e.to_string())
-            .map(Zeroizing::new)
-            .and_then(|json| {
-                serde_json::from_str::<PrivateEnvelope>(&json)
-                    .map_err(|_| "its envelope is malformed".to_owned())
-            });
-        match envelope {
-            Ok(envelope) => {
-                let out = self.private.receive(from, &name, envelope);
-                self.apply_private(out.frames, out.events)
+        let frame = match read {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                self.lost("the server closed the connection".into())?;
+                return Ok(None);
             }
-            Err(why) => {
-                self.pending.push_back(Event::Error {
-                    message: format!("a private message from {name} could not be read: {why}"),
-                });
-                Ok(())
+            Err(FrameError::Io(e)) => {
+                self.lost(e.to_string())?;
+                return Ok(None);
             }
+            Err(e) => return Err(e.into()),
+        };
+        // Heard from as of the end of the record just used up: measured
+        // from when its frames were consumed, a slow consumer of a long
+        // record is not mistaken for a silent server.
+        if !self.conn.reader.has_buffered_frame() {
+            self.last_heard = tokio::time::Instant::now();
+        }
+        Ok(Some(frame))
+    }
+
+    /// When the server's silence means the connection is dead: native
+    /// servers ping, 1.x servers never do.
+    fn silence_deadline(&self) -> Option<tokio::time::Instant> {
+        match self.transport {
+            Transport::Sealed => Some(self.last_heard + self.silence_limit),
+            Transport::Legacy => None,
         }
     }
 
-    /// Someone offers a file: accept it into memory if it is within bounds.
-    fn file_offer(&mut self, from: String, id: String, chunks: u32, meta: &str) -> Option<Event> {
-        if self.incoming.iter().any(|i| i.from == from && i.id == id) {
-            return None;
-        }
-        let meta: FileMeta = match self
-            .cipher
-            .decrypt_file_part(meta)
-            .ok()
-            .and_then(|plain| serde_json::from_slice(&plain).ok())
-        {
-            Some(meta) => meta,
-            None => {
-                return Some(Event::Error {
-                    message: format!("a file offer from {from} could not be decrypted; ignored"),
-                });
-            }
-        };
-        if meta.from != from {
-            return Some(Event::Error {
-                message: format!(
-                    "a file offer from {from} was written by {}; ignored",
-                    meta.from
-                ),
-            });
-        }
-        let declined = |reason: String| Event::FileFailed {
-            sending: false,
-            from: from.clone(),
-            name: meta.name.clone(),
-            reason: format!("not accepted: {reason}"),
-        };
-        if let Err(reason) = files::check_offer(&meta, chunks, self.max_file_size) {
-            return Some(declined(reason));
-        }
-        if self.incoming.len() >= INCOMING_MAX {
-            return Some(declined(format!("already receiving {INCOMING_MAX} files")));
-        }
-        let event = Event::FileIncoming {
-            from: from.clone(),
-            name: meta.name.clone(),
-            size: meta.size,
-        };
-        self.incoming.push(Incoming {
-            from,
-            id,
-            data: zeroize::Zeroizing::new(Vec::with_capacity(meta.size as usize)),
-            meta,
-            chunks,
-            received: 0,
-            step: 0,
-        });
-        Some(event)
+    /// How long a read may wait: until whichever comes first of silence, a
+    /// receipt overdue, a private handshake's deadline, and an outgoing
+    /// file the room stopped taking.
+    fn read_deadline(&self) -> Option<tokio::time::Instant> {
+        [
+            self.silence_deadline(),
+            self.receipts.deadline(),
+            self.private.next_deadline(),
+            self.transfers.stall_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// A piece of a file arrives: add it, report progress, and keep the file
-    /// once it is whole and matches its checksum.
-    fn file_chunk(&mut self, from: &str, id: &str, index: u32, data: &str) -> Option<Event> {
-        let pos = self
-            .incoming
-            .iter()
-            .position(|i| i.from == from && i.id == id)?;
-        let incoming = &mut self.incoming[pos];
-        let added = if index != incoming.received {
-            Err(format!(
-                "chunk {index} arrived where {} was due",
-                incoming.received
-            ))
+    /// The read deadline passed: overdue messages fail, then a silent
+    /// server is taken for lost or, failing that, a stalled file is given
+    /// up. (Private handshakes expire at the top of [`Client::next_event`].)
+    fn deadline_passed(&mut self) -> Result<(), ClientError> {
+        let now = tokio::time::Instant::now();
+        let expired = self.receipts.expire(now);
+        self.pending.extend(expired);
+        if self.silence_deadline().is_some_and(|d| d <= now) {
+            self.lost("the server stopped answering".into())
+        } else if self.transfers.stall_deadline().is_some_and(|d| d <= now) {
+            self.stall_outgoing()
         } else {
-            match self.cipher.decrypt_file_part(data) {
-                Ok(plain) => incoming.push(&plain),
-                Err(_) => Err("a piece of it could not be decrypted".into()),
-            }
-        };
-        if let Err(reason) = added {
-            let incoming = self.incoming.remove(pos);
-            return Some(Event::FileFailed {
-                sending: false,
-                from: incoming.from,
-                name: incoming.meta.name.clone(),
-                reason: format!("{reason}; discarded"),
-            });
+            Ok(())
         }
-        if !incoming.complete() {
-            let done = incoming.data.len() as u64;
-            let step = files::progress_step(done, incoming.meta.size);
-            if step <= incoming.step {
-                return None;
-            }
-            incoming.step = step;
-            return Some(Event::FileProgress {
-                sending: false,
-                from: incoming.from.clone(),
-                name: incoming.meta.name.clone(),
-                done,
-                size: incoming.meta.size,
-            });
-        }
-        let incoming = self.incoming.remove(pos);
-        if files::sha256_hex(&incoming.data) != incoming.meta.sha256 {
-            return Some(Event::FileFailed {
-                sending: false,
-                from: incoming.from,
-                name: incoming.meta.name.clone(),
-                reason: "it does not match its checksum; discarded".into(),
-            });
-        }
-        let n = self.next_file;
-        self.next_file += 1;
-        let size = incoming.meta.size;
-        let file = ReceivedFile {
-            n,
-            from: incoming.from.clone(),
-            name: incoming.meta.name.clone(),
-            contents: incoming.data,
-            saved: None,
-        };
-        self.received.push_back(file);
-        self.forget_old_files();
-        Some(Event::FileReceived {
-            n,
-            from: incoming.from,
-            name: incoming.meta.name,
-            size,
-        })
-    }
-
-    /// Keeps received files within [`RECEIVED_FILES_MAX`] and
-    /// [`RECEIVED_BYTES_MAX`], forgetting the oldest (and saying so).
-    fn forget_old_files(&mut self) {
-        while self.received.len() > 1
-            && (self.received.len() > RECEIVED_FILES_MAX
-                || self.received.iter().map(ReceivedFile::size).sum::<u64>() > RECEIVED_BYTES_MAX)
-        {
-            let Some(old) = self.received.pop_front() else {
-                break;
-            };
-            let kept = if old.saved.is_some() {
-                "it was saved"
-            } else {
-                "it was never saved"
-            };
-            self.pending.push_back(Event::Error {
-                message: format!(
-                    "received file #{} ({}) forgotten to make room ({kept})",
-                    old.n, old.name
-                ),
-            });
-        }
-    }
-
-    /// The server passed on our chunks up to `index`: send more, or finish.
-    fn file_ack(&mut self, id: &str, index: u32) -> Result<Option<Event>, ClientError> {
-        let Some(out) = self.outgoing.as_mut().filter(|o| o.id == id) else {
-            return Ok(None);
-        };
-        out.acked = out.acked.max(index.saturating_add(1)).min(out.sent);
-        out.last_ack = tokio::time::Instant::now();
-        if out.acked == out.chunks {
-            let out = self.outgoing.take().expect("just seen");
-            return Ok(Some(Event::FileSent {
-                size: out.size(),
-                name: out.name.clone(),
-            }));
-        }
-        let (done, size) = (out.done(), out.size());
-        let step = files::progress_step(done, size);
-        let progress = (step > out.step).then(|| {
-            out.step = step;
-            Event::FileProgress {
-                sending: true,
-                from: self.config.username.clone(),
-                name: out.name.clone(),
-                done,
-                size,
-            }
-        });
-        self.pump()?;
-        Ok(progress)
-    }
-
-    /// A transfer ended early: ours (refused) or someone else's.
-    fn file_aborted(&mut self, from: String, id: &str, reason: String) -> Option<Event> {
-        if from == self.config.username && self.outgoing.as_ref().is_some_and(|o| o.id == id) {
-            let out = self.outgoing.take().expect("just seen");
-            return Some(Event::FileFailed {
-                sending: true,
-                from,
-                name: out.name.clone(),
-                reason,
-            });
-        }
-        let pos = self
-            .incoming
-            .iter()
-            .position(|i| i.from == from && i.id == id)?;
-        let incoming = self.incoming.remove(pos);
-        Some(Event::FileFailed {
-            sending: false,
-            from,
-            name: incoming.meta.name.clone(),
-            reason,
-        })
-    }
-
-    /// `None` for a message already shown: the server numbers a room's
-    /// messages in increasing order, so one at or below the last number
-    /// seen is a replay (a server cannot forge a message, but it could
-    /// repeat one), not shown twice.
-    fn message_event(&mut self, mut data: MessageData, history: bool) -> Option<Event> {
-        let seq = match data.seq {
-            Some(seq) if seq <= self.last_seq => return None,
-            Some(seq) => seq,
-            // 1.x servers number nothing: count here.
-            None => {
-                self.local_seq += 1;
-                self.local_seq
-            }
-        };
-        self.last_seq = self.last_seq.max(seq);
-        let from = std::mem::take(&mut data.username);
-        Some(match self.open_message(&data.text, &from) {
-            Ok(text) => Event::Message(ChatMessage {
-                seq,
-                from,
-                text,
-                relayed_again: written_long_before(&data.text, &data.timestamp),
-                timestamp: std::mem::take(&mut data.timestamp),
-                history,
-            }),
-            Err(why) => Event::Error {
-                message: format!("message {seq} from {from}: {why}; not shown"),
-            },
-        })
     }
 
     /// The Fernet token for `text`: with our name inside it in rooms whose
     /// messages carry one.
     fn seal_message(&self, text: &str) -> String {
-        if !self.names_inside {
-            return self.cipher.encrypt(text);
+        if !self.conn.names_inside {
+            return self.conn.cipher.encrypt(text);
         }
         let plaintext = MessagePlaintext {
             from: self.config.username.as_str().into(),
             text: text.into(),
         };
         let json = Zeroizing::new(serde_json::to_string(&plaintext).expect("plaintexts serialize"));
-        self.cipher.encrypt(&json)
-    }
-
-    /// The text of the token `token` the server says `from` sent. In rooms
-    /// whose messages carry their writer's name, that name must be `from`:
-    /// otherwise the server (which cannot write a token) has moved one
-    /// member's words under another's name.
-    fn open_message(&self, token: &str, from: &str) -> Result<String, String> {
-        let text = self.cipher.decrypt(token).map_err(|e| e.to_string())?;
-        if !self.names_inside {
-            return Ok(text);
-        }
-        let text = Zeroizing::new(text);
-        let inside: MessagePlaintext<'_> = serde_json::from_str(&text).map_err(|_| {
-            "its token does not name its writer, as every message in this room must".to_owned()
-        })?;
-        if inside.from != from {
-            return Err(format!(
-                "written by {}, but the server says {from} sent it",
-                inside.from
-            ));
-        }
-        Ok(inside.text.into_owned())
+        self.conn.cipher.encrypt(&json)
     }
 
     /// Leaves the room cleanly. Dropping the client also leaves and wipes the
@@ -1503,9 +762,9 @@ impl Client {
         }
         let goodbye = async {
             if self.transport == Transport::Sealed {
-                self.writer.queue(&ClientFrame::Leave)?;
+                self.conn.writer.queue(&ClientFrame::Leave)?;
             }
-            self.writer.shutdown().await
+            self.conn.writer.shutdown().await
         };
         match tokio::time::timeout(LEAVE_DEADLINE, goodbye).await {
             Ok(done) => Ok(done?),
@@ -1519,12 +778,4 @@ pub(super) fn too_many_members() -> ClientError {
     protocol(format!(
         "the server announced more than {MAX_ROOM_MEMBERS} members, which no room holds"
     ))
-}
-
-/// The wait before reconnection attempt `attempt` (from 1): doubling from
-/// [`RECONNECT_FIRST_DELAY`] up to [`RECONNECT_MAX_DELAY`].
-fn reconnect_delay(attempt: u32) -> Duration {
-    RECONNECT_FIRST_DELAY
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(RECONNECT_MAX_DELAY)
 }

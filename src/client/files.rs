@@ -1,5 +1,7 @@
-//! Files on the client: what `/send` reads and sends in paced chunks, what
-//! arrives and is held in memory, and `/save`, the only thing that writes.
+//! Files on the client: the limits, what `/send` reads, what a received
+//! file is, and `/save`, the only thing that writes. The transfers
+//! themselves (offers, paced chunks, acknowledgements) are
+//! `super::transfers`, which has no I/O.
 //!
 //! Nothing here touches the disk unless the person asks: a received file
 //! stays in memory (wiped when dropped) until `/save <n> [path]`, which
@@ -13,9 +15,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::protocol::limits::{FILE_CHUNK, FILE_NAME_MAX, MAX_FILE_SIZE_CAP, file_chunks};
+use crate::protocol::limits::{FILE_NAME_MAX, MAX_FILE_SIZE_CAP};
 use crate::protocol::username::is_format_char;
-use crate::protocol::wire::FileMeta;
 
 /// Received files held in memory at once. Beyond it the oldest is
 /// forgotten (and the person told), as a chat history drops its oldest line.
@@ -208,106 +209,6 @@ pub async fn read_for_sending(path: &Path, limit: u64) -> Result<Zeroizing<Vec<u
     Ok(contents)
 }
 
-/// A file we are sending.
-pub(crate) struct Outgoing {
-    /// The transfer id the server knows it by (a fresh UUID).
-    pub id: String,
-    /// The file name announced in the offer.
-    pub name: String,
-    /// The whole file, read once; wiped when the transfer ends.
-    pub contents: Zeroizing<Vec<u8>>,
-    /// Chunks announced in the offer.
-    pub chunks: u32,
-    /// Chunks sent so far.
-    pub sent: u32,
-    /// Chunks the server has acknowledged.
-    pub acked: u32,
-    /// The progress step last reported.
-    pub step: u64,
-    /// When the last acknowledgement came (or the offer went out).
-    pub last_ack: tokio::time::Instant,
-}
-
-impl Outgoing {
-    pub fn size(&self) -> u64 {
-        self.contents.len() as u64
-    }
-
-    /// The plaintext of chunk `index`.
-    pub fn chunk(&self, index: u32) -> &[u8] {
-        let start = index as usize * FILE_CHUNK;
-        let end = (start + FILE_CHUNK).min(self.contents.len());
-        &self.contents[start.min(end)..end]
-    }
-
-    /// Bytes acknowledged so far.
-    pub fn done(&self) -> u64 {
-        (u64::from(self.acked) * FILE_CHUNK as u64).min(self.size())
-    }
-}
-
-/// A file arriving.
-pub(crate) struct Incoming {
-    /// The sender: transfer ids are only unique per sender.
-    pub from: String,
-    /// The sender's transfer id.
-    pub id: String,
-    /// Name, size and checksum from the decrypted offer.
-    pub meta: FileMeta,
-    /// Chunks announced, checked against `meta.size`.
-    pub chunks: u32,
-    /// Chunks received so far.
-    pub received: u32,
-    /// The contents so far; capacity reserved for the whole file.
-    pub data: Zeroizing<Vec<u8>>,
-    /// The progress step last reported.
-    pub step: u64,
-}
-
-/// Why an offer is not accepted.
-pub(crate) fn check_offer(meta: &FileMeta, chunks: u32, limit: u64) -> Result<(), String> {
-    if meta.size > limit {
-        return Err(format!(
-            "it is {}, over the {} this client accepts",
-            mib(meta.size),
-            mib(limit)
-        ));
-    }
-    if u64::from(chunks) != file_chunks(meta.size) {
-        return Err("its chunk count does not match its size".into());
-    }
-    if meta.sha256.len() != 64 || !meta.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err("its checksum is malformed".into());
-    }
-    Ok(())
-}
-
-impl Incoming {
-    /// Adds the plaintext of the next chunk, checking its length.
-    pub fn push(&mut self, plain: &[u8]) -> Result<(), String> {
-        let index = u64::from(self.received);
-        let expected = if index + 1 == u64::from(self.chunks) {
-            self.meta.size - index * FILE_CHUNK as u64
-        } else {
-            FILE_CHUNK as u64
-        };
-        if plain.len() as u64 != expected {
-            return Err(format!(
-                "chunk {index} has {} bytes where {expected} were due",
-                plain.len()
-            ));
-        }
-        self.data.extend_from_slice(plain);
-        self.received += 1;
-        Ok(())
-    }
-
-    /// Every chunk is in (their lengths were checked on the way).
-    pub fn complete(&self) -> bool {
-        self.received == self.chunks
-    }
-}
-
 /// A file received whole and verified, held in memory until saved or
 /// forgotten. The contents are wiped when it is dropped.
 pub struct ReceivedFile {
@@ -372,26 +273,6 @@ mod tests {
         assert_eq!(progress_step(10, 100), 1);
         assert_eq!(progress_step(100, 100), 10);
         assert_eq!(progress_step(0, 0), 10);
-    }
-
-    #[test]
-    fn offers_are_checked() {
-        let meta = |size| FileMeta {
-            from: "ann".into(),
-            name: "x".into(),
-            size,
-            sha256: "a".repeat(64),
-        };
-        assert_eq!(check_offer(&meta(0), 1, 10), Ok(()));
-        assert_eq!(
-            check_offer(&meta(FILE_CHUNK as u64 + 1), 2, 1 << 20),
-            Ok(())
-        );
-        assert!(check_offer(&meta(11), 1, 10).is_err());
-        assert!(check_offer(&meta(5), 2, 10).is_err());
-        let mut bad = meta(5);
-        bad.sha256 = "zz".into();
-        assert!(check_offer(&bad, 1, 10).is_err());
     }
 
     #[test]

@@ -56,18 +56,34 @@ pub(super) struct RoomIdentity {
     pub(super) salt: String,
 }
 
-/// One live connection, after login.
-pub(super) struct Link {
+/// What is good for one connection only: a reconnection replaces it whole.
+pub(super) struct Connection {
+    /// Frames from the server, opened with this connection's keys.
     pub(super) reader: FrameReader<OwnedReadHalf>,
+    /// Frames to the server, sealed with this connection's keys.
     pub(super) writer: FrameWriter<OwnedWriteHalf>,
+    /// The room key, derived from the password and this login's room salt:
+    /// a restarted server's salt is new, and so is its room key.
     pub(super) cipher: RoomCipher,
     /// Whether messages carry their writer's name ([`MessagePlaintext`]).
+    ///
+    /// [`MessagePlaintext`]: crate::protocol::wire::MessagePlaintext
     pub(super) names_inside: bool,
+}
+
+/// One live connection, after login, and what the room said at `init`.
+pub(super) struct Link {
+    /// The connection itself, for the client to keep.
+    pub(super) conn: Connection,
+    /// Whether the server is native (sealed) or cmd-chat 1.x.
     pub(super) transport: Transport,
+    /// The members, in join order, ourselves included.
     pub(super) users: Vec<UserInfo>,
+    /// Messages replayed in `init` (all of them from 1.x servers).
     pub(super) messages: Vec<MessageData>,
     /// Messages announced to follow in `history` frames (native servers).
     pub(super) history: u64,
+    /// What a native server gave this session so it can be resumed.
     pub(super) resume: Option<ResumeState>,
     /// The room this connection is in.
     pub(super) room: RoomIdentity,
@@ -543,10 +559,12 @@ async fn enter(
     drop(password);
     let resume = resume_state(user_id, resume_token)?;
     Ok(Link {
-        reader,
-        writer,
-        cipher,
-        names_inside,
+        conn: Connection {
+            reader,
+            writer,
+            cipher,
+            names_inside,
+        },
         transport,
         users,
         messages,

@@ -5,9 +5,11 @@
 //!   the terminal UI cannot run.
 //! - [`script`]: JSON events out, lines in, for programs.
 //!
-//! [`private`] holds the per-peer state of private conversations, and
-//! `receipts` our messages between sending and their receipt; the core
-//! drives both.
+//! [`private`] holds the per-peer state of private conversations,
+//! `receipts` our messages between sending and their receipt, and
+//! `transfers` the files on their way in and out; the core drives all
+//! three, which do no I/O. [`files`] reads what is sent and saves what was
+//! received.
 //!
 //! Every front end parses a line with [`command`] and carries it out with
 //! [`dispatch`], then shows the outcome its own way. The two human front
@@ -30,6 +32,7 @@ pub mod script;
 mod sending;
 mod session;
 pub mod terminal;
+mod transfers;
 pub mod typed_path;
 
 pub use crate::protocol::wire::KnockOutcome;
