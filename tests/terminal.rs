@@ -958,3 +958,79 @@ fn connect_says_cannot_connect_before_asking_for_the_password() {
     tmux.type_line("erin", PASSWORD);
     tmux.wait_prompt("erin");
 }
+
+/// Ctrl-Z hands the terminal back to the shell, as it was; `fg` brings the
+/// chat back with the half-typed line, and the line still goes out.
+#[test]
+fn ctrl_z_suspends_to_the_shell_and_fg_resumes_the_chat() {
+    if !tmux_available() {
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+    // An interactive shell, for job control.
+    tmux.open(
+        "ann",
+        &["env", "PS1=$ ", "bash", "--norc", "--noprofile", "-i"],
+    );
+    tmux.wait_for("ann", "the shell", |s| s.last().is_some_and(|l| l == "$"));
+    tmux.type_line(
+        "ann",
+        &format!("{BIN} connect --no-reconnect 127.0.0.1 {} ann", server.port),
+    );
+    tmux.wait_prompt("ann");
+    tmux.join("bob", server.port);
+    tmux.wait_prompt("bob");
+    tmux.wait_line("ann", " -- bob joined");
+
+    tmux.type_text("ann", "back in");
+    tmux.press("ann", "C-z");
+    tmux.wait_line("ann", "Stopped");
+    // The shell reads lines again, echoed: the terminal is as it was.
+    tmux.type_line("ann", "echo shell-$((6 * 7))");
+    tmux.wait_line("ann", "shell-42");
+    tmux.type_line("ann", "fg");
+    tmux.wait_for("ann", "the chat back", |s| {
+        s.last().is_some_and(|l| l == "ann> back in")
+    });
+    tmux.type_line("ann", " a minute");
+    let bob = tmux.wait_line("bob", "ann: back in a minute");
+    assert!(
+        timed_line(&bob, "ann: back in a minute").is_some(),
+        "{bob:#?}"
+    );
+}
+
+/// File names offered by Tab are shown as text: a name holding an escape
+/// sequence or a line break cannot draw on the screen.
+#[test]
+fn completion_shows_hostile_file_names_as_text() {
+    if !tmux_available() {
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("log\x1b[2Jone"), "a").unwrap();
+    std::fs::write(files.path().join("log\ntwo"), "b").unwrap();
+    tmux.join("ann", server.port);
+    tmux.wait_prompt("ann");
+    tmux.type_line("ann", "before the list");
+    tmux.wait_line("ann", "ann: before the list");
+
+    // The first Tab completes what the names share, the second lists them.
+    tmux.type_text("ann", &format!("/send {}/log", files.path().display()));
+    tmux.press("ann", "Tab");
+    // Offered as they would be typed (`[` and `^` escaped), with the
+    // escape and the line break shown in caret notation.
+    let ann = tmux.wait_line("ann", "log^[");
+    assert!(
+        ann.iter()
+            .any(|l| l.contains("log^[\\[2Jone") && l.contains("log\\^Jtwo")),
+        "both names on one line, made visible: {ann:#?}"
+    );
+    assert!(
+        timed_line(&ann, "ann: before the list").is_some(),
+        "the screen was not cleared: {ann:#?}"
+    );
+}

@@ -91,7 +91,23 @@ pub(crate) async fn run<S: Screen>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ClientError> {
     let look = Renderer::new(client.username(), theme);
-    screen.set_names(completion_names(&client));
+    // The signal wins at any point, even while a screen that stopped
+    // taking output holds the session up.
+    tokio::select! {
+        () = shutdown => {}
+        chat = chat(&mut client, screen, &look) => chat?,
+    }
+    client.leave().await
+}
+
+/// The chat itself: lines typed and the room's events, until the person
+/// leaves or the room is lost.
+async fn chat<S: Screen>(
+    client: &mut Client,
+    screen: &mut S,
+    look: &Renderer,
+) -> Result<(), ClientError> {
+    screen.set_names(completion_names(client));
     let mut banner = look.banner(
         client.server(),
         client.transport(),
@@ -101,18 +117,16 @@ pub(crate) async fn run<S: Screen>(
     banner.extend(look.lock_state(client.locked_by(), client.knocking()));
     screen.show(banner, false).await?;
     screen.ready(look.prompt(PromptKind::Chat)).await?;
-    tokio::pin!(shutdown);
     let mut sending = Sending::new(client.username());
     let mut asking = PromptKind::Chat;
     loop {
         tokio::select! {
-            () = &mut shutdown => break,
             line = screen.next_line() => {
-                let Some(line) = line else { break };
+                let Some(line) = line else { return Ok(()) };
                 let kind = std::mem::replace(&mut asking, PromptKind::Chat);
-                let Some(next) = answer(&mut client, screen, &look, &mut sending, kind, &line).await?
+                let Some(next) = answer(client, screen, look, &mut sending, kind, &line).await?
                 else {
-                    break;
+                    return Ok(());
                 };
                 asking = next;
                 screen.ready(look.prompt(asking)).await?;
@@ -129,7 +143,7 @@ pub(crate) async fn run<S: Screen>(
                         | Event::KnockResolved { .. }
                         | Event::Reconnected { .. }
                 ) {
-                    screen.set_names(completion_names(&client));
+                    screen.set_names(completion_names(client));
                 }
                 // The pending line goes in the same update that shows the
                 // message: never both at once, never neither.
@@ -141,7 +155,6 @@ pub(crate) async fn run<S: Screen>(
             }
         }
     }
-    client.leave().await
 }
 
 fn now_rfc3339() -> String {
@@ -581,5 +594,49 @@ mod tests {
         assert!(matches!(error, ClientError::RoomClosed), "{error}");
         // The host ending the meeting is its normal end.
         assert_eq!(error.exit_code(), crate::client::exit_code::OK);
+    }
+
+    /// A terminal that takes no output (paused, or nobody reading it).
+    struct StuckScreen;
+
+    impl Screen for StuckScreen {
+        async fn show(&mut self, _: Vec<String>, _: bool) -> Result<(), ClientError> {
+            std::future::pending().await
+        }
+        async fn next_line(&mut self) -> Option<String> {
+            std::future::pending().await
+        }
+        async fn ready(&mut self, _: Prompt) -> Result<(), ClientError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signal_ends_the_session_while_the_screen_is_stuck() {
+        let (addr, _stop) = room().await;
+        let client = Client::connect(ClientConfig {
+            server: addr.clone(),
+            username: "ann".into(),
+            password: Password::new(PASSWORD.into()),
+            allow_legacy: false,
+        })
+        .await
+        .unwrap();
+        let (signal, signalled) = tokio::sync::oneshot::channel::<()>();
+        let session = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = signalled.await;
+            };
+            run(client, &mut StuckScreen, Theme::Plain, shutdown).await
+        });
+        // Someone talks to ann, whose screen takes none of it.
+        let mut bob = Person::join(&addr, "bob").await;
+        bob.type_line("anyone there?").await;
+        let _ = signal.send(());
+        tokio::time::timeout(PATIENCE, session)
+            .await
+            .expect("the signal ends the session")
+            .unwrap()
+            .expect("a normal leave");
     }
 }

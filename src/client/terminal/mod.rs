@@ -111,6 +111,7 @@ impl Terminal {
             write_output(output_rx, flushed_tx)
         })?;
         self.saved.enter_raw();
+        let _unwinding = PanicGuard(&self.saved);
         let mut screen = TermScreen {
             output: output_tx,
             out: String::from(BRACKETED_PASTE_ON),
@@ -127,6 +128,7 @@ impl Terminal {
             me: self.me,
             saved: &self.saved,
             broken: None,
+            suspending: false,
         };
         let result = session::run(client, &mut screen, self.theme, shutdown).await;
         let broken = screen.finish().await;
@@ -137,6 +139,20 @@ impl Terminal {
             eprintln!("cmd-chat: the terminal stopped working ({why}); left the room");
         }
         result
+    }
+}
+
+/// Puts the terminal back as it was if the chat panics, so a bug leaves
+/// the person with a working shell rather than a raw one.
+struct PanicGuard<'a>(&'a mode::Saved);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.restore();
+            let _ = std::io::stdout().write_all(format!("\r\n{BRACKETED_PASTE_OFF}").as_bytes());
+            let _ = std::io::stdout().flush();
+        }
     }
 }
 
@@ -194,17 +210,33 @@ fn read_input(keys: mpsc::Sender<Vec<u8>>) {
     }
 }
 
+/// What the session hands the output thread.
+enum Output {
+    /// Text to write, whole.
+    Text(String),
+    /// Answered once everything queued before it is written.
+    Written(oneshot::Sender<()>),
+}
+
 /// The output thread: writes each update whole, in order. Stops at the
-/// first failed write; the session then sees its queue closed.
-fn write_output(mut updates: mpsc::Receiver<String>, flushed: oneshot::Sender<()>) {
-    let mut stdout = std::io::stdout().lock();
+/// first failed write; the session then sees its queue closed. Standard
+/// output is locked for one update at a time, never while waiting.
+fn write_output(mut updates: mpsc::Receiver<Output>, flushed: oneshot::Sender<()>) {
     while let Some(update) = updates.blocking_recv() {
-        if stdout
-            .write_all(update.as_bytes())
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
-            return;
+        match update {
+            Output::Text(text) => {
+                let mut stdout = std::io::stdout().lock();
+                if stdout
+                    .write_all(text.as_bytes())
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Output::Written(done) => {
+                let _ = done.send(());
+            }
         }
     }
     let _ = flushed.send(());
@@ -217,7 +249,7 @@ fn screen_gone() -> ClientError {
 /// The terminal as the session sees it; see the module docs.
 struct TermScreen<'a> {
     /// To the output thread.
-    output: mpsc::Sender<String>,
+    output: mpsc::Sender<Output>,
     /// What is drawn but not yet handed to the output thread.
     out: String,
     /// From the input thread.
@@ -245,6 +277,8 @@ struct TermScreen<'a> {
     saved: &'a mode::Saved,
     /// Why the terminal failed under us, if it did.
     broken: Option<String>,
+    /// Ctrl-Z was pressed; the process stops once the screen is written.
+    suspending: bool,
 }
 
 impl TermScreen<'_> {
@@ -286,12 +320,21 @@ impl TermScreen<'_> {
             return Ok(());
         }
         let permit = self.output.reserve().await.map_err(|_| screen_gone())?;
-        permit.send(std::mem::take(&mut self.out));
+        permit.send(Output::Text(std::mem::take(&mut self.out)));
         Ok(())
     }
 
-    /// Acts on one key; a line if it was Enter, `Err` to leave.
-    fn act(&mut self, key: Key) -> Result<Option<String>, ()> {
+    /// Hands over what is drawn and waits until the terminal has it all.
+    async fn written(&mut self) -> Result<(), ClientError> {
+        self.flush().await?;
+        let (done, written) = oneshot::channel();
+        let permit = self.output.reserve().await.map_err(|_| screen_gone())?;
+        permit.send(Output::Written(done));
+        written.await.map_err(|_| screen_gone())
+    }
+
+    /// Acts on one key.
+    fn act(&mut self, key: Key) -> Acted {
         match self.editor.key(key) {
             Edit::Nothing => {}
             Edit::Changed => self.redraw(),
@@ -302,18 +345,18 @@ impl TermScreen<'_> {
                 }
                 self.submitted = Some((prompt, line.clone()));
                 self.redraw();
-                return Ok(Some(line));
+                return Acted::Line(line);
             }
-            Edit::Leave => return Err(()),
+            Edit::Leave => return Acted::Leave,
             Edit::Complete => self.complete(),
             Edit::ClearScreen => {
                 self.out.push_str("\x1b[H\x1b[2J");
                 self.view.forget();
                 self.redraw();
             }
-            Edit::Suspend => self.suspend(),
+            Edit::Suspend => return Acted::Suspend,
         }
-        Ok(None)
+        Acted::Drawn
     }
 
     /// Tab: paths after `/send` and `/save <n>`, else commands and names.
@@ -334,33 +377,43 @@ impl TermScreen<'_> {
             self.redraw();
             return;
         };
-        let shown: Vec<&str> = choices
+        // File and member names are shown as typed text is: a name that
+        // holds escapes or line breaks cannot draw on the screen.
+        let shown: Vec<String> = choices
             .iter()
             .map(|c| match path_start {
                 Some(_) => last_part(c),
                 None => c.trim_end(),
             })
+            .map(super::sanitize::sanitize)
             .collect();
         self.print_above(&format!("{}\n", shown.join("  ")));
     }
 
-    /// Ctrl-Z: the terminal back as it was, the process stopped as the shell
-    /// expects; when it is continued, the chat drawn again.
+    /// Ctrl-Z, first half: the live area cleared and bracketed paste off,
+    /// for [`Self::stop`] once the terminal has it all.
     fn suspend(&mut self) {
         let mut out = std::mem::take(&mut self.out);
         self.view.clear(&mut out);
         out.push_str(BRACKETED_PASTE_OFF);
-        // Written directly: the output thread may be behind, but the
-        // process is about to stop.
-        let mut stdout = std::io::stdout();
-        let _ = stdout
-            .write_all(out.as_bytes())
-            .and_then(|()| stdout.flush());
+        self.out = out;
+        self.suspending = true;
+    }
+
+    /// Ctrl-Z, second half: the terminal back as it was, the process
+    /// stopped as the shell expects; when it is continued, the chat drawn
+    /// again. Waits until everything queued is on the screen, so nothing of
+    /// ours lands after the shell's prompt. Cancel-safe: if cancelled, the
+    /// next call finishes the job.
+    async fn stop(&mut self) -> Result<(), ClientError> {
+        self.written().await?;
+        self.suspending = false;
         self.saved.restore();
         mode::stop_self();
         self.saved.enter_raw();
         self.out.push_str(BRACKETED_PASTE_ON);
         self.redraw();
+        Ok(())
     }
 
     /// The chat is over: the input line stays on screen as it was, the
@@ -373,9 +426,22 @@ impl TermScreen<'_> {
         self.view.finish(&mut out);
         out.push_str(BRACKETED_PASTE_OFF);
         self.out = out;
-        let _ = self.flush().await;
+        // Bounded: a terminal that stopped reading must not keep us here.
+        let _ = tokio::time::timeout(FLUSH_PATIENCE, self.flush()).await;
         self.broken.take()
     }
+}
+
+/// What one key came to.
+enum Acted {
+    /// The line changed, or nothing did; drawn already.
+    Drawn,
+    /// Enter: the line to answer.
+    Line(String),
+    /// Ctrl-Z.
+    Suspend,
+    /// Ctrl-D, or Ctrl-C on an empty line.
+    Leave,
 }
 
 /// The last part of a completed path (`notes.txt` of `docs/notes.txt`,
@@ -411,10 +477,18 @@ impl Screen for TermScreen<'_> {
         loop {
             while let Some(key) = self.keys.pop_front() {
                 match self.act(key) {
-                    Ok(Some(line)) => return Some(line),
-                    Ok(None) => {}
-                    Err(()) => return None,
+                    Acted::Drawn => {}
+                    Acted::Line(line) => return Some(line),
+                    Acted::Leave => return None,
+                    Acted::Suspend => self.suspend(),
                 }
+            }
+            if self.suspending {
+                if let Err(e) = self.stop().await {
+                    self.broken = Some(e.to_string());
+                    return None;
+                }
+                continue;
             }
             if let Err(e) = self.flush().await {
                 self.broken = Some(e.to_string());
@@ -513,12 +587,14 @@ mod mode {
                 !(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::IEXTEN | LocalFlags::ISIG);
             raw.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
             raw.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
-            let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &raw);
+            let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &raw);
         }
 
-        /// Puts the saved mode back.
+        /// Puts the saved mode back. At once, not after the output drains:
+        /// only input flags differ, and a terminal that stopped reading
+        /// would never drain.
         pub fn restore(&self) {
-            let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &self.0);
+            let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &self.0);
         }
     }
 
