@@ -1034,3 +1034,32 @@ fn completion_shows_hostile_file_names_as_text() {
         "the screen was not cleared: {ann:#?}"
     );
 }
+
+/// A message still waiting for the room when the connection is lost is
+/// left on screen marked as not confirmed, not as if it were on its way.
+#[test]
+fn a_message_pending_when_the_room_is_lost_is_marked_not_confirmed() {
+    if !tmux_available() {
+        return;
+    }
+    let mut server = Server::start();
+    let tmux = Tmux::new();
+    tmux.join("ann", server.port);
+    tmux.wait_prompt("ann");
+    server.signal("STOP");
+    tmux.type_line("ann", "are you there?");
+    tmux.wait_for("ann", "the pending message", |s| {
+        s.iter().any(|l| l.ends_with(" ann: are you there? …"))
+    });
+    // Killed while stopped: it never reads the message (CONT first
+    // would let it relay the message before it dies).
+    server.signal("KILL");
+    assert_eq!(tmux.wait_exit("ann"), "7");
+    let ann = tmux.screen("ann");
+    assert!(
+        ann.iter()
+            .any(|l| l.ends_with(" ann: are you there? (not confirmed)")),
+        "{ann:#?}"
+    );
+    assert!(!ann.iter().any(|l| l.ends_with('…')), "{ann:#?}");
+}

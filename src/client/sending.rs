@@ -36,6 +36,9 @@ pub(crate) struct Sending {
     look: Renderer,
     /// Oldest first: the room confirms our messages in the order they went.
     waiting: Vec<Waiting>,
+    /// Messages the core reported undelivered since the session last took
+    /// them, so the person sees which words did not go.
+    failed: Vec<Waiting>,
 }
 
 impl Sending {
@@ -44,6 +47,7 @@ impl Sending {
             me: me.to_owned(),
             look: Renderer::new(me, Theme::Plain),
             waiting: Vec::new(),
+            failed: Vec::new(),
         }
     }
 
@@ -69,9 +73,10 @@ impl Sending {
             }
             Event::SendFailed { reference, .. } => {
                 let failed = *reference;
-                self.remove_first(
+                let removed = self.remove_first(
                     |w| matches!(w, Waiting::Room { reference, .. } if *reference == failed),
                 );
+                self.failed.extend(removed);
             }
             Event::Private(m) if m.from == self.me => {
                 self.remove_first(|w| {
@@ -89,18 +94,39 @@ impl Sending {
         self.waiting.len() != before
     }
 
-    fn remove_first(&mut self, matches: impl Fn(&Waiting) -> bool) {
-        if let Some(at) = self.waiting.iter().position(matches) {
-            self.waiting.remove(at);
-        }
+    fn remove_first(&mut self, matches: impl Fn(&Waiting) -> bool) -> Option<Waiting> {
+        let at = self.waiting.iter().position(matches)?;
+        Some(self.waiting.remove(at))
     }
 
     /// The pending lines, oldest first, stamped `now` (RFC 3339).
     pub fn lines(&self, now: &str) -> Vec<String> {
-        self.waiting.iter().map(|w| self.line(w, now)).collect()
+        self.waiting
+            .iter()
+            .map(|w| self.line(w, now, PENDING))
+            .collect()
     }
 
-    fn line(&self, waiting: &Waiting, now: &str) -> String {
+    /// The messages reported undelivered since the last call, marked so,
+    /// to show above the report that names them.
+    pub fn take_failed(&mut self, now: &str) -> Vec<String> {
+        let failed = std::mem::take(&mut self.failed);
+        failed
+            .iter()
+            .map(|w| self.line(w, now, UNDELIVERED))
+            .collect()
+    }
+
+    /// The session is over: what was never confirmed, marked so. The room
+    /// may or may not have relayed it; nobody here can tell any more.
+    pub fn unconfirmed(&self, now: &str) -> Vec<String> {
+        self.waiting
+            .iter()
+            .map(|w| self.line(w, now, UNCONFIRMED))
+            .collect()
+    }
+
+    fn line(&self, waiting: &Waiting, now: &str, mark: &str) -> String {
         let shown = match waiting {
             Waiting::Room { text, .. } => self.look.message(&ChatMessage {
                 seq: 0,
@@ -120,9 +146,16 @@ impl Sending {
             ),
         };
         let lines: Vec<&str> = shown.lines.iter().map(|l| l.trim_start()).collect();
-        format!("{} …", lines.join(" ↵ "))
+        format!("{} {mark}", lines.join(" ↵ "))
     }
 }
+
+/// After a message sent and not yet confirmed.
+const PENDING: &str = "…";
+/// After a message the core reported undelivered.
+const UNDELIVERED: &str = "✗ not delivered";
+/// After a message still pending when the session ended.
+const UNCONFIRMED: &str = "(not confirmed)";
 
 #[cfg(test)]
 mod tests {
@@ -191,6 +224,27 @@ mod tests {
         };
         assert!(s.settle(&failed));
         assert_eq!(pending(&s), ["ann: one …"]);
+        // The words that did not go are given once, marked.
+        let failed = s.take_failed(NOW);
+        assert_eq!(failed.len(), 1);
+        assert!(
+            failed[0].ends_with(" ann: two ✗ not delivered"),
+            "{failed:?}"
+        );
+        assert!(s.take_failed(NOW).is_empty());
+    }
+
+    #[test]
+    fn what_is_pending_when_the_session_ends_is_marked_unconfirmed() {
+        let mut s = Sending::new("ann");
+        s.room(1, "one");
+        s.private("bob", "psst");
+        let left = s.unconfirmed(NOW);
+        assert!(left[0].ends_with(" ann: one (not confirmed)"), "{left:?}");
+        assert!(
+            left[1].ends_with(" [private] ann -> bob: psst (not confirmed)"),
+            "{left:?}"
+        );
     }
 
     #[test]

@@ -91,12 +91,16 @@ pub(crate) async fn run<S: Screen>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ClientError> {
     let look = Renderer::new(client.username(), theme);
+    let mut sending = Sending::new(client.username());
     // The signal wins at any point, even while a screen that stopped
     // taking output holds the session up.
-    tokio::select! {
-        () = shutdown => {}
-        chat = chat(&mut client, screen, &look) => chat?,
-    }
+    let ended = tokio::select! {
+        () = shutdown => Ok(()),
+        chat = chat(&mut client, screen, &look, &mut sending) => chat,
+    };
+    // Nothing is left looking as if it were still on its way.
+    screen.set_pending(sending.unconfirmed(&now_rfc3339()));
+    ended?;
     client.leave().await
 }
 
@@ -106,6 +110,7 @@ async fn chat<S: Screen>(
     client: &mut Client,
     screen: &mut S,
     look: &Renderer,
+    sending: &mut Sending,
 ) -> Result<(), ClientError> {
     screen.set_names(completion_names(client));
     let mut banner = look.banner(
@@ -117,14 +122,13 @@ async fn chat<S: Screen>(
     banner.extend(look.lock_state(client.locked_by(), client.knocking()));
     screen.show(banner, false).await?;
     screen.ready(look.prompt(PromptKind::Chat)).await?;
-    let mut sending = Sending::new(client.username());
     let mut asking = PromptKind::Chat;
     loop {
         tokio::select! {
             line = screen.next_line() => {
                 let Some(line) = line else { return Ok(()) };
                 let kind = std::mem::replace(&mut asking, PromptKind::Chat);
-                let Some(next) = answer(client, screen, look, &mut sending, kind, &line).await?
+                let Some(next) = answer(client, screen, look, sending, kind, &line).await?
                 else {
                     return Ok(());
                 };
@@ -150,7 +154,9 @@ async fn chat<S: Screen>(
                 if sending.settle(&event) {
                     screen.set_pending(sending.lines(&now_rfc3339()));
                 }
-                let shown = look.event(&event, &now_hhmm());
+                let mut shown = look.event(&event, &now_hhmm());
+                // A message that failed: its words, then why.
+                shown.lines.splice(0..0, sending.take_failed(&now_rfc3339()));
                 screen.show(shown.lines, shown.bell).await?;
             }
         }

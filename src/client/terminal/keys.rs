@@ -133,6 +133,23 @@ impl Decoder {
         keys
     }
 
+    /// Whether a bracketed paste is open; if nothing follows for a while,
+    /// [`Decoder::end_paste`] closes it.
+    pub fn in_paste(&self) -> bool {
+        self.paste.is_some()
+    }
+
+    /// A paste's end marker never came (a stray start marker, or a
+    /// terminal that lost the end): the paste is what came, and keys are
+    /// keys again.
+    pub fn end_paste(&mut self) -> Vec<Key> {
+        let Some(mut paste) = self.paste.take() else {
+            return Vec::new();
+        };
+        keep_up_to(&mut paste, &std::mem::take(&mut self.pending));
+        vec![Key::Paste(String::from_utf8_lossy(&paste).into_owned())]
+    }
+
     /// Moves paste bytes out of `pending`; the paste once its end marker
     /// has come.
     fn take_paste(&mut self) -> Option<Key> {
@@ -208,10 +225,14 @@ fn escape(bytes: &[u8]) -> Step {
         b'[' => csi(bytes),
         b'O' => match bytes.get(2) {
             None => Step::More,
-            Some(&last) => Step::Key(final_key(last, 1), 3),
+            Some(&last @ 0x40..=0x7e) => Step::Key(final_key(last, 1), 3),
+            // Not a key sequence: Alt-O, then whatever the byte starts.
+            Some(_) => Step::Key(Key::Alt('O'), 2),
         },
         0x7f | 0x08 => Step::Key(Key::AltBackspace, 2),
-        0x1b => Step::Key(Key::Escape, 1),
+        // Escape, then a key of its own (Enter, Ctrl-C, another Escape):
+        // typed quickly enough to come in one read.
+        0x00..=0x1f => Step::Key(Key::Escape, 1),
         _ => match utf8(&bytes[1..]) {
             Step::Key(Key::Char(c), used) => Step::Key(Key::Alt(c), used + 1),
             Step::More => Step::More,
@@ -339,6 +360,30 @@ mod tests {
             keys(&[b"\x1bb\x1bf\x1b\x7f"]),
             [Key::Alt('b'), Key::Alt('f'), Key::AltBackspace]
         );
+    }
+
+    #[test]
+    fn escape_then_a_control_key_in_one_read_is_both_keys() {
+        assert_eq!(keys(&[b"\x1b\r"]), [Key::Escape, Key::Enter]);
+        assert_eq!(keys(&[b"\x1b\x03"]), [Key::Escape, Key::Ctrl('c')]);
+    }
+
+    #[test]
+    fn escape_o_before_text_is_alt_o_and_the_text() {
+        assert_eq!(
+            keys(&["\x1bOé".as_bytes()]),
+            [Key::Alt('O'), Key::Char('é')]
+        );
+    }
+
+    #[test]
+    fn a_paste_without_its_end_ends_when_told_and_keys_are_keys_again() {
+        let mut decoder = Decoder::default();
+        assert_eq!(decoder.feed(b"\x1b[200~stray\x1b[2"), []);
+        assert!(decoder.in_paste());
+        assert_eq!(decoder.end_paste(), [Key::Paste("stray\x1b[2".into())]);
+        assert!(!decoder.in_paste());
+        assert_eq!(decoder.feed(b"\r"), [Key::Enter]);
     }
 
     #[test]

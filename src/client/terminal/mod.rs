@@ -52,6 +52,11 @@ const FLUSH_PATIENCE: Duration = Duration::from_secs(2);
 /// after that it was the Escape key.
 const ESCAPE_WAIT: Duration = Duration::from_millis(50);
 
+/// How long a bracketed paste may go without a byte before it is taken as
+/// ended: its end marker was lost, or the start was stray. A paste streams
+/// without pauses; until then, every key is part of it.
+const PASTE_SILENCE: Duration = Duration::from_secs(2);
+
 const BRACKETED_PASTE_ON: &str = "\x1b[?2004h";
 const BRACKETED_PASTE_OFF: &str = "\x1b[?2004l";
 
@@ -495,6 +500,7 @@ impl Screen for TermScreen<'_> {
                 return None;
             }
             let escape_wait = self.decoder.waiting();
+            let in_paste = self.decoder.in_paste();
             tokio::select! {
                 bytes = self.input.recv() => {
                     let bytes = bytes?;
@@ -503,6 +509,9 @@ impl Screen for TermScreen<'_> {
                 () = self.winch.recv() => self.redraw(),
                 () = tokio::time::sleep(ESCAPE_WAIT), if escape_wait => {
                     self.keys.extend(self.decoder.flush());
+                }
+                () = tokio::time::sleep(PASTE_SILENCE), if in_paste => {
+                    self.keys.extend(self.decoder.end_paste());
                 }
             }
         }

@@ -25,6 +25,7 @@ use std::fmt::Write as _;
 use unicode_width::UnicodeWidthStr;
 
 use crate::client::sanitize::sanitize;
+use crate::protocol::username::is_emoji_joiner;
 
 /// Columns assumed when the terminal does not say.
 pub const DEFAULT_WIDTH: usize = 80;
@@ -180,13 +181,14 @@ impl View {
             Some(room) if room >= MIN_INPUT_COLUMNS => (styled, room),
             _ => ("", self.width - 1),
         };
-        let cells: Vec<(String, usize)> = live.line.iter().map(|&c| cell(c)).collect();
+        let cells = cells(live.line);
         let cursor_column: usize = cells[..live.cursor].iter().map(|(_, w)| w).sum();
         if cursor_column < self.scroll {
             self.scroll = cursor_column;
         } else if cursor_column >= self.scroll + room {
             self.scroll = cursor_column + 1 - room;
         }
+        self.scroll = cell_start_from(&cells, self.scroll);
         out.push_str(prompt);
         let shown_prompt = if prompt.is_empty() { 0 } else { prompt_width };
         let mut column = 0;
@@ -208,15 +210,36 @@ impl View {
     }
 }
 
-/// How one typed character is shown: a newline (from a paste) as `↵`,
-/// anything invisible or controlling visibly escaped.
-fn cell(c: char) -> (String, usize) {
-    let shown = match c {
-        '\n' => "↵".to_owned(),
-        c => sanitize(c.encode_utf8(&mut [0; 4])),
-    };
-    let width = shown.width();
-    (shown, width)
+/// How each typed character is shown, and its width: a newline (from a
+/// paste) as `↵`, anything invisible or controlling visibly escaped, as in
+/// received messages; a joiner inside an emoji sequence (`👩‍💻`) stays.
+fn cells(line: &[char]) -> Vec<(String, usize)> {
+    line.iter()
+        .enumerate()
+        .map(|(at, &c)| {
+            let shown = match c {
+                '\n' => "↵".to_owned(),
+                _ if is_emoji_joiner(line, at) => c.to_string(),
+                c => sanitize(c.encode_utf8(&mut [0; 4])),
+            };
+            let width = shown.width();
+            (shown, width)
+        })
+        .collect()
+}
+
+/// The first column at or after `column` where a cell starts: a wide
+/// character cut by the left edge is left out whole, so every column shown
+/// is where the cursor arithmetic puts it.
+fn cell_start_from(cells: &[(String, usize)], column: usize) -> usize {
+    let mut start = 0;
+    for (_, width) in cells {
+        if start >= column {
+            break;
+        }
+        start += width;
+    }
+    start.max(column)
 }
 
 /// `text` cut to at most `room` columns, with `…` where it was cut.
@@ -291,6 +314,29 @@ mod tests {
         let mut out = String::new();
         view.redraw(live(&[], &line, 0), &mut out);
         assert_eq!(out, "\r\x1b[Jann> abcdefghijklmn\r\x1b[5C");
+    }
+
+    #[test]
+    fn a_wide_character_at_the_left_edge_is_left_out_whole() {
+        let mut view = View::new(20, false, false);
+        // 27 columns of text in 14: the edge falls inside a `世`.
+        let line = chars("a世世世世世世世世世世世世世");
+        let mut out = String::new();
+        view.redraw(live(&[], &line, line.len()), &mut out);
+        // Six whole characters, the cursor right after them.
+        assert_eq!(out, "ann> 世世世世世世\r\x1b[17C");
+    }
+
+    #[test]
+    fn emoji_joined_into_one_are_typed_as_they_are() {
+        let mut view = View::new(40, false, false);
+        let line = chars("\u{1F469}\u{200D}\u{1F4BB} a\u{200D}b");
+        let mut out = String::new();
+        view.redraw(live(&[], &line, line.len()), &mut out);
+        assert!(
+            out.contains("\u{1F469}\u{200D}\u{1F4BB} a<U+200D>b"),
+            "{out:?}"
+        );
     }
 
     #[test]
