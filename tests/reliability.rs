@@ -341,7 +341,7 @@ async fn members_change_while_away(cut: fn(&Proxy)) {
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert_eq!(seen[0], Event::Left { user: "bob".into() });
     assert!(
-        matches!(&seen[1], Event::Error { message } if message.contains("private message to bob was not sent")),
+        matches!(&seen[1], Event::PrivateNotSent { to, count: 1, .. } if to == "bob"),
         "{seen:?}"
     );
     assert_eq!(seen[2], Event::Joined { user: "dan".into() });
@@ -901,8 +901,26 @@ async fn a_member_coming_back_is_not_held_to_the_room_wide_budget() {
             assert_eq!(wrong_guess(from, &server).await, "auth_failed");
         }
     }
-    let newcomer = server.try_join("bob", PASSWORD).await.unwrap_err();
-    assert!(matches!(newcomer, ClientError::LockedOut(_)), "{newcomer}");
+    // The budget refills one guess every two seconds, so on a slow machine
+    // it may have a guess left: spend it, from fresh addresses, until a
+    // newcomer is turned away (bounded: at most the whole budget again).
+    let mut locked_out = false;
+    for extra in 0..GLOBAL_FAILURES_PER_MINUTE {
+        match server.try_join(&format!("bob{extra}"), PASSWORD).await {
+            Err(ClientError::LockedOut(_)) => {
+                locked_out = true;
+                break;
+            }
+            Err(other) => panic!("{other}"),
+            Ok(bob) => drop(bob),
+        }
+        let from = std::net::Ipv4Addr::new(127, 0, 1, 10 + extra as u8);
+        wrong_guess(from, &server).await;
+    }
+    assert!(
+        locked_out,
+        "the room's budget of wrong passwords never ran out"
+    );
     proxy.cut();
     // The budget refills a little every few seconds, so a member held to it
     // would get back in too, late: what shows is that it was never refused.
