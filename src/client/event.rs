@@ -36,6 +36,14 @@ pub const RELAYED_AGAIN_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// A server's time stamp: RFC 3339, or, from cmd-chat 1.x servers, a
 /// naive ISO 8601 time meant as UTC. `None` if it is neither.
+/// What the front ends say for [`Event::PrivateNotSent`].
+pub(crate) fn private_not_sent(to: &str, count: usize, reason: &str) -> String {
+    match count {
+        1 => format!("1 private message to {to} was not sent: {reason}"),
+        n => format!("{n} private messages to {to} were not sent: {reason}"),
+    }
+}
+
 pub(crate) fn parse_stamp(stamp: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(stamp)
         .map(|t| t.to_utc())
@@ -100,6 +108,15 @@ pub enum Event {
     Sent {
         reference: u64,
         seq: u64,
+    },
+    /// The `count` oldest of our private messages to `to` that were still
+    /// waiting for the private session with them were never sent: it could
+    /// not be set up, or it ended first. (One already sent that the server
+    /// refuses comes as an [`Event::Error`].)
+    PrivateNotSent {
+        to: String,
+        count: usize,
+        reason: String,
     },
     /// Our message `reference` was not confirmed; [`Client::resend`](super::Client::resend) can try again.
     SendFailed {

@@ -134,10 +134,11 @@ fn hello(keys: &KeyPair) -> PrivateEnvelope {
     }
 }
 
-fn not_sent(count: usize, name: &str, why: &str) -> String {
-    match count {
-        1 => format!("1 private message to {name} was not sent: {why}"),
-        n => format!("{n} private messages to {name} were not sent: {why}"),
+fn not_sent(count: usize, name: &str, why: &str) -> Event {
+    Event::PrivateNotSent {
+        to: name.to_owned(),
+        count,
+        reason: why.to_owned(),
     }
 }
 
@@ -299,9 +300,7 @@ impl PrivateChats {
                     "the private session with {name} could not be set up: {e}"
                 ));
                 if !queue.is_empty() {
-                    out.events.push(Event::Error {
-                        message: not_sent(queue.len(), name, &e.to_string()),
-                    });
+                    out.events.push(not_sent(queue.len(), name, &e.to_string()));
                 }
                 out
             }
@@ -344,9 +343,7 @@ impl PrivateChats {
                     "the private session with {name} could not be set up: {why}"
                 ));
                 if !queue.is_empty() {
-                    out.events.push(Event::Error {
-                        message: not_sent(queue.len(), name, &why),
-                    });
+                    out.events.push(not_sent(queue.len(), name, &why));
                 }
                 out
             }
@@ -426,6 +423,16 @@ impl PrivateChats {
         }
     }
 
+    /// Every private session ended at once (we came back to the room as a
+    /// new member, or to a new room): all keys are wiped, and whatever
+    /// still waited for a session is reported as not sent.
+    pub fn reset(&mut self, why: &str) -> Vec<Event> {
+        let ids: Vec<String> = self.peers.keys().cloned().collect();
+        let events = ids.iter().flat_map(|id| self.fail(id, why)).collect();
+        *self = Self::new(&self.me);
+        events
+    }
+
     /// The peer left the room: its keys are wiped, and anything still
     /// waiting for it is reported as not sent.
     pub fn departed(&mut self, id: &str) -> Vec<Event> {
@@ -470,9 +477,7 @@ impl PrivateChats {
         let mut events = Vec::new();
         if let State::Offered { queue, .. } = &peer.state {
             if !queue.is_empty() {
-                events.push(Event::Error {
-                    message: not_sent(queue.len(), &peer.name, why),
-                });
+                events.push(not_sent(queue.len(), &peer.name, why));
             } else if peer.verify_wanted {
                 events.push(Event::Error {
                     message: format!("no safety code for {}: {why}", peer.name),
@@ -543,9 +548,7 @@ fn seal_into(
                 text: text.to_owned(),
             }));
         }
-        Err(e) => out.events.push(Event::Error {
-            message: format!("a private message to {name} was not sent: {e}"),
-        }),
+        Err(e) => out.events.push(not_sent(1, name, &e.to_string())),
     }
 }
 
@@ -592,6 +595,10 @@ mod tests {
                 Event::Private(m) => format!("{}->{}: {}", m.from, m.to, m.text),
                 Event::Verify { user, .. } => format!("verify {user}"),
                 Event::Error { message } => format!("error: {message}"),
+                Event::PrivateNotSent { to, count, reason } => format!(
+                    "error: {}",
+                    crate::client::event::private_not_sent(to, *count, reason)
+                ),
                 other => format!("{other:?}"),
             })
             .collect()

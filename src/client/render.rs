@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use chrono::Local;
 
-use super::event::parse_stamp;
+use super::event::{parse_stamp, private_not_sent};
 
 use super::files::{PROGRESS_STEPS, ReceivedFile, mib, percent};
 use super::sanitize::{sanitize, sanitize_lines};
@@ -328,6 +328,17 @@ impl Renderer {
                 "{} {}",
                 self.paint(Style::Time, now),
                 self.paint(Style::Error, &format!("{ERROR_MARK} {}", sanitize(message)))
+            )),
+            Event::PrivateNotSent { to, count, reason } => line(format!(
+                "{} {}",
+                self.paint(Style::Time, now),
+                self.paint(
+                    Style::Error,
+                    &format!(
+                        "{ERROR_MARK} {}",
+                        sanitize(&private_not_sent(to, *count, reason))
+                    )
+                )
             )),
             // The echo of our own message already shows it arrived.
             Event::Sent { .. } => Shown {

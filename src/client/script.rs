@@ -13,6 +13,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::command::{self, Command};
 use super::dispatch::{self, Outcome};
+use super::event::private_not_sent;
 use super::files;
 use super::{Client, ClientError, Event, KnockOutcome, Transport, Waiting};
 
@@ -57,6 +58,13 @@ pub fn event_json(event: &Event) -> Value {
         Event::Left { user } => json!({"event": "left", "user": user}),
         Event::Cleared => json!({"event": "cleared"}),
         Event::Error { message } => json!({"event": "error", "message": message}),
+        // An error, as it always was, with who and how many for a script
+        // that keeps count.
+        Event::PrivateNotSent { to, count, reason } => json!({
+            "event": "error",
+            "message": private_not_sent(to, *count, reason),
+            "private_not_sent": {"to": to, "count": count},
+        }),
         Event::Notice { message } => json!({"event": "notice", "message": message}),
         Event::Sent { reference, seq } => json!({"event": "sent", "ref": reference, "seq": seq}),
         Event::SendFailed { reference, reason } => {

@@ -3,8 +3,8 @@
 //! (dim, ending in `…`) below the room's lines; when the room relays the
 //! message back it is printed in its place in the room's order, like
 //! anyone's, and the pending line goes. A message that fails is reported
-//! by the core ([`Event::SendFailed`], or an error for a private one) and
-//! its pending line goes too.
+//! by the core ([`Event::SendFailed`], [`Event::PrivateNotSent`]) and is
+//! shown once more, marked as not delivered, above the reason.
 //!
 //! No I/O: the session records what it sent and passes every event
 //! through [`Sending::settle`].
@@ -83,11 +83,13 @@ impl Sending {
                     matches!(w, Waiting::Private { to, text } if *to == m.to && **text == m.text)
                 });
             }
-            // A private message that cannot go says so in an error line,
-            // without saying which; and a restarted room has no private
-            // sessions left. Their pending lines go.
-            Event::Error { .. } | Event::RoomRestarted => {
-                self.waiting.retain(|w| matches!(w, Waiting::Room { .. }));
+            // The oldest ones to `to`: they queue for the session in order.
+            Event::PrivateNotSent { to, count, .. } => {
+                for _ in 0..*count {
+                    let removed = self
+                        .remove_first(|w| matches!(w, Waiting::Private { to: t, .. } if t == to));
+                    self.failed.extend(removed);
+                }
             }
             _ => {}
         }
@@ -262,10 +264,43 @@ mod tests {
             text: "psst".into(),
         });
         assert!(s.settle(&sent));
-        s.private("cy", "hm");
-        assert!(s.settle(&Event::Error {
-            message: "no private session with cy".into()
-        }));
         assert_eq!(pending(&s), ["ann: hello …"]);
+    }
+
+    #[test]
+    fn private_messages_not_sent_are_marked_so_and_others_stay() {
+        let mut s = Sending::new("ann");
+        s.private("cy", "one");
+        s.private("bob", "psst");
+        s.private("cy", "two");
+        s.private("cy", "three");
+        // An error about something else leaves every pending line.
+        assert!(!s.settle(&Event::Error {
+            message: "a private message from dan could not be read".into()
+        }));
+        let failed = Event::PrivateNotSent {
+            to: "cy".into(),
+            count: 2,
+            reason: "they left the room".into(),
+        };
+        assert!(s.settle(&failed));
+        assert_eq!(
+            pending(&s),
+            [
+                "[private] ann -> bob: psst …",
+                "[private] ann -> cy: three …"
+            ]
+        );
+        let marked = s.take_failed(NOW);
+        assert_eq!(marked.len(), 2, "{marked:?}");
+        assert!(
+            marked[0].ends_with(" ann -> cy: one ✗ not delivered"),
+            "{marked:?}"
+        );
+        assert!(
+            marked[1].ends_with(" ann -> cy: two ✗ not delivered"),
+            "{marked:?}"
+        );
+        assert!(s.take_failed(NOW).is_empty());
     }
 }

@@ -12,7 +12,6 @@ use super::{
 use crate::client::error::ClientError;
 use crate::client::event::{Event, Transport};
 use crate::client::login::{Link, LoginFailed, ResumeRequest, ResumeState, protocol};
-use crate::client::private::PrivateChats;
 use crate::protocol::wire::UserInfo;
 
 /// The connection is gone and the client is trying to get it back.
@@ -218,7 +217,9 @@ impl Client {
             self.reconcile_members(link.users, &ours);
         }
         if !same_member || restarted {
-            self.private = PrivateChats::new(&self.config.username);
+            let why = "the connection was lost before the private session was set up";
+            let failed = self.private.reset(why);
+            self.pending.extend(failed);
         }
         for data in link.messages {
             let event = self.message_event(data, false);
