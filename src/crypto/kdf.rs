@@ -29,7 +29,7 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// 64 MiB, 3 passes, 1 lane: a fraction of a second on a laptop core
-    /// (see README for measured figures), paid once per login.
+    /// (see SECURITY.md for measured figures), paid once per login.
     pub const DEFAULT: KdfParams = KdfParams {
         m_kib: 64 * 1024,
         t: 3,
