@@ -1,6 +1,8 @@
 //! Live interop with a client built on the PyPI packages cmd-chat 1.x uses
 //! (`srp==1.0.22`, `cryptography`): `tests/python/legacy_client.py`.
-//! `.ci/run` installs them, so this always runs in CI.
+//! `scripts/test` installs them in a virtual environment under `target/`
+//! and points `PYTHON` at it, so this runs wherever the suite does, CI
+//! included.
 
 mod common;
 
