@@ -354,7 +354,7 @@ impl Client {
     /// two of you hold. The first message to someone runs a key exchange
     /// first; it and anything sent meanwhile are queued and go out, in order,
     /// once it completes (each shows up as an [`Event::Private`] then), or
-    /// come back as an [`Event::Error`] if it fails. [`ClientError::Private`]
+    /// come back as an [`Event::PrivateNotSent`] if it fails. [`ClientError::Private`]
     /// leaves the session usable: nothing was sent.
     pub async fn send_private(&mut self, name: &str, text: &str) -> Result<(), ClientError> {
         self.connected()?;

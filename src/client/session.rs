@@ -237,6 +237,8 @@ async fn show<S: Screen>(
         Outcome::Sent(reference) => {
             if let Some(text) = command.room_text() {
                 sending.room(reference, &text);
+            } else if let Command::Resend(old) = command {
+                sending.resent(*old, reference);
             }
             screen.set_pending(sending.lines(&now_rfc3339()));
             Vec::new()
