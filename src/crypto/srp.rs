@@ -53,8 +53,9 @@
 //! the verifier), `v^u` (public-exponent table) and `S = (A·v^u)^b` (variable
 //! base); the client computes `A = g^a` and `g^x` (table) and
 //! `S = (B − k·g^x)^(a + u·x)` (variable base). That is about 0.6 ms for the
-//! server's half of a login, most of it `(A·v^u)^b`, and 1.2 ms for the
-//! client's (`examples/srp_cost`, BENCHMARKS.md).
+//! server's half of a login, most of it `(A·v^u)^b`, and 1.0–1.15 ms for the
+//! client's (`examples/srp_cost`; BENCHMARKS.md has the figures and their
+//! dates).
 //!
 //! Every secret integer or residue we hold is a [`SecretUint`] or a
 //! `Zeroizing` buffer, wiped on drop, and so is the `v` table. What stays
@@ -188,11 +189,11 @@ impl FixedBase {
 /// The squarings, three in four of the operations, go through the crate's
 /// `BoxedMontyForm` multiplier: since crypto-bigint 0.7.11 it squares
 /// 2048-bit values with a dedicated kernel (each cross product computed
-/// once), which `ConstMontyForm` does not have, and takes the server's half
-/// of a login from 666–678 to 617–627 µs (`srp_cost`, BENCHMARKS.md). The
-/// accumulator and the multiplier's scratch are wiped on drop; left unwiped,
-/// as by the crate: the stack slots that `mul` and `select` return their
-/// values through.
+/// once), which `ConstMontyForm` does not have: it took the server's half
+/// of a login from 666–678 to 617–639 µs in `srp_cost` on 2026-12-04 (the
+/// current figure is in BENCHMARKS.md). The accumulator and the
+/// multiplier's scratch are wiped on drop; left unwiped, as by the crate:
+/// the stack slots that `mul` and `select` return their values through.
 fn pow_secret<const L: usize>(base: &Residue, exponent: &Uint<L>) -> Residue {
     const { assert!((Word::BITS as usize).is_multiple_of(WINDOW)) };
     // powers[j] = base^j; as secret as the base.

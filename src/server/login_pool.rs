@@ -6,7 +6,8 @@
 //! hammering the port) must slow down logins, not the members already
 //! talking. On tokio's blocking pool the exponentiations competed with the
 //! reactor threads as equals: on two cores, logins at full rate raised the
-//! chat p99 of a room from 2 ms to 420 ms (BENCHMARKS.md). Here they queue
+//! chat p99 of a room from 2.3 ms to 422 ms (2026-11-22; BENCHMARKS.md,
+//! "Logins beside a chat", has that and the later figures). Here they queue
 //! for [`LOGIN_THREADS`] threads that run, on Linux, at nice [`LOGIN_NICE`]:
 //! a relay thread that wakes up takes the core from them, and they keep a
 //! small but certain share of a saturated machine (unlike `SCHED_IDLE`, under
