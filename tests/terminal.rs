@@ -1042,7 +1042,7 @@ fn a_message_pending_when_the_room_is_lost_is_marked_not_confirmed() {
     if !tmux_available() {
         return;
     }
-    let mut server = Server::start();
+    let server = Server::start();
     let tmux = Tmux::new();
     tmux.join("ann", server.port);
     tmux.wait_prompt("ann");
