@@ -28,7 +28,10 @@ use crate::protocol::{FrameError, FrameReader, FrameWriter};
 /// A login that passed SRP: its name is reserved and, for native clients,
 /// both halves of the connection are sealed.
 pub struct Authenticated {
+    /// The name, held for this login until it joins (or gives up, which frees
+    /// it).
     reservation: NameReservation,
+    /// A cmd-chat 1.x client: no sealed transport, no native-only frames.
     legacy: bool,
     /// A reconnecting native member: replay only what it missed.
     resume: Option<Resume>,

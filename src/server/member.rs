@@ -109,13 +109,17 @@ pub(super) async fn serve_member<R, W>(
 
 /// One member's side of the room, as its connection task holds it.
 struct Member<'a> {
+    /// This connection's place in the room, through which it acts.
     membership: Membership,
     /// This member's own queue, for replies to it.
     own: Outbox,
+    /// A cmd-chat 1.x client, which is sent no native-only frames.
     legacy: bool,
+    /// The server's limits and room, for the frames the member sends.
     shared: &'a Shared,
     /// The session's bucket, not this connection's (see `SessionRate`).
     rate: SessionRate,
+    /// Files this member is sending, relayed a chunk at a time.
     transfers: Transfers,
 }
 

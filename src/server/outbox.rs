@@ -35,13 +35,18 @@ pub struct Full;
 /// The sending side, held by the room (and by the connection for its own replies).
 #[derive(Clone)]
 pub struct Outbox {
+    /// The frames, with how soon each must go out.
     tx: mpsc::Sender<(Outbound, Urgency)>,
+    /// Bytes in the queue, shared with the [`Inbox`]: the byte bound is checked
+    /// against it.
     queued: Arc<AtomicUsize>,
 }
 
 /// The receiving side, held by the connection's writer.
 pub struct Inbox {
+    /// The frames the room and the connection queued.
     rx: mpsc::Receiver<(Outbound, Urgency)>,
+    /// Bytes in the queue, lowered as frames are taken out.
     queued: Arc<AtomicUsize>,
 }
 

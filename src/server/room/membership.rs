@@ -19,14 +19,19 @@ use crate::server::limits::SessionRate;
 /// [`Superseded`] instead of speaking for a member it no longer is, or for
 /// whoever took the name since.
 pub struct Membership {
+    /// The room acted on, and left when this is dropped.
     pub(super) room: Arc<Room>,
+    /// The member's id, with `generation` telling whether this connection still
+    /// holds its place.
     pub(super) user_id: String,
     /// Which connection of the member this is; a takeover gives the
     /// member a new one, and this one then holds nothing.
     pub(super) generation: u64,
+    /// The member's name, stamped on what it posts and on its private frames.
     pub(super) username: String,
     /// A native joiner's history, still to be sent after `init`.
     pub(super) history: Option<HistoryCursor>,
+    /// The session's `--rate` bucket, handed to the connection's frame loop.
     pub(super) rate: SessionRate,
 }
 
@@ -37,7 +42,11 @@ pub struct Membership {
 /// never costs more than one part of memory beyond the shared history.
 #[derive(Debug, Clone, Copy)]
 pub struct HistoryCursor {
+    /// The last message sent so far (or before the replay, the last one the
+    /// member saw).
     pub(super) after: u64,
+    /// The newest message when the member joined: later ones reach it live, not
+    /// in the replay.
     pub(super) until: u64,
 }
 

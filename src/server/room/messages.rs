@@ -20,9 +20,12 @@ use crate::server::outbox::Urgency;
 
 /// One stored message: its `data` object, serialized once.
 pub(super) struct Stored {
+    /// Its sequence number: what a resume and a history replay pick messages
+    /// by.
     pub(super) seq: u64,
     /// When it was posted, for `--expire`.
     at: Instant,
+    /// The `data` object as sent, shared by every frame that carries it.
     pub(super) data_json: Arc<str>,
 }
 
@@ -36,8 +39,11 @@ impl Drop for Stored {
     }
 }
 
+/// The messages kept for joiners, within the room's bounds.
 pub(super) struct History {
+    /// Stored messages, oldest first, in sequence order.
     pub(super) entries: VecDeque<Stored>,
+    /// Their total size, held to the room's byte bound.
     pub(super) bytes: usize,
 }
 

@@ -153,15 +153,20 @@ pub struct RoomConfig {
     pub max_file_size: u64,
 }
 
+/// A member's connection, as the room holds it.
 struct Member {
+    /// Whom private frames and file chunks are addressed to, and who the others
+    /// see leave.
     user_id: String,
     /// Tells this connection's membership from a later one that took it over.
     generation: u64,
+    /// The name the others see, freed when the member leaves.
     username: String,
     /// Lets this member take its session over after a lost connection.
     resume_token: Key32,
     /// cmd-chat 1.x clients get no native-only frames (notices).
     legacy: bool,
+    /// Where the room queues the member's frames without waiting.
     outbox: Outbox,
     /// Fired when the room removes the member; taken when used.
     kick: Option<oneshot::Sender<Kick>>,
@@ -169,17 +174,24 @@ struct Member {
     rate: SessionRate,
 }
 
+/// Everything in the room that changes, behind the room's one lock.
 struct State {
     /// Every name in use, by a member or reserved by a login about to join,
     /// to whose `user_id`. Changed only through `hold_name` and `free_name`.
     names: HashMap<String, String>,
-    /// The [`likenesses`](crate::protocol::username::likenesses) of every name in `names`, to that name: a name
-    /// that looks like one in use is refused.
+    /// The [`likenesses`](crate::protocol::username::likenesses) of every
+    /// name in `names`, to that name: a name that looks like one in use is
+    /// refused.
     looks: HashMap<String, String>,
     /// Members in join order.
     members: Vec<Member>,
+    /// The messages a joiner is sent, within the room's bounds.
     history: History,
+    /// The next message's sequence number: they only grow, so a reconnecting
+    /// member can say what it last saw.
     next_seq: u64,
+    /// The next connection's generation, never reused, so a takeover never
+    /// matches an older connection.
     next_generation: u64,
     /// Since when nobody is in the room (`None` while someone is), for `--idle-exit`.
     empty_since: Option<Instant>,
@@ -192,6 +204,7 @@ struct State {
 
 /// The shared room. Cheap to reach from every connection through an `Arc`.
 pub struct Room {
+    /// The bounds the room keeps to.
     config: RoomConfig,
     /// Base64 room salt for native `init` frames.
     room_salt_b64: String,
@@ -203,6 +216,7 @@ pub struct Room {
     /// Drawn at start-up: every member's resume token derives from it
     /// ([`Room::resume_token`]).
     resume_key: Key32,
+    /// Everything that changes, behind the one short-held lock.
     state: Mutex<State>,
 }
 

@@ -41,8 +41,11 @@ impl State {
 /// A name held for a login in progress. Dropping it frees the name, so a
 /// failed or abandoned login never leaves it taken.
 pub struct NameReservation {
+    /// The room holding the name, to free it on drop.
     room: Arc<Room>,
+    /// The name reserved, which the member joins under.
     pub(super) name: String,
+    /// The login's id, which holds the name until it joins.
     pub(super) user_id: String,
     /// Set when the name belongs to this member's own earlier session, which
     /// the login may take over once it proves that session's resume secret.
@@ -55,7 +58,9 @@ pub struct Takeover(Replacing);
 
 /// See [`Takeover`].
 pub(super) struct Replacing {
+    /// The session's id, which the takeover keeps.
     pub(super) user_id: String,
+    /// Which connection of the session: the one to replace, and no later one.
     pub(super) generation: u64,
 }
 
@@ -134,8 +139,9 @@ impl Room {
     /// client does not retry that by itself, as it retries nothing once its
     /// proof has gone out; the person connects again.) So of two takeovers
     /// in flight the first to finish wins, and the older one can never evict
-    /// a newer connection of the same member. The replaced connection is kicked ([`Kick::Replaced`](super::Kick::Replaced)) and
-    /// can do nothing in the room from then on (see [`Membership`](super::Membership)).
+    /// a newer connection of the same member. The replaced connection is
+    /// kicked ([`Kick::Replaced`](super::Kick::Replaced)) and can do nothing
+    /// in the room from then on (see [`Membership`](super::Membership)).
     pub fn reserve(
         self: &Arc<Self>,
         name: &str,

@@ -9,9 +9,13 @@ use super::test_room as room;
 
 /// A member joined with `reservation`, with its queue and its kick.
 struct Joined {
+    /// The member's place in the room, to act through.
     membership: Membership,
+    /// Its queue, to fill it up or see what it holds.
     outbox: Outbox,
+    /// The other end of its queue, to read what it was sent.
     inbox: Inbox,
+    /// Whether and why the room removed it.
     kick: oneshot::Receiver<Kick>,
 }
 
