@@ -15,7 +15,10 @@ use crate::protocol::wire::KnockOutcome;
 pub struct ChatMessage {
     /// The server's sequence number.
     pub seq: u64,
+    /// The writer's name, shown with the message, and how our own messages are
+    /// told from others'.
     pub from: String,
+    /// The decrypted text, sanitized only when it is shown.
     pub text: String,
     /// RFC 3339, as stamped by the server.
     pub timestamp: String,
@@ -60,8 +63,11 @@ pub(super) fn written_long_before(token: &str, server_stamp: &str) -> Option<Str
 /// The plaintext is wiped when the value is dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct PrivateMessage {
+    /// Who wrote it: the peer, or our own name for one we sent.
     pub from: String,
+    /// Whom it was for: us, or the peer we sent it to.
     pub to: String,
+    /// The decrypted text, which only the two of us could read.
     pub text: String,
 }
 

@@ -316,8 +316,11 @@ mod tests {
 
     /// A screen the test types into and reads from.
     struct FakeScreen {
+        /// The lines the test types, taken as the person's input.
         typed: mpsc::UnboundedReceiver<String>,
+        /// Where the lines the session shows go, with whether they rang.
         shown: mpsc::UnboundedSender<(Vec<String>, bool)>,
+        /// Where the prompts the session asks with go.
         prompts: mpsc::UnboundedSender<Prompt>,
     }
 
@@ -337,9 +340,13 @@ mod tests {
 
     /// The test's side of a [`FakeScreen`].
     struct Person {
+        /// Lines to type into the session.
         typing: mpsc::UnboundedSender<String>,
+        /// What the session showed, to wait for and check.
         screen: mpsc::UnboundedReceiver<(Vec<String>, bool)>,
+        /// The prompts the session asked with, to see when it is ready.
         prompts: mpsc::UnboundedReceiver<Prompt>,
+        /// The running session, to see how it ended.
         session: tokio::task::JoinHandle<Result<(), ClientError>>,
     }
 

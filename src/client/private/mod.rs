@@ -67,13 +67,16 @@ pub enum PrivateError {
 pub struct Outgoing {
     /// The addressee's `user_id`.
     pub to: String,
+    /// The handshake step or sealed message for that peer alone.
     pub envelope: PrivateEnvelope,
 }
 
 /// What handling one input produced, in order.
 #[derive(Debug, Default)]
 pub struct Output {
+    /// Envelopes to send, in order.
     pub frames: Vec<Outgoing>,
+    /// What to show the person, in order.
     pub events: Vec<Event>,
 }
 
@@ -102,6 +105,7 @@ enum State {
 struct Peer {
     /// The peer's name, for events and errors.
     name: String,
+    /// Whether keys are agreed yet, and what waits for them if not.
     state: State,
     /// `/verify` was asked before the session existed: show the code once it does.
     verify_wanted: bool,
