@@ -26,7 +26,7 @@ pub struct ChatMessage {
     pub history: bool,
     /// `Some(when it was written)`, RFC 3339, if the message's token was
     /// made long before the server says it received it
-    /// ([`RELAYED_AGAIN_AFTER`]): the server relayed an old message again
+    /// (`RELAYED_AGAIN_AFTER`): the server relayed an old message again
     /// as if it were new. The words and the writer are genuine; the moment
     /// is not, and the message is shown as relayed again, not as fresh.
     pub relayed_again: Option<String>,

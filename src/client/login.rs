@@ -165,7 +165,7 @@ pub(super) struct Login {
     /// A 1.x server's room salt, from its challenge.
     pub(super) legacy_room_salt: Option<String>,
     /// Whether the room admits native clients only, so its messages carry
-    /// their writer's name (see [`MessagePlaintext`]). Known for certain: such
+    /// their writer's name (see [`MessagePlaintext`](crate::protocol::wire::MessagePlaintext)). Known for certain: such
     /// a room stretches the password, and a login that skipped the stretch
     /// could not have proved itself to the server nor the server to us.
     pub(super) names_inside: bool,

@@ -27,7 +27,7 @@ pub(crate) trait Screen {
 
     /// The line [`Screen::next_line`] just gave stays on screen as it was
     /// typed, prompt and all: a command, or an answer. A message does not:
-    /// it shows as [`Screen::pending`], then as the room relays it.
+    /// it shows as pending ([`Screen::set_pending`]), then as the room relays it.
     async fn typed(&mut self) -> Result<(), ClientError> {
         Ok(())
     }

@@ -2,11 +2,11 @@
 //! sends, until it leaves, breaks the protocol, is removed or the room
 //! closes.
 //!
-//! Each frame the member sends goes through one [`Gate`], which does the
-//! checks every kind shares (whether a 1.x member may send it, whether its
-//! shape is right, whether the member's rate allows it) and answers a
-//! refusal; what passes goes to the one small handler for its kind. The
-//! writer half is [`outbox::drain`], beside the queue it drains.
+//! Each frame the member sends goes through one gate ([`Member::gate`]),
+//! which does the checks every kind shares (whether a 1.x member may send
+//! it, whether its shape is right, whether the member's rate allows it) and
+//! answers a refusal; what passes goes to the one small handler for its
+//! kind. The writer half is [`outbox::drain`], beside the queue it drains.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -23,7 +23,7 @@ pub type Outbound = Arc<str>;
 pub enum Urgency {
     /// As soon as the queue is drained: messages, replies, everything else.
     Now,
-    /// Within [`PRESENCE_DELAY`](super::limits::PRESENCE_DELAY), with
+    /// Within [`PRESENCE_DELAY`], with
     /// whatever else arrives meanwhile: joins and leaves.
     Soon,
 }

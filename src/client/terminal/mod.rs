@@ -3,8 +3,8 @@
 //! lost, and your own messages shown once.
 //!
 //! One task owns the screen: the session's (`session.rs`), through
-//! [`TermScreen`]. It decodes keys ([`keys`]), edits the line ([`editor`])
-//! and draws ([`view`]) between the room's events, so nothing else ever
+//! `TermScreen`. It decodes keys (`keys`), edits the line (`editor`)
+//! and draws (`view`) between the room's events, so nothing else ever
 //! writes to the terminal while it draws, and a key typed at any moment
 //! waits its turn instead of racing the output. Two threads do only the
 //! blocking I/O: one reads standard input, one writes standard output
