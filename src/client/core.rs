@@ -614,7 +614,7 @@ impl Client {
     /// [`Event::Reconnecting`], logs in again with backoff, takes its session
     /// over, and reports [`Event::Reconnected`] followed by exactly the
     /// messages it missed. It gives up (with [`ClientError::ConnectionLost`])
-    /// after [`RECONNECT_ATTEMPTS`], or at once when the server says no.
+    /// after `RECONNECT_ATTEMPTS` tries, or at once when the server says no.
     ///
     /// It also keeps an outgoing file moving: chunks go out as the server
     /// acknowledges earlier ones.

@@ -15,7 +15,10 @@ use crate::protocol::wire::KnockOutcome;
 pub struct ChatMessage {
     /// The server's sequence number.
     pub seq: u64,
+    /// The writer's name, shown with the message, and how our own messages are
+    /// told from others'.
     pub from: String,
+    /// The decrypted text, sanitized only when it is shown.
     pub text: String,
     /// RFC 3339, as stamped by the server.
     pub timestamp: String,
@@ -23,7 +26,7 @@ pub struct ChatMessage {
     pub history: bool,
     /// `Some(when it was written)`, RFC 3339, if the message's token was
     /// made long before the server says it received it
-    /// ([`RELAYED_AGAIN_AFTER`]): the server relayed an old message again
+    /// (`RELAYED_AGAIN_AFTER`): the server relayed an old message again
     /// as if it were new. The words and the writer are genuine; the moment
     /// is not, and the message is shown as relayed again, not as fresh.
     pub relayed_again: Option<String>,
@@ -68,8 +71,11 @@ pub(super) fn written_long_before(token: &str, server_stamp: &str) -> Option<Str
 /// The plaintext is wiped when the value is dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct PrivateMessage {
+    /// Who wrote it: the peer, or our own name for one we sent.
     pub from: String,
+    /// Whom it was for: us, or the peer we sent it to.
     pub to: String,
+    /// The decrypted text, which only the two of us could read.
     pub text: String,
 }
 

@@ -32,7 +32,10 @@ use super::core::{
 
 /// What a native server gave this session so it can be resumed.
 pub(super) struct ResumeState {
+    /// The session's id, which a reconnecting login names to take it over.
     pub(super) user_id: String,
+    /// Proves the session is ours when we come back, so the takeover is not a
+    /// password guess.
     pub(super) token: Key32,
 }
 
@@ -153,6 +156,7 @@ pub(super) fn protocol(detail: impl Into<String>) -> ClientError {
 pub(super) struct Login {
     /// Sealed for native servers, like `writer`.
     pub(super) reader: FrameReader<OwnedReadHalf>,
+    /// Where the session's frames go, sealed for native servers.
     pub(super) writer: FrameWriter<OwnedWriteHalf>,
     /// Whether the session is sealed.
     pub(super) transport: Transport,
@@ -161,7 +165,7 @@ pub(super) struct Login {
     /// A 1.x server's room salt, from its challenge.
     pub(super) legacy_room_salt: Option<String>,
     /// Whether the room admits native clients only, so its messages carry
-    /// their writer's name (see [`MessagePlaintext`]). Known for certain: such
+    /// their writer's name (see [`MessagePlaintext`](crate::protocol::wire::MessagePlaintext)). Known for certain: such
     /// a room stretches the password, and a login that skipped the stretch
     /// could not have proved itself to the server nor the server to us.
     pub(super) names_inside: bool,
@@ -176,7 +180,10 @@ pub(super) struct Login {
 /// gone out. Once it has, nothing is retried by itself: a server that is
 /// guessing passwords gets one guess per attempt the person makes.
 pub(super) struct LoginFailed {
+    /// What went wrong, to report if nothing is retried.
     pub(super) error: ClientError,
+    /// Whether the server saw our password proof: if it did, the login is not
+    /// retried by itself.
     pub(super) proof_sent: bool,
 }
 

@@ -19,16 +19,26 @@ pub const MAX_FAILED_KEPT: usize = 100;
 
 /// A message sent but not yet confirmed by the server.
 struct Unconfirmed {
+    /// The number the server's receipt names the message by.
     reference: u64,
+    /// When it went out: the receipt is due within the timeout after.
     sent_at: Instant,
+    /// What was typed, kept for `/resend` should the message fail.
     text: Zeroizing<String>,
 }
 
 /// Our messages between sending and their receipt, and those that failed.
 pub struct Receipts {
+    /// The reference the next message gets; references are never reused.
     next_reference: u64,
+    /// Messages awaiting their receipt, oldest first: the oldest is always the
+    /// first to time out.
     unconfirmed: VecDeque<Unconfirmed>,
+    /// Failed messages by reference, for `/resend`; at most
+    /// [`MAX_FAILED_KEPT`], the oldest forgotten first.
     failed: VecDeque<(u64, Zeroizing<String>)>,
+    /// How long the server has to confirm: [`ACK_TIMEOUT`] unless set
+    /// otherwise.
     ack_timeout: Duration,
 }
 

@@ -27,7 +27,7 @@ pub(crate) trait Screen {
 
     /// The line [`Screen::next_line`] just gave stays on screen as it was
     /// typed, prompt and all: a command, or an answer. A message does not:
-    /// it shows as [`Screen::pending`], then as the room relays it.
+    /// it shows as pending ([`Screen::set_pending`]), then as the room relays it.
     async fn typed(&mut self) -> Result<(), ClientError> {
         Ok(())
     }
@@ -318,8 +318,11 @@ mod tests {
 
     /// A screen the test types into and reads from.
     struct FakeScreen {
+        /// The lines the test types, taken as the person's input.
         typed: mpsc::UnboundedReceiver<String>,
+        /// Where the lines the session shows go, with whether they rang.
         shown: mpsc::UnboundedSender<(Vec<String>, bool)>,
+        /// Where the prompts the session asks with go.
         prompts: mpsc::UnboundedSender<Prompt>,
     }
 
@@ -339,9 +342,13 @@ mod tests {
 
     /// The test's side of a [`FakeScreen`].
     struct Person {
+        /// Lines to type into the session.
         typing: mpsc::UnboundedSender<String>,
+        /// What the session showed, to wait for and check.
         screen: mpsc::UnboundedReceiver<(Vec<String>, bool)>,
+        /// The prompts the session asked with, to see when it is ready.
         prompts: mpsc::UnboundedReceiver<Prompt>,
+        /// The running session, to see how it ended.
         session: tokio::task::JoinHandle<Result<(), ClientError>>,
     }
 

@@ -622,7 +622,7 @@ impl ServerSession {
     }
 
     /// The same login as a native one: its proofs and key bound to the
-    /// handshake `transcript` (see [`bind`]).
+    /// handshake `transcript` (see the module's `bind` function).
     pub fn bind(mut self, transcript: &[u8; 32]) -> Self {
         let (key, m, h_amk) = bind(&self.key, &self.expected_m, transcript);
         self.key = key;
@@ -723,7 +723,7 @@ impl ClientProof {
     }
 
     /// The same login as a native one: its proofs and key bound to the
-    /// handshake `transcript` (see [`bind`]).
+    /// handshake `transcript` (see the module's `bind` function).
     pub fn bind(mut self, transcript: &[u8; 32]) -> Self {
         let (key, m, h_amk) = bind(&self.key, &self.m, transcript);
         self.key = key;

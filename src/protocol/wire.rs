@@ -484,7 +484,7 @@ impl ServerFrame {
     /// (BENCHMARKS.md). A message or history frame as a cmd-chat server writes
     /// it has exactly two keys, `type` first, so its second value parses
     /// straight into its one field, each message with exactly the fields a
-    /// cmd-chat server writes ([`ExactMessageData`]). Anything else, or
+    /// cmd-chat server writes (`ExactMessageData`). Anything else, or
     /// anything that does not parse that way, takes the derived route, so
     /// the result is the same.
     pub fn from_json(text: &str) -> serde_json::Result<Self> {

@@ -63,19 +63,28 @@ pub enum Login {
     Returning,
 }
 
+/// One address's logins and wrong guesses.
 struct Record {
+    /// Wrong passwords since the last right one: past the free ones, each
+    /// doubles the wait.
     failures: u32,
     /// Logins from this address that began and have not ended.
     in_flight: u32,
+    /// No guess from this address is checked before then.
     locked_until: Instant,
+    /// When it last guessed wrong: the record is forgotten a while after, and
+    /// the oldest goes first when too many addresses are tracked.
     last_failure: Instant,
 }
 
 /// Failure bookkeeping; the caller passes the clock so tests can drive it.
 pub struct GuessGuard {
+    /// Each address's failures and waits, so one guesser waits longer and
+    /// longer without slowing anyone else.
     addresses: HashMap<IpAddr, Record>,
     /// Token bucket of allowed failures: `tokens` of [`GLOBAL_FAILURES_PER_MINUTE`].
     tokens: f64,
+    /// When `tokens` was last topped up, to add what has accrued since.
     refilled_at: Instant,
     /// The first wait after an address's free failures ([`BASE_LOCKOUT`]
     /// unless the server is configured otherwise).

@@ -18,6 +18,7 @@ use super::limits::{FAREWELL_DEADLINE, HANDSHAKE_DEADLINE, KNOCK_MAX_LINE};
 use super::outbox::Outbox;
 use super::pending::PendingSlot;
 use super::room::{Decision, Kick, Membership, NameReservation, Resume, RoomError};
+use crate::crypto::Key32;
 use crate::crypto::srp::ServerSession;
 use crate::crypto::transport::{Side, derive_keys};
 use crate::protocol::handshake::{self, ServerHello};
@@ -28,7 +29,10 @@ use crate::protocol::{FrameError, FrameReader, FrameWriter};
 /// A login that passed SRP: its name is reserved and, for native clients,
 /// both halves of the connection are sealed.
 pub struct Authenticated {
+    /// The name, held for this login until it joins (or gives up, which frees
+    /// it).
     reservation: NameReservation,
+    /// A cmd-chat 1.x client: no sealed transport, no native-only frames.
     legacy: bool,
     /// A reconnecting native member: replay only what it missed.
     resume: Option<Resume>,
@@ -167,17 +171,7 @@ where
 {
     let hello = ServerHello::read(next_request(reader).await?, shared.config.allow_legacy)?;
     let (resume, returning) = resuming(&hello, shared);
-    let who = if returning {
-        Login::Returning
-    } else {
-        Login::Stranger
-    };
-    if let Some(place) = pending {
-        place.spoke(who).map_err(|lost| {
-            debug!(%peer, ?lost, "no place for this login among the pending ones");
-            busy()
-        })?;
-    }
+    let who = count_as(returning, pending, peer)?;
     let attempt = shared.begin_login(peer.ip(), who).map_err(login_refused)?;
     // The member id this login will have, sent in the challenge and echoed
     // in `srp_verify`. The name is reserved only once the password is
@@ -230,16 +224,7 @@ where
         .room
         .reserve(&username, user_id, takeover)
         .map_err(|e| name_taken(e.code(), &username))?;
-    writer
-        .write(&handshake::welcome(&h_amk, legacy))
-        .await
-        .map_err(write_failed)?;
-    if !legacy {
-        let (sealer, opener) = derive_keys(&key, Side::Server);
-        writer.seal(sealer);
-        reader.seal(opener);
-    }
-    drop(key);
+    welcome(reader, writer, &h_amk, key, legacy).await?;
     Ok(Authenticated {
         reservation,
         legacy,
@@ -249,6 +234,54 @@ where
             .filter(|_| resume.is_some())
             .map(|after_seq| Resume { after_seq }),
     })
+}
+
+/// Who a login counts as for the guessing guard, once it has taken its
+/// place among the pending connections (if it holds one).
+fn count_as(
+    returning: bool,
+    pending: Option<&mut PendingSlot>,
+    peer: SocketAddr,
+) -> Result<Login, ErrorReply> {
+    let who = if returning {
+        Login::Returning
+    } else {
+        Login::Stranger
+    };
+    if let Some(place) = pending {
+        place.spoke(who).map_err(|lost| {
+            debug!(%peer, ?lost, "no place for this login among the pending ones");
+            busy()
+        })?;
+    }
+    Ok(who)
+}
+
+/// Tells a login that proved the password that the server knows it too
+/// (`H_AMK`) and, for a native client, seals both halves of the connection
+/// with keys from the session key, which is wiped when this returns.
+async fn welcome<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut FrameWriter<W>,
+    h_amk: &[u8; 32],
+    key: Key32,
+    legacy: bool,
+) -> Result<(), ErrorReply>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    writer
+        .write(&handshake::welcome(h_amk, legacy))
+        .await
+        .map_err(write_failed)?;
+    if !legacy {
+        let (sealer, opener) = derive_keys(&key, Side::Server);
+        writer.seal(sealer);
+        reader.seal(opener);
+    }
+    drop(key);
+    Ok(())
 }
 
 /// The session a login resumes, if it is one of this room's (one from

@@ -147,9 +147,13 @@ pub const HISTORY_PART: usize = crate::protocol::limits::SEAL_BATCH;
 
 /// A token bucket: `rate` messages per second on average, `burst` at once.
 struct RateLimit {
+    /// Messages that may be sent now; one is spent per message.
     tokens: f64,
+    /// Tokens added per second.
     rate: f64,
+    /// The most tokens the bucket holds, however long the member was quiet.
     burst: f64,
+    /// When `tokens` was last brought up to date.
     at: Instant,
 }
 

@@ -32,6 +32,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// A queue of login computations and the threads that run them. The threads
 /// end when the pool is dropped.
 pub struct LoginPool {
+    /// Where logins' computations queue for the threads; dropping it ends them.
     jobs: mpsc::Sender<Job>,
 }
 

@@ -2,11 +2,11 @@
 //! sends, until it leaves, breaks the protocol, is removed or the room
 //! closes.
 //!
-//! Each frame the member sends goes through one [`Gate`], which does the
-//! checks every kind shares (whether a 1.x member may send it, whether its
-//! shape is right, whether the member's rate allows it) and answers a
-//! refusal; what passes goes to the one small handler for its kind. The
-//! writer half is [`outbox::drain`], beside the queue it drains.
+//! Each frame the member sends goes through one gate ([`Member::gate`]),
+//! which does the checks every kind shares (whether a 1.x member may send
+//! it, whether its shape is right, whether the member's rate allows it) and
+//! answers a refusal; what passes goes to the one small handler for its
+//! kind. The writer half is [`outbox::drain`], beside the queue it drains.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,13 +109,17 @@ pub(super) async fn serve_member<R, W>(
 
 /// One member's side of the room, as its connection task holds it.
 struct Member<'a> {
+    /// This connection's place in the room, through which it acts.
     membership: Membership,
     /// This member's own queue, for replies to it.
     own: Outbox,
+    /// A cmd-chat 1.x client, which is sent no native-only frames.
     legacy: bool,
+    /// The server's limits and room, for the frames the member sends.
     shared: &'a Shared,
     /// The session's bucket, not this connection's (see `SessionRate`).
     rate: SessionRate,
+    /// Files this member is sending, relayed a chunk at a time.
     transfers: Transfers,
 }
 

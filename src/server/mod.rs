@@ -98,6 +98,7 @@ impl Default for ServerConfig {
 
 /// What the server knows about the password: never the password itself.
 pub(crate) struct RoomSecrets {
+    /// Checks each login's SRP proof without the server knowing the password.
     verifier: Verifier,
     /// Base64 of the per-process room salt members feed into HKDF.
     room_salt_b64: String,
@@ -107,14 +108,19 @@ pub(crate) struct RoomSecrets {
 
 /// Failed-login notices to members, throttled.
 struct Notices {
+    /// When members were last told, so a guessing spree is one notice per
+    /// interval, not one per guess.
     last: Option<Instant>,
+    /// Failures since the last notice, for the next one to count.
     unreported: u32,
 }
 
 /// A login in progress, as the guessing guard counts it; it ends when
 /// dropped, however the handshake ends.
 pub(crate) struct LoginAttempt {
+    /// The server, whose guard counts the attempt and is told when it ends.
     shared: Arc<Shared>,
+    /// The address the guard holds the attempt against.
     ip: IpAddr,
     /// A stranger, or a member who proved its resume token.
     who: guard::Login,
@@ -138,13 +144,17 @@ impl Drop for LoginAttempt {
 
 /// State every connection task shares.
 pub(crate) struct Shared {
+    /// The limits every connection checks against.
     config: ServerConfig,
+    /// What logins are checked with.
     secrets: RoomSecrets,
+    /// The room every login joins.
     room: Arc<Room>,
     /// Online guessing bookkeeping.
     guard: Mutex<GuessGuard>,
     /// Where logins' SRP arithmetic runs, below the relay's priority.
     logins: LoginPool,
+    /// Throttles the notices of failed logins to members.
     notices: Mutex<Notices>,
     /// Flips to `true` once when the server starts shutting down.
     shutdown: watch::Receiver<bool>,
@@ -196,8 +206,11 @@ impl Shared {
 
 /// A bound, ready room server.
 pub struct Server {
+    /// Where newcomers connect.
     listener: TcpListener,
+    /// What every connection task gets a handle on.
     shared: Arc<Shared>,
+    /// Tells every connection task the server is stopping.
     shutdown_tx: watch::Sender<bool>,
 }
 
@@ -212,6 +225,8 @@ const REFUSALS_REPORTED_EVERY: Duration = Duration::from_secs(10);
 struct Refusals {
     /// Turned away since the last report.
     count: u64,
+    /// When the last report went out (`None` before the first): the next
+    /// is due a period after it.
     last_report: Option<Instant>,
 }
 

@@ -23,7 +23,7 @@ pub type Outbound = Arc<str>;
 pub enum Urgency {
     /// As soon as the queue is drained: messages, replies, everything else.
     Now,
-    /// Within [`PRESENCE_DELAY`](super::limits::PRESENCE_DELAY), with
+    /// Within [`PRESENCE_DELAY`], with
     /// whatever else arrives meanwhile: joins and leaves.
     Soon,
 }
@@ -35,13 +35,18 @@ pub struct Full;
 /// The sending side, held by the room (and by the connection for its own replies).
 #[derive(Clone)]
 pub struct Outbox {
+    /// The frames, with how soon each must go out.
     tx: mpsc::Sender<(Outbound, Urgency)>,
+    /// Bytes in the queue, shared with the [`Inbox`]: the byte bound is checked
+    /// against it.
     queued: Arc<AtomicUsize>,
 }
 
 /// The receiving side, held by the connection's writer.
 pub struct Inbox {
+    /// The frames the room and the connection queued.
     rx: mpsc::Receiver<(Outbound, Urgency)>,
+    /// Bytes in the queue, lowered as frames are taken out.
     queued: Arc<AtomicUsize>,
 }
 

@@ -3,8 +3,8 @@
 //! lost, and your own messages shown once.
 //!
 //! One task owns the screen: the session's (`session.rs`), through
-//! [`TermScreen`]. It decodes keys ([`keys`]), edits the line ([`editor`])
-//! and draws ([`view`]) between the room's events, so nothing else ever
+//! `TermScreen`. It decodes keys (`keys`), edits the line (`editor`)
+//! and draws (`view`) between the room's events, so nothing else ever
 //! writes to the terminal while it draws, and a key typed at any moment
 //! waits its turn instead of racing the output. Two threads do only the
 //! blocking I/O: one reads standard input, one writes standard output
@@ -77,6 +77,7 @@ pub struct Options {
 pub struct Terminal {
     /// Our own name: completion never offers it.
     me: String,
+    /// How much styling the chat gets (`--no-color`, `NO_COLOR`).
     theme: Theme,
     /// The terminal's mode before the chat, put back at the end.
     saved: mode::Saved,
@@ -261,11 +262,14 @@ struct TermScreen<'a> {
     input: mpsc::Receiver<Vec<u8>>,
     /// Window size changes.
     winch: mode::Resizes,
+    /// Turns the input thread's bytes into keys.
     decoder: Decoder,
     /// Keys decoded and not yet acted on: those after an Enter wait until
     /// the session asks for the next line.
     keys: VecDeque<Key>,
+    /// The input line being typed, and its history.
     editor: LineEditor,
+    /// What the live area at the bottom shows, to redraw it after each change.
     view: View,
     /// What the session last asked for; `None` before it first asks.
     prompt: Option<Prompt>,

@@ -42,6 +42,7 @@ pub struct Live<'a> {
     pub prompt: (&'a str, &'a str),
     /// The input line and the cursor in it.
     pub line: &'a [char],
+    /// Where in `line` the cursor is, in characters.
     pub cursor: usize,
 }
 
