@@ -67,7 +67,7 @@ pub(crate) fn screen_text(lines: Vec<String>, bell: bool) -> String {
 /// What `/help` says, one line per command.
 const HELP: [&str; 14] = [
     "/who                who is in the room",
-    "/me <action>        say what you are doing: /me waves shows as * you waves",
+    "/me <action>        say what you are doing: /me waves shows as * {me} waves",
     "/msg <name> <text>  a private message only they can read, not even the host",
     "/verify <name>      the safety code of your private session with them: compare it by voice or video",
     "/resend <n>         send again message n, reported as not delivered",
@@ -262,7 +262,7 @@ async fn show<S: Screen>(
         Outcome::Help => HELP
             .iter()
             .chain(screen.key_help())
-            .map(|l| look.info(l))
+            .map(|l| look.info(&l.replace("{me}", client.username())))
             .collect(),
         Outcome::Saved { n, path } => {
             vec![look.info(&format!("saved #{n} to {}", path.display()))]
@@ -468,7 +468,8 @@ mod tests {
         bob.type_line("/me").await;
         bob.until("usage: /me").await;
         bob.type_line("/help").await;
-        bob.until("/clear").await;
+        let (help, _) = bob.until("/me waves shows as * bob waves").await;
+        assert!(help.iter().any(|l| l.contains("/clear")), "{help:?}");
         let (lines, _) = {
             bob.type_line(&"x".repeat(60 * 1024)).await;
             bob.until("too long").await
