@@ -631,8 +631,8 @@ fn lines_typed_ahead_all_arrive_in_order() {
     let expected: Vec<String> = lines.iter().map(|l| format!("ann: {l}")).collect();
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     // A safety net, not a timing claim: under load a pasted line can take a
-    // second or two to go out (an open defect, see issue 20's notes); what
-    // is asserted is that none is lost and the order holds.
+    // second or two to go out; what is asserted is that none is lost and
+    // the order holds.
     tmux.wait_long_for("bob", "every pasted line", |s| in_order(s, &expected));
 
     // Keys typed while the session is still busy with the line before (here
@@ -663,6 +663,40 @@ fn lines_typed_ahead_all_arrive_in_order() {
     assert!(
         !ann.iter().any(|l| l.starts_with("typed")),
         "keys typed ahead are not echoed outside the input line: {ann:#?}"
+    );
+}
+
+/// A long text pasted where the terminal does not bracket pastes arrives
+/// as typing, one key at a time. The client keeps up: the room's lines
+/// still show while it comes in, and the whole text is in the input line
+/// (here too long to send, so it stays there).
+#[test]
+fn a_long_unbracketed_paste_keeps_the_client_in_the_room() {
+    if !tmux_available() {
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+    tmux.join("ann", server.port);
+    tmux.wait_prompt("ann");
+    tmux.join("bob", server.port);
+    tmux.wait_prompt("bob");
+    tmux.wait_line("ann", " -- bob joined");
+
+    let long = "x".repeat(60_000);
+    tmux.paste_unbracketed("ann", &long);
+    tmux.type_line("bob", "still with us?");
+    tmux.wait_for("ann", "bob's message during the paste", |s| {
+        timed_line(s, "bob: still with us?").is_some()
+    });
+    tmux.press("ann", "Enter");
+    tmux.wait_line("ann", "too long");
+    let ann = tmux.screen("ann");
+    let last = ann.last().unwrap();
+    assert!(last.starts_with("ann> ") && last.ends_with('x'), "{ann:#?}");
+    assert!(
+        !ann.iter().any(|l| l.starts_with("ann> xxx") && l != last),
+        "{ann:#?}"
     );
 }
 

@@ -135,6 +135,7 @@ impl Terminal {
             saved: &self.saved,
             broken: None,
             suspending: false,
+            stale: false,
         };
         let result = session::run(client, &mut screen, self.theme, shutdown).await;
         let broken = screen.finish().await;
@@ -288,6 +289,11 @@ struct TermScreen<'a> {
     broken: Option<String>,
     /// Ctrl-Z was pressed; the process stops once the screen is written.
     suspending: bool,
+    /// The input line changed since it was last drawn. Keys already read
+    /// are all acted on before it is drawn again, so a long burst of typing
+    /// (a paste the terminal does not bracket) costs one redraw per read,
+    /// not one per key: drawing is linear in the line's length.
+    stale: bool,
 }
 
 impl TermScreen<'_> {
@@ -311,12 +317,14 @@ impl TermScreen<'_> {
     /// only on SIGWINCH: keys already read are acted on before the signal
     /// is, and each would draw at a width the terminal no longer has.
     fn redraw(&mut self) {
+        self.stale = false;
         self.view.resize(mode::width());
         let (view, live, out) = self.live();
         view.redraw(live, out);
     }
 
     fn print_above(&mut self, text: &str) {
+        self.stale = false;
         self.view.resize(mode::width());
         let (view, live, out) = self.live();
         view.print_above(text, live, out);
@@ -346,7 +354,7 @@ impl TermScreen<'_> {
     fn act(&mut self, key: Key) -> Acted {
         match self.editor.key(key) {
             Edit::Nothing => {}
-            Edit::Changed => self.redraw(),
+            Edit::Changed => self.stale = true,
             Edit::Submit(line) => {
                 let prompt = self.prompt.clone().unwrap_or_else(empty_prompt);
                 if prompt.kind == PromptKind::Chat {
@@ -407,6 +415,8 @@ impl TermScreen<'_> {
         out.push_str(BRACKETED_PASTE_OFF);
         self.out = out;
         self.suspending = true;
+        // Drawn again when the chat resumes, not before the shell's prompt.
+        self.stale = false;
     }
 
     /// Ctrl-Z, second half: the terminal back as it was, the process
@@ -491,6 +501,9 @@ impl Screen for TermScreen<'_> {
                     Acted::Leave => return None,
                     Acted::Suspend => self.suspend(),
                 }
+            }
+            if self.stale {
+                self.redraw();
             }
             if self.suspending {
                 if let Err(e) = self.stop().await {
