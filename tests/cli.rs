@@ -285,6 +285,37 @@ async fn end_of_input_waits_for_the_last_receipt() {
     assert_eq!(ann.finish().await, 0);
 }
 
+/// A private message goes only once its private session is set up; input
+/// that ends before then waits for it, as for a room message's receipt.
+#[tokio::test]
+async fn end_of_input_waits_for_a_private_message_to_go() {
+    let server = serve(&[]).await;
+    let mut ann = Member::join(server.port, "ann", "hunter2").await;
+    ann.event_of("ready").await;
+    let mut bob = Member::join(server.port, "bob", "hunter2").await;
+    bob.event_of("ready").await;
+    assert_eq!(ann.event_of("joined").await["user"], "bob");
+    bob.say("/msg ann psst, before I go").await;
+    drop(bob.child.stdin.take());
+    let mut events = Vec::new();
+    while let Some(line) = tokio::time::timeout(PATIENCE, bob.events.next_line())
+        .await
+        .expect("an event or the exit in time")
+        .unwrap()
+    {
+        events.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "private" && e["text"] == "psst, before I go"),
+        "events: {events:?}"
+    );
+    assert_eq!(bob.finish().await, 0);
+    assert_eq!(ann.event_of("private").await["text"], "psst, before I go");
+    assert_eq!(ann.finish().await, 0);
+}
+
 #[tokio::test]
 async fn scripted_private_messages_and_safety_codes() {
     let server = serve(&[]).await;

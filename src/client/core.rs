@@ -511,11 +511,13 @@ impl Client {
         self.transfers.sending()
     }
 
-    /// Whether a message of ours awaits the server's receipt. Each one ends
-    /// as [`Event::Sent`] or, at the latest after the ack timeout,
-    /// [`Event::SendFailed`], so waiting for this to clear is bounded.
+    /// Whether a message of ours awaits the server's receipt, or a private
+    /// one its private session. Each one ends as [`Event::Sent`] or, at the
+    /// latest after the ack timeout, [`Event::SendFailed`]; a private one as
+    /// [`Event::Private`] or, at the latest at the handshake deadline,
+    /// [`Event::PrivateNotSent`]. So waiting for this to clear is bounded.
     pub fn awaiting_receipts(&self) -> bool {
-        self.receipts.awaiting()
+        self.receipts.awaiting() || self.private.queued()
     }
 
     /// Whether events are queued that [`Client::next_event`] returns at

@@ -148,11 +148,16 @@ impl Sending {
     }
 
     /// The session is over: what was never confirmed, marked so. The room
-    /// may or may not have relayed it; nobody here can tell any more.
+    /// may or may not have relayed a room message; nobody here can tell any
+    /// more. A private one still waiting was never sent: it waited for its
+    /// private session, which goes with us.
     pub fn unconfirmed(&self, now: &str) -> Vec<String> {
         self.waiting
             .iter()
-            .map(|w| self.line(w, now, UNCONFIRMED))
+            .map(|w| match w {
+                Waiting::Room { .. } => self.line(w, now, UNCONFIRMED),
+                Waiting::Private { .. } => self.line(w, now, UNDELIVERED),
+            })
             .collect()
     }
 
@@ -299,7 +304,7 @@ mod tests {
         let left = s.unconfirmed(NOW);
         assert!(left[0].ends_with(" ann: one (not confirmed)"), "{left:?}");
         assert!(
-            left[1].ends_with(" [private] ann -> bob: psst (not confirmed)"),
+            left[1].ends_with(" [private] ann -> bob: psst ✗ not delivered"),
             "{left:?}"
         );
     }

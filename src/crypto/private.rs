@@ -189,6 +189,11 @@ fn nonce(n: u64) -> Nonce {
 }
 
 impl PrivateSession {
+    /// Whether anything was sealed in this session yet.
+    pub fn sealed_any(&self) -> bool {
+        self.next_send > 0
+    }
+
     /// Encrypts the next message: its number and ciphertext.
     pub fn seal(&mut self, plaintext: &[u8]) -> Result<(u64, Vec<u8>), PrivateCryptoError> {
         let n = self.next_send;

@@ -452,6 +452,18 @@ impl PrivateChats {
     /// handshake in progress fails (a lost `hello` would never be answered)
     /// or, in an established session, the one message.
     pub fn refused(&mut self, id: &str, name: &str, why: &str, unreachable: bool) -> Vec<Event> {
+        // Only our answer to their handshake went: they left (or cannot
+        // take it), and nothing the person wrote was lost. The session is
+        // of no use without that answer.
+        if let Some(Peer {
+            state: State::Established(session),
+            ..
+        }) = self.peers.get(id)
+            && !session.sealed_any()
+        {
+            self.peers.remove(id);
+            return Vec::new();
+        }
         let established = matches!(
             self.peers.get(id),
             Some(Peer {
@@ -489,6 +501,14 @@ impl PrivateChats {
             }
         }
         events
+    }
+
+    /// Whether messages wait for a handshake. Each ends as sent or as
+    /// [`Event::PrivateNotSent`], at the latest at the handshake deadline.
+    pub fn queued(&self) -> bool {
+        self.peers
+            .values()
+            .any(|p| matches!(&p.state, State::Offered { queue, .. } if !queue.is_empty()))
     }
 
     /// The earliest handshake deadline, for the client to wake up at.

@@ -286,3 +286,49 @@ fn a_session_set_up_again_is_announced_on_both_sides() {
     assert_eq!(texts(&a), ["ann->bob: fresh"]);
     assert_eq!(texts(&b), ["ann->bob: fresh"]);
 }
+
+/// The peer left before our answer to its handshake reached it: nothing we
+/// wrote was lost, so nothing is reported (the room says they left), and
+/// the useless session is gone.
+#[test]
+fn a_refused_answer_to_a_handshake_reports_nothing() {
+    let now = Instant::now();
+    let mut ann = PrivateChats::new("ann");
+    let mut bob = PrivateChats::new("bob");
+    let hello = ann.send("B", "bob", "hi", now).unwrap().frames.remove(0);
+    let answer = bob.receive("A", "ann", hello.envelope);
+    assert!(matches!(
+        answer.frames[0].envelope,
+        PrivateEnvelope::HelloAck { .. }
+    ));
+    assert!(bob.refused("A", "ann", "they left", true).is_empty());
+    assert!(bob.safety_code("A").is_none(), "the session is gone");
+    // Once bob has written in a session, a refusal is reported.
+    let mut ann = PrivateChats::new("ann");
+    let mut bob = PrivateChats::new("bob");
+    let hello = ann.send("B", "bob", "hi", now).unwrap();
+    exchange((&mut ann, "A"), (&mut bob, "B"), hello);
+    let out = bob.send("A", "ann", "hello ann", now).unwrap();
+    assert_eq!(texts(&out.events), ["bob->ann: hello ann"]);
+    let events = bob.refused("A", "ann", "they left", true);
+    assert_eq!(
+        texts(&events),
+        ["error: a private message to ann was not delivered: they left"]
+    );
+}
+
+#[test]
+fn queued_until_the_handshake_ends() {
+    let now = Instant::now();
+    let mut ann = PrivateChats::new("ann");
+    let mut bob = PrivateChats::new("bob");
+    assert!(!ann.queued());
+    let out = ann.send("B", "bob", "hi", now).unwrap();
+    assert!(ann.queued());
+    exchange((&mut ann, "A"), (&mut bob, "B"), out);
+    assert!(!ann.queued());
+    ann.send("C", "cy", "hm", now).unwrap();
+    assert!(ann.queued());
+    ann.departed("C");
+    assert!(!ann.queued());
+}

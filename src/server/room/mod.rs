@@ -109,9 +109,7 @@ impl RoomError {
 pub enum PrivateRefusal {
     #[error(transparent)]
     Superseded(#[from] Superseded),
-    #[error(
-        "that member is not in the room (they may have just left); the private message was not delivered"
-    )]
+    #[error("that member is not in the room (they may have just left)")]
     NoSuchUser,
     #[error("{0} uses cmd-chat 1.x, which cannot receive private messages")]
     LegacyAddressee(String),
