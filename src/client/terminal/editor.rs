@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use zeroize::Zeroize;
 
 use super::keys::Key;
+use crate::protocol::username::is_emoji_joiner;
 
 /// Lines of input history kept for Up and Down.
 pub const HISTORY_LINES: usize = 500;
@@ -125,16 +126,14 @@ impl LineEditor {
             Key::Paste(text) => self.paste(&text),
             Key::Enter => self.submit(),
             Key::Tab => Edit::Complete,
-            Key::Backspace | Key::Ctrl('h') => {
-                self.delete(self.cursor.saturating_sub(1), self.cursor)
-            }
-            Key::Delete => self.delete(self.cursor, self.cursor + 1),
+            Key::Backspace | Key::Ctrl('h') => self.delete(self.before(), self.cursor),
+            Key::Delete => self.delete(self.cursor, self.after()),
             Key::Ctrl('d') if self.line.is_empty() => Edit::Leave,
-            Key::Ctrl('d') => self.delete(self.cursor, self.cursor + 1),
+            Key::Ctrl('d') => self.delete(self.cursor, self.after()),
             Key::Ctrl('c') if self.line.is_empty() => Edit::Leave,
             Key::Ctrl('c') => self.kill(0, self.line.len()),
-            Key::Left | Key::Ctrl('b') => self.move_to(self.cursor.saturating_sub(1)),
-            Key::Right | Key::Ctrl('f') => self.move_to(self.cursor + 1),
+            Key::Left | Key::Ctrl('b') => self.move_to(self.before()),
+            Key::Right | Key::Ctrl('f') => self.move_to(self.after()),
             Key::Home | Key::Ctrl('a') => self.move_to(0),
             Key::End | Key::Ctrl('e') => self.move_to(self.line.len()),
             Key::WordLeft | Key::Alt('b') => self.move_to(self.word_start()),
@@ -225,6 +224,25 @@ impl LineEditor {
         Edit::Changed
     }
 
+    /// Where the character before the cursor starts, as the person sees
+    /// it: a whole emoji sequence, flag or accented letter.
+    fn before(&self) -> usize {
+        let mut at = self.cursor.saturating_sub(1);
+        while at > 0 && joins_previous(&self.line, at) {
+            at -= 1;
+        }
+        at
+    }
+
+    /// Where the character after the cursor ends, as the person sees it.
+    fn after(&self) -> usize {
+        let mut at = (self.cursor + 1).min(self.line.len());
+        while at < self.line.len() && joins_previous(&self.line, at) {
+            at += 1;
+        }
+        at
+    }
+
     /// The start of the word before the cursor (blanks before it skipped).
     fn word_start(&self) -> usize {
         let before = &self.line[..self.cursor];
@@ -285,6 +303,32 @@ impl LineEditor {
 }
 
 /// What every string of `found` starts with.
+/// Whether `line[at]` is drawn as part of the character before it, so
+/// that the cursor never stops inside one thing on screen: the parts of an
+/// emoji sequence (`👩‍💻`: a joiner and what it joins; a presentation
+/// selector; a skin tone; the tags of a subdivision flag), the second
+/// letter of a flag (`🇩🇪`), a combining accent.
+fn joins_previous(line: &[char], at: usize) -> bool {
+    let c = line[at];
+    let combining = matches!(c,
+        '\u{0300}'..='\u{036F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}'
+        | '\u{20D0}'..='\u{20FF}' | '\u{FE00}'..='\u{FE0F}' | '\u{FE20}'..='\u{FE2F}'
+        | '\u{1F3FB}'..='\u{1F3FF}' | '\u{E0020}'..='\u{E007F}');
+    at > 0
+        && (combining
+            || is_emoji_joiner(line, at)
+            || is_emoji_joiner(line, at - 1)
+            || second_of_flag(line, at))
+}
+
+/// Whether `line[at]` is the second regional indicator letter of a flag:
+/// they pair up from the first of a run.
+fn second_of_flag(line: &[char], at: usize) -> bool {
+    let regional = |c: &char| ('\u{1F1E6}'..='\u{1F1FF}').contains(c);
+    let run = line[..=at].iter().rev().take_while(|c| regional(c)).count();
+    run >= 2 && run % 2 == 0
+}
+
 fn common_prefix(found: &[String]) -> String {
     let Some(first) = found.first() else {
         return String::new();
@@ -428,5 +472,44 @@ mod tests {
         e.key(Key::Left);
         e.key(Key::Backspace);
         assert_eq!(e.text(), ("hllo".into(), 1));
+    }
+
+    #[test]
+    fn an_emoji_sequence_flag_or_accent_is_edited_whole() {
+        let worker = "\u{1F469}\u{200D}\u{1F4BB}"; // 👩‍💻
+        let rainbow = "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}"; // 🏳️‍🌈
+        let flags = "\u{1F1E9}\u{1F1EA}\u{1F1EB}\u{1F1F7}"; // 🇩🇪🇫🇷
+        let thumbs = "\u{1F44D}\u{1F3FD}"; // 👍🏽
+        let accent = "e\u{0301}";
+        let mut e = LineEditor::default();
+        typed(&mut e, &format!("a {worker} b"));
+        for _ in 0..3 {
+            e.key(Key::Left);
+        }
+        e.key(Key::Char('Z'));
+        assert_eq!(line(&e), format!("a Z{worker} b"));
+        e.key(Key::Delete);
+        assert_eq!(line(&e), "a Z b");
+
+        for text in [worker, rainbow, thumbs, accent] {
+            let mut e = LineEditor::default();
+            typed(&mut e, &format!("c {text}"));
+            e.key(Key::Backspace);
+            assert_eq!(e.text(), ("c ".into(), 2), "{text:?}");
+            e.key(Key::Left);
+            e.key(Key::Right);
+            assert_eq!(e.text(), ("c ".into(), 2), "{text:?}");
+        }
+        let mut e = LineEditor::default();
+        typed(&mut e, flags);
+        e.key(Key::Left);
+        e.key(Key::Backspace);
+        assert_eq!(e.text(), ("\u{1F1EB}\u{1F1F7}".into(), 0));
+        // A joiner between letters is no emoji: it is its own character.
+        let mut e = LineEditor::default();
+        typed(&mut e, "a\u{200D}b");
+        e.key(Key::Left);
+        e.key(Key::Backspace);
+        assert_eq!(line(&e), "ab");
     }
 }
