@@ -223,7 +223,17 @@ pub fn path_start(line: &str) -> Option<usize> {
 /// usual way to address someone. Names that would not survive
 /// [`sanitize`] unchanged are never offered, so completion cannot put a
 /// control character into the line.
-pub fn complete(line: &str, pos: usize, names: &[String], me: &str) -> (usize, Vec<String>) {
+/// Who Tab may offer by name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// The members: for mentions, `/msg` and `/verify`.
+    pub members: Vec<String>,
+    /// Who is knocking: only after `/admit` and `/deny`, the commands that
+    /// take them.
+    pub knocking: Vec<String>,
+}
+
+pub fn complete(line: &str, pos: usize, names: &Names, me: &str) -> (usize, Vec<String>) {
     let Some(before) = line.get(..pos) else {
         return (pos, Vec::new());
     };
@@ -251,6 +261,10 @@ pub fn complete(line: &str, pos: usize, names: &[String], me: &str) -> (usize, V
         " "
     };
     let prefix = prefix.to_lowercase();
+    let names = match before.split_whitespace().next() {
+        Some("/admit" | "/deny") if start > 0 => &names.knocking,
+        _ => &names.members,
+    };
     let mut found: Vec<String> = names
         .iter()
         .filter(|n| n.as_str() != me && sanitize(n) == **n)
@@ -397,9 +411,12 @@ mod tests {
 
     #[test]
     fn tab_completes_commands_and_names() {
-        let names: Vec<String> = ["ann", "Annika", "bob", "eve\u{1b}[2J"]
-            .map(String::from)
-            .to_vec();
+        let names = Names {
+            members: ["ann", "Annika", "bob", "eve\u{1b}[2J"]
+                .map(String::from)
+                .to_vec(),
+            knocking: vec!["carol".into(), "annette".into()],
+        };
         let c = |line: &str| complete(line, line.len(), &names, "bob");
         assert_eq!(c("/c"), (0, vec!["/clear ".to_owned()]));
         assert_eq!(c("/ms"), (0, vec!["/msg ".to_owned()]));
@@ -417,5 +434,10 @@ mod tests {
         // The cursor in the middle of the line completes the word before it.
         assert_eq!(complete("an rest", 2, &names, "bob").0, 0);
         assert_eq!(complete("x", 5, &names, "bob").1, Vec::<String>::new());
+        // Whom `/admit` and `/deny` take: those knocking, and only they.
+        assert_eq!(c("/admit "), (7, vec!["annette ".into(), "carol ".into()]));
+        assert_eq!(c("/deny an"), (6, vec!["annette ".into()]));
+        assert_eq!(c("/msg c").1, Vec::<String>::new(), "not a member yet");
+        assert_eq!(c("hi @car").1, Vec::<String>::new());
     }
 }

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use super::command::{self, Command};
+use super::command::{self, Command, Names};
 use super::dispatch::{self, Outcome};
 use super::render::{PromptKind, Renderer, Theme, now_hhmm};
 use super::sending::Sending;
@@ -41,7 +41,7 @@ pub(crate) trait Screen {
     fn give_back(&mut self, _line: String) {}
 
     /// The members changed (for completion).
-    fn set_names(&mut self, _names: Vec<String>) {}
+    fn set_names(&mut self, _names: Names) {}
 
     /// Lines `/help` adds about the keys this screen understands.
     fn key_help(&self) -> &'static [&'static str] {
@@ -168,10 +168,11 @@ fn now_rfc3339() -> String {
 }
 
 /// Names Tab completes: the members, and newcomers knocking (for `/admit`).
-fn completion_names(client: &Client) -> Vec<String> {
-    let mut names = client.users();
-    names.extend(client.knocking().iter().cloned());
-    names
+fn completion_names(client: &Client) -> Names {
+    Names {
+        members: client.users(),
+        knocking: client.knocking().to_vec(),
+    }
 }
 
 /// Acts on `line`, typed at a `kind` prompt: what the next line is asked

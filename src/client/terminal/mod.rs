@@ -130,7 +130,7 @@ impl Terminal {
             prompt: None,
             submitted: None,
             pending: Vec::new(),
-            names: Vec::new(),
+            names: command::Names::default(),
             me: self.me,
             saved: &self.saved,
             broken: None,
@@ -279,8 +279,8 @@ struct TermScreen<'a> {
     submitted: Option<(Prompt, String)>,
     /// Our messages not yet confirmed, as the session renders them.
     pending: Vec<String>,
-    /// The members, for completion.
-    names: Vec<String>,
+    /// The members and those knocking, for completion.
+    names: command::Names,
     /// Our own name, never offered by completion.
     me: String,
     /// The terminal's mode before the chat, for Ctrl-Z.
@@ -564,7 +564,7 @@ impl Screen for TermScreen<'_> {
         self.redraw();
     }
 
-    fn set_names(&mut self, names: Vec<String>) {
+    fn set_names(&mut self, names: command::Names) {
         self.names = names;
     }
 
