@@ -484,7 +484,7 @@ async fn a_restarted_server_is_a_new_room_and_the_client_says_so() {
         next(&mut ann).await,
         Event::Reconnected {
             missed: 3,
-            complete: false
+            complete: true
         }
     );
     // RoomRestarted already said everyone is new: no leave or join each.

@@ -145,7 +145,9 @@ pub enum Event {
     /// Back in the room. Who left and who joined meanwhile follow as
     /// [`Event::Left`] and [`Event::Joined`], then the `missed` messages
     /// said meanwhile; `complete` is false if the room's history no longer
-    /// held all of them.
+    /// held all of them. After [`Event::RoomRestarted`], `missed` counts
+    /// the new room's history, which is all there is to miss there:
+    /// `complete` is true.
     Reconnected {
         missed: usize,
         complete: bool,

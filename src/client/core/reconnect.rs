@@ -205,7 +205,10 @@ impl Client {
         self.replay_is_history = false;
         self.pending.push_back(Event::Reconnected {
             missed,
-            complete: link.complete.unwrap_or(false),
+            // A new room has nothing from before our return but its own
+            // history, which follows whole (RoomRestarted said that the
+            // old room's is gone).
+            complete: restarted || link.complete.unwrap_or(false),
         });
         if restarted {
             // Nobody we knew is in the new room: RoomRestarted says so once,

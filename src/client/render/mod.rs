@@ -400,7 +400,9 @@ impl Renderer {
     fn reconnected(&self, missed: usize, complete: bool, now: &str) -> String {
         self.system_at(
             now,
-            &if complete {
+            &if complete && missed == 0 {
+                "back in the room; nothing was missed".to_owned()
+            } else if complete {
                 format!("back in the room; {missed} missed messages follow")
             } else {
                 format!(

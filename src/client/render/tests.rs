@@ -180,6 +180,16 @@ fn system_lines() {
         }),
         "12:34 !! bad^[]0;x^G"
     );
+    let back = |missed, complete| one(&Event::Reconnected { missed, complete });
+    assert_eq!(
+        back(0, true),
+        "12:34 -- back in the room; nothing was missed"
+    );
+    assert_eq!(
+        back(2, true),
+        "12:34 -- back in the room; 2 missed messages follow"
+    );
+    assert!(back(2, false).ends_with("already gone from the history"));
     let dim =
         Renderer::new("bob", Theme::Color).event(&Event::Joined { user: "ann".into() }, "12:34");
     assert!(dim.lines[0].contains("\x1b[2m-- "), "{:?}", dim.lines[0]);
