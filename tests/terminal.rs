@@ -185,8 +185,17 @@ impl Tmux {
 
     /// [`Tmux::join`] with `env` (`VAR=value ...`) set for the client.
     fn join_with_env(&self, name: &str, port: u16, env: &str) {
+        self.connect(name, port, env, "--no-reconnect");
+    }
+
+    /// [`Tmux::join`], but the client reconnects when the connection drops.
+    fn join_reconnecting(&self, name: &str, port: u16) {
+        self.connect(name, port, "", "");
+    }
+
+    fn connect(&self, name: &str, port: u16, env: &str, options: &str) {
         let script = format!(
-            "{env} \"$0\" connect --no-reconnect 127.0.0.1 \"$1\" \"$2\"; echo \"{EXIT_MARK}$?]\"; stty -a"
+            "{env} \"$0\" connect {options} 127.0.0.1 \"$1\" \"$2\"; echo \"{EXIT_MARK}$?]\"; stty -a"
         );
         self.open(name, &["sh", "-c", &script, BIN, &port.to_string(), name]);
     }
@@ -696,6 +705,42 @@ fn a_long_unbracketed_paste_keeps_the_client_in_the_room() {
     assert!(last.starts_with("ann> ") && last.ends_with('x'), "{ann:#?}");
     assert!(
         !ann.iter().any(|l| l.starts_with("ann> xxx") && l != last),
+        "{ann:#?}"
+    );
+}
+
+/// While the client tries to get a lost connection back, the conversation
+/// stays on screen: the first attempt is a line, later ones change one
+/// line below the input rather than adding a line each.
+#[test]
+fn attempts_to_reconnect_do_not_push_the_conversation_away() {
+    if !tmux_available() {
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+    tmux.join_reconnecting("ann", server.port);
+    tmux.wait_prompt("ann");
+    tmux.type_line("ann", "before the outage");
+    tmux.wait_for("ann", "the message confirmed", |s| {
+        timed_line(s, "ann: before the outage").is_some()
+    });
+    server.signal("KILL");
+    let ann = tmux.wait_for("ann", "a fourth attempt", |s| {
+        s.iter().any(|l| l.contains("reconnecting, attempt 4"))
+    });
+    let attempts: Vec<&String> = ann
+        .iter()
+        .filter(|l| l.contains("reconnecting, attempt "))
+        .collect();
+    assert_eq!(
+        attempts.len(),
+        2,
+        "the first, and the one under way: {ann:#?}"
+    );
+    assert!(attempts[0].ends_with("attempt 1"), "{ann:#?}");
+    assert!(
+        timed_line(&ann, "ann: before the outage").is_some(),
         "{ann:#?}"
     );
 }

@@ -603,7 +603,7 @@ impl Client {
         match self.flush_within_silence().await {
             Ok(()) => Ok(()),
             Err(FrameError::Io(e)) => {
-                self.lost(e.to_string())?;
+                self.lost(super::error::plain_io(&e))?;
                 Err(ClientError::Reconnecting)
             }
             Err(e) => Err(e.into()),
@@ -687,7 +687,7 @@ impl Client {
                 return Ok(None);
             }
             Err(FrameError::Io(e)) => {
-                self.lost(e.to_string())?;
+                self.lost(super::error::plain_io(&e))?;
                 return Ok(None);
             }
             Err(e) => return Err(e.into()),

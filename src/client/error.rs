@@ -35,7 +35,8 @@ pub mod exit_code {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot connect to {addr}: {source}. Is the server running, and is the address and port right?"
+        "cannot connect to {addr}: {}. Is the server running, and is the address and port right?",
+        plain_io(source)
     )]
     Connect {
         addr: String,
@@ -178,10 +179,22 @@ impl ClientError {
     }
 }
 
+/// An I/O error as a person reads it (`Connection refused`), without the
+/// `(os error 111)` the standard library adds for programmers.
+pub(crate) fn plain_io(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .map_or_else(|| text.clone(), str::to_owned),
+        None => text,
+    }
+}
+
 impl From<FrameError> for ClientError {
     fn from(e: FrameError) -> Self {
         match e {
-            FrameError::Io(e) => ClientError::ConnectionLost(e.to_string()),
+            FrameError::Io(e) => ClientError::ConnectionLost(plain_io(&e)),
             other => ClientError::Protocol(other.to_string()),
         }
     }

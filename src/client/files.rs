@@ -15,6 +15,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::error::plain_io;
 use crate::protocol::limits::{FILE_NAME_MAX, MAX_FILE_SIZE_CAP};
 use crate::protocol::username::is_format_char;
 
@@ -42,7 +43,7 @@ pub const PROGRESS_STEPS: u64 = 10;
 /// session.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {}", plain_io(source))]
     Read { path: PathBuf, source: io::Error },
     #[error("{path} is not a regular file")]
     NotAFile { path: PathBuf },
@@ -61,7 +62,7 @@ pub enum FileError {
     NoSuchFile(usize),
     #[error("{0} already exists and was left alone; give another path: /save <n> <path>")]
     Exists(PathBuf),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {}", plain_io(source))]
     Write { path: PathBuf, source: io::Error },
 }
 
@@ -264,6 +265,18 @@ mod tests {
         assert_eq!(safe_file_name("dir/", 4), "file-4");
         assert_eq!(safe_file_name("a\x1b[2Jb\u{202E}c", 1), "a_[2Jb_c");
         assert_eq!(safe_file_name(&"é".repeat(300), 1).len(), FILE_NAME_MAX - 1);
+    }
+
+    #[tokio::test]
+    async fn errors_read_as_words_not_os_codes() {
+        let missing = Path::new("/nonexistent-cmd-chat-dir/notes.txt");
+        let e = read_for_sending(missing, 1024).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot read /nonexistent-cmd-chat-dir/notes.txt: No such file or directory"
+        );
+        let e = write_new(missing, b"x").await.unwrap_err();
+        assert!(!e.to_string().contains("os error"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 
 use zeroize::Zeroizing;
 
+use super::core::RECONNECT_ATTEMPTS;
 use super::receipts::MAX_FAILED_KEPT;
 
 use super::event::{ChatMessage, Event, PrivateMessage};
@@ -47,6 +48,10 @@ pub(crate) struct Sending {
     /// and as many as the core keeps, so `/resend n` shows them pending
     /// again.
     undelivered: VecDeque<(u64, Zeroizing<String>)>,
+    /// The attempt under way to get a lost connection back, and why the
+    /// last one failed: one line below the pending ones that changes,
+    /// rather than a line per attempt pushing the conversation away.
+    reconnecting: Option<(u32, String)>,
 }
 
 impl Sending {
@@ -57,6 +62,7 @@ impl Sending {
             waiting: Vec::new(),
             failed: Vec::new(),
             undelivered: VecDeque::new(),
+            reconnecting: None,
         }
     }
 
@@ -86,8 +92,22 @@ impl Sending {
         self.waiting.push(Waiting::Private { to, text });
     }
 
+    /// Whether `event` is told by the pending lines rather than printed:
+    /// attempts to reconnect after the first.
+    pub fn told_below(event: &Event) -> bool {
+        matches!(event, Event::Reconnecting { attempt, .. } if *attempt > 1)
+    }
+
     /// Takes `event` into account; whether the pending lines changed.
     pub fn settle(&mut self, event: &Event) -> bool {
+        match event {
+            Event::Reconnecting { attempt, reason } if Self::told_below(event) => {
+                self.reconnecting = Some((*attempt, reason.clone()));
+                return true;
+            }
+            Event::Reconnected { .. } => return self.reconnecting.take().is_some(),
+            _ => {}
+        }
         let before = self.waiting.len();
         match event {
             Event::Message(m) if m.from == self.me && !m.history => {
@@ -129,12 +149,22 @@ impl Sending {
         Some(self.waiting.remove(at))
     }
 
-    /// The pending lines, oldest first, stamped `now` (RFC 3339).
+    /// The pending lines, oldest first, stamped `now` (RFC 3339), and the
+    /// reconnection under way.
     pub fn lines(&self, now: &str) -> Vec<String> {
-        self.waiting
+        let mut lines: Vec<String> = self
+            .waiting
             .iter()
             .map(|w| self.line(w, now, PENDING))
-            .collect()
+            .collect();
+        // The attempt first: the reason may be cut at the screen's edge.
+        if let Some((attempt, reason)) = &self.reconnecting {
+            lines.push(format!(
+                "{} -- reconnecting, attempt {attempt} of {RECONNECT_ATTEMPTS}: {reason}",
+                super::render::local_hhmm(now)
+            ));
+        }
+        lines
     }
 
     /// The messages reported undelivered since the last call, marked so,
@@ -294,6 +324,35 @@ mod tests {
         assert!(pending(&s).is_empty(), "the oldest is forgotten");
         s.resent(last, 1001);
         assert_eq!(pending(&s), [format!("ann: {last} …")]);
+    }
+
+    #[test]
+    fn attempts_to_reconnect_after_the_first_change_one_line() {
+        let mut s = Sending::new("ann");
+        s.room(1, "one");
+        let attempt = |attempt| Event::Reconnecting {
+            attempt,
+            reason: format!("refused {attempt}"),
+        };
+        // The first is printed as the room's line.
+        assert!(!Sending::told_below(&attempt(1)));
+        assert!(!s.settle(&attempt(1)));
+        for n in 2..=4 {
+            assert!(Sending::told_below(&attempt(n)));
+            assert!(s.settle(&attempt(n)));
+        }
+        let lines = s.lines(NOW);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[1].ends_with(" -- reconnecting, attempt 4 of 12: refused 4"),
+            "{lines:?}"
+        );
+        let back = Event::Reconnected {
+            missed: 0,
+            complete: true,
+        };
+        assert!(s.settle(&back));
+        assert_eq!(pending(&s), ["ann: one …"]);
     }
 
     #[test]

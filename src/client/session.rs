@@ -155,6 +155,9 @@ async fn chat<S: Screen>(
                     screen.set_pending(sending.lines(&now_rfc3339()));
                 }
                 let mut shown = look.event(&event, &now_hhmm());
+                if Sending::told_below(&event) {
+                    shown.lines.clear();
+                }
                 // A message that failed: its words, then why.
                 shown.lines.splice(0..0, sending.take_failed(&now_rfc3339()));
                 screen.show(shown.lines, shown.bell).await?;

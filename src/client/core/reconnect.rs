@@ -142,7 +142,7 @@ impl Client {
                 let broken = self.broken.as_mut().expect("still broken");
                 if broken.attempt >= RECONNECT_ATTEMPTS {
                     return Err(ClientError::ConnectionLost(format!(
-                        "{} (gave up after {} attempts to reconnect)",
+                        "{}; gave up after {} attempts to reconnect, the last: {e}",
                         broken.reason, broken.attempt
                     )));
                 }
