@@ -234,6 +234,7 @@ async fn two_scripted_members_chat_and_leave_cleanly() {
         (action["from"].as_str(), action["text"].as_str()),
         (Some("bob"), Some("/me beeps"))
     );
+    assert_eq!(action["action"], "beeps", "marked as an action: {action}");
     bob.say("/help").await;
     let help = bob.event_of("help").await;
     assert!(

@@ -32,6 +32,14 @@ pub struct ChatMessage {
     pub relayed_again: Option<String>,
 }
 
+impl ChatMessage {
+    /// What the writer says they do, for a `/me` message (`/me waves`:
+    /// `waves`), which the 1.x protocol carries as its text.
+    pub fn action(&self) -> Option<&str> {
+        self.text.strip_prefix("/me ")
+    }
+}
+
 /// How much older than the server's stamp a message's own timestamp (its
 /// Fernet token's, by the writer's clock) may be before it is shown as
 /// relayed again: generous, so that members' clocks may disagree.

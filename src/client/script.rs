@@ -45,6 +45,9 @@ pub fn event_json(event: &Event) -> Value {
             if let Some(written) = &m.relayed_again {
                 line["relayed_again"] = json!(written);
             }
+            if let Some(action) = m.action() {
+                line["action"] = json!(action);
+            }
             line
         }
         Event::Private(m) => json!({

@@ -496,7 +496,7 @@ impl Renderer {
         let from_me = m.from == self.me;
         let time = self.paint(Style::Time, &local_hhmm(&m.timestamp));
         let name = self.name(&m.from);
-        let (action, body) = match m.text.strip_prefix("/me ") {
+        let (action, body) = match m.action() {
             Some(action) => (true, action),
             None => (false, m.text.as_str()),
         };
