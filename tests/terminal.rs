@@ -745,6 +745,38 @@ fn attempts_to_reconnect_do_not_push_the_conversation_away() {
     );
 }
 
+/// Messages replayed to a newcomer are set apart from live chat by one
+/// line above the first live one.
+#[test]
+fn replayed_history_is_set_apart_from_live_chat() {
+    if !tmux_available() {
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+    tmux.join("ann", server.port);
+    tmux.wait_prompt("ann");
+    tmux.type_line("ann", "said before bob came");
+    tmux.wait_for("ann", "the first message", |s| {
+        timed_line(s, "ann: said before bob came").is_some()
+    });
+    tmux.join("bob", server.port);
+    tmux.wait_prompt("bob");
+    tmux.wait_line("ann", " -- bob joined");
+    tmux.type_line("ann", "said live");
+    let divider = "-- end of the earlier messages; live from here";
+    let bob = tmux.wait_for("bob", "the live message", |s| {
+        timed_line(s, "ann: said live").is_some()
+    });
+    let replayed = timed_line(&bob, "ann: said before bob came").unwrap();
+    let live = timed_line(&bob, "ann: said live").unwrap();
+    let between: Vec<&String> = bob[replayed + 1..live].iter().collect();
+    assert_eq!(between, [divider], "{bob:#?}");
+    assert_eq!(bob.iter().filter(|l| *l == divider).count(), 1, "{bob:#?}");
+    // Ann saw no replay: no divider.
+    assert!(!tmux.screen("ann").iter().any(|l| l == divider));
+}
+
 /// Each message shows once on its sender's screen: the typed line becomes
 /// the message, pending (`…`) until the room relays it back, then in its
 /// place among the room's lines. Private messages and actions the same.

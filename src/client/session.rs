@@ -123,6 +123,9 @@ async fn chat<S: Screen>(
     screen.show(banner, false).await?;
     screen.ready(look.prompt(PromptKind::Chat)).await?;
     let mut asking = PromptKind::Chat;
+    // Earlier messages were replayed and nothing live has shown since: the
+    // next live line comes under a divider, so replay and chat never blur.
+    let mut replayed = false;
     loop {
         tokio::select! {
             line = screen.next_line() => {
@@ -158,11 +161,31 @@ async fn chat<S: Screen>(
                 if Sending::told_below(&event) {
                     shown.lines.clear();
                 }
+                divide_live_from_replay(&mut replayed, &event, &mut shown.lines, look);
                 // A message that failed: its words, then why.
                 shown.lines.splice(0..0, sending.take_failed(&now_rfc3339()));
                 screen.show(shown.lines, shown.bell).await?;
             }
         }
+    }
+}
+
+/// Puts a divider above the first live line after the replayed history.
+/// An error (a replayed message that would not open, say) is neither.
+fn divide_live_from_replay(
+    replayed: &mut bool,
+    event: &Event,
+    lines: &mut Vec<String>,
+    look: &Renderer,
+) {
+    match event {
+        Event::Message(m) if m.history => *replayed = true,
+        Event::Error { .. } => {}
+        _ if *replayed && !lines.is_empty() => {
+            lines.insert(0, look.info("end of the earlier messages; live from here"));
+            *replayed = false;
+        }
+        _ => {}
     }
 }
 
