@@ -256,7 +256,7 @@ async fn two_scripted_members_chat_and_leave_cleanly() {
     assert_eq!(bob.finish().await, 0, "end of input leaves and exits 0");
     assert_eq!(ann.event_of("left").await["user"], "bob");
     ann.say("/clear").await;
-    ann.event_of("cleared").await;
+    assert_eq!(ann.event_of("cleared").await["by"], "ann");
     ann.say("/quit").await;
     assert_eq!(ann.finish().await, 0);
 }

@@ -151,11 +151,36 @@ async fn clear_empties_the_room_for_everyone() {
     next_message(&mut ann).await;
     next_message(&mut bob).await;
     bob.clear().await.unwrap();
-    assert_eq!(next(&mut ann).await, Event::Cleared);
-    assert_eq!(next(&mut bob).await, Event::Cleared);
+    let cleared = Event::Cleared {
+        by: Some("bob".into()),
+    };
+    assert_eq!(next(&mut ann).await, cleared);
+    assert_eq!(next(&mut bob).await, cleared);
     let cat = server.join("cat").await;
     assert_eq!(cat.history_count(), 0);
     assert_eq!(server.room.history_len(), 0);
+}
+
+/// A 1.x client is told of a clear in the 1.x line, which names nobody;
+/// native members learn who cleared.
+#[tokio::test]
+async fn a_clear_reaches_1x_clients_as_1x_says_it() {
+    let server = TestServer::with_legacy().await;
+    let mut ann = server.join("ann").await;
+    let mut old = Raw::connect(server.addr).await;
+    old.login("old", PASSWORD, false).await.unwrap();
+    next(&mut ann).await; // old joined
+    ann.clear().await.unwrap();
+    assert_eq!(
+        next(&mut ann).await,
+        Event::Cleared {
+            by: Some("ann".into())
+        }
+    );
+    assert_eq!(
+        old.recv_type("cleared").await,
+        serde_json::json!({"type": "cleared"})
+    );
 }
 
 #[tokio::test]

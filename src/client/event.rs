@@ -107,8 +107,11 @@ pub enum Event {
     Left {
         user: String,
     },
-    /// Someone emptied the history.
-    Cleared,
+    /// Someone emptied the history: `by` them, if the server says (1.x
+    /// servers do not).
+    Cleared {
+        by: Option<String>,
+    },
     /// A problem that does not end the session: a refused message, a message
     /// that would not decrypt.
     Error {

@@ -59,7 +59,7 @@ pub fn event_json(event: &Event) -> Value {
         Event::Verify { user, code } => json!({"event": "verify", "user": user, "code": code}),
         Event::Joined { user } => json!({"event": "joined", "user": user}),
         Event::Left { user } => json!({"event": "left", "user": user}),
-        Event::Cleared => json!({"event": "cleared"}),
+        Event::Cleared { by } => json!({"event": "cleared", "by": by}),
         Event::Error { message } => json!({"event": "error", "message": message}),
         // An error, as it always was, with who and how many for a script
         // that keeps count.

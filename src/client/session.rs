@@ -510,7 +510,7 @@ mod tests {
         bob.until("not cleared").await;
         bob.type_line("/clear").await;
         bob.type_line("yes").await;
-        ann.until("history was cleared").await;
+        ann.until("bob cleared the room's history").await;
 
         // Private messages: only the addressee sees them, in their own style,
         // and both can show the same safety code.

@@ -379,7 +379,12 @@ pub enum ServerEvent {
     History {
         messages: Vec<MessageData>,
     },
-    Cleared,
+    /// Someone emptied the history; native members are told who (a 1.x
+    /// client gets the 1.x line, which names nobody).
+    Cleared {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// The server is going away (native only). This server says so with
     /// the error `shutting_down` instead; clients take either.
     Closing {
@@ -790,7 +795,7 @@ mod tests {
                 user_id: user.user_id,
             },
         );
-        same_as_1x(CLEARED, ServerEvent::Cleared);
+        same_as_1x(CLEARED, ServerEvent::Cleared { by: None });
         // The 1.x client never sends `clear`, but the 1.x server takes this line.
         same_as_1x(r#"{"type": "clear"}"#, ClientFrame::Clear);
     }
@@ -936,6 +941,12 @@ mod tests {
                 timeout_secs: 120,
             },
             json!({"type": "waiting", "locked_by": "ann", "timeout_secs": 120}),
+        );
+        round_trip(
+            ServerEvent::Cleared {
+                by: Some("ann".into()),
+            },
+            json!({"type": "cleared", "by": "ann"}),
         );
         round_trip(
             ServerEvent::Locked { by: "ann".into() },

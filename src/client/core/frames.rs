@@ -39,7 +39,7 @@ impl Client {
                 from_name,
                 body,
             } => self.private_frame(&from, &from_name, &body)?,
-            ServerEvent::Cleared => self.pending.push_back(Event::Cleared),
+            ServerEvent::Cleared { by } => self.pending.push_back(Event::Cleared { by }),
             ServerEvent::Notice { text } => self.pending.push_back(Event::Notice { message: text }),
             ServerEvent::Ping => {}
             ServerEvent::Closing { .. } => return Err(ClientError::RoomClosed),

@@ -291,7 +291,13 @@ impl Renderer {
                 line(self.system_at(now, &format!("{} joined", self.name(user))))
             }
             Event::Left { user } => line(self.system_at(now, &format!("{} left", self.name(user)))),
-            Event::Cleared => line(self.system_at(now, "the room's history was cleared")),
+            Event::Cleared { by } => line(self.system_at(
+                now,
+                &match by {
+                    Some(by) => format!("{} cleared the room's history", self.name(by)),
+                    None => "the room's history was cleared".to_owned(),
+                },
+            )),
             Event::Error { message } => line(self.error_at(now, &sanitize(message))),
             Event::PrivateNotSent { to, count, reason } => {
                 line(self.error_at(now, &sanitize(&private_not_sent(to, *count, reason))))

@@ -171,7 +171,7 @@ fn system_lines() {
         "12:34 -- ann left"
     );
     assert_eq!(
-        one(&Event::Cleared),
+        one(&Event::Cleared { by: None }),
         "12:34 -- the room's history was cleared"
     );
     assert_eq!(

@@ -122,7 +122,12 @@ impl Room {
         who.holds(&state)?;
         state.history.entries.clear();
         state.history.bytes = 0;
-        broadcast(&mut state, &encode::encode(&ServerEvent::Cleared));
+        // Native members are told who; 1.x clients get their own line.
+        let by = Some(who.username.clone());
+        let named = encode::encode(&ServerEvent::Cleared { by });
+        broadcast_filtered(&mut state, &named, Urgency::Now, |m| !m.legacy);
+        let unnamed = encode::encode(&ServerEvent::Cleared { by: None });
+        broadcast_filtered(&mut state, &unnamed, Urgency::Now, |m| m.legacy);
         Ok(())
     }
 
