@@ -166,6 +166,7 @@ fn init(messages: Vec<MessageData>, history: Option<u64>, after_seq: Option<u64>
         knocking: Vec::new(),
         max_file_size: None,
         history,
+        admitted_by: None,
     }
 }
 

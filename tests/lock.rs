@@ -107,6 +107,15 @@ async fn a_locked_room_lets_in_only_whom_a_member_admits() {
         "the newcomer sees the room is locked"
     );
     assert_eq!(cat.history_count(), 1);
+    // The newcomer learns who let it in, as the members did.
+    assert_eq!(
+        next(&mut cat).await,
+        Event::KnockResolved {
+            user: "cat".into(),
+            outcome: KnockOutcome::Admitted,
+            by: Some("bob".into()),
+        }
+    );
     assert_eq!(
         next_message(&mut cat).await,
         ("ann".into(), "before the door closed".into(), true)

@@ -29,7 +29,9 @@ use super::transfers::Transfers;
 use crate::crypto::Password;
 use crate::crypto::private::SafetyCode;
 use crate::protocol::limits::{MAX_PRIVATE_TEXT_LEN, MAX_ROOM_MEMBERS, SERVER_SILENCE_LIMIT};
-use crate::protocol::wire::{ClientFrame, MessagePlaintext, ServerEvent, ServerFrame, UserInfo};
+use crate::protocol::wire::{
+    ClientFrame, KnockOutcome, MessagePlaintext, ServerEvent, ServerFrame, UserInfo,
+};
 use crate::protocol::{FrameError, token, username};
 
 /// Time allowed to open the TCP connection.
@@ -240,6 +242,14 @@ impl Client {
             knocking: link.knocking,
             transfers: Transfers::new(&config_username, link.max_file_size),
         };
+        // Let in at a locked room: by whom, as the members saw it.
+        if let Some(by) = link.admitted_by {
+            client.pending.push_back(Event::KnockResolved {
+                user: client.config.username.clone(),
+                outcome: KnockOutcome::Admitted,
+                by: Some(by),
+            });
+        }
         for data in link.messages {
             let event = client.message_event(data, true);
             client.pending.extend(event);

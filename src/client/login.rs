@@ -100,6 +100,8 @@ pub(super) struct Link {
     pub(super) knocking: Vec<String>,
     /// The largest file the room takes, within our own cap.
     pub(super) max_file_size: u64,
+    /// The member who let us in at a locked room, if one did.
+    pub(super) admitted_by: Option<String>,
 }
 
 impl Link {
@@ -542,6 +544,7 @@ async fn enter(
         knocking,
         max_file_size,
         history,
+        admitted_by,
     }) = first
     else {
         return Err(match first {
@@ -588,6 +591,7 @@ async fn enter(
         max_file_size: max_file_size
             .unwrap_or(DEFAULT_MAX_FILE_SIZE)
             .min(MAX_FILE_SIZE_CAP),
+        admitted_by,
     })
 }
 

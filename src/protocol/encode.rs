@@ -132,6 +132,7 @@ mod tests {
             knocking: vec!["cat".into()],
             history: Some(2),
             max_file_size: Some(5),
+            admitted_by: Some("bob".into()),
         }
     }
 

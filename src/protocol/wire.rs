@@ -363,6 +363,10 @@ pub enum ServerEvent {
         /// Native sessions only: the largest file the room relays, in bytes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_file_size: Option<u64>,
+        /// Native sessions only: the member who let this newcomer in at a
+        /// locked room (older peers ignore it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        admitted_by: Option<String>,
     },
     UserJoined {
         user_id: String,
@@ -776,6 +780,7 @@ mod tests {
             knocking: vec![],
             history: None,
             max_file_size: None,
+            admitted_by: None,
         };
         assert_eq!(
             serde_json::from_str::<ServerFrame>(INIT).unwrap(),
@@ -990,10 +995,11 @@ mod tests {
                 knocking: vec!["cat".into()],
                 max_file_size: Some(5 << 20),
                 history: Some(3),
+                admitted_by: Some("ann".into()),
             },
             json!({"type": "init", "messages": [], "users": [], "room_salt": "cg==",
                    "locked": "ann", "knocking": ["cat"], "max_file_size": 5_242_880,
-                   "history": 3}),
+                   "history": 3, "admitted_by": "ann"}),
         );
         round_trip(
             ServerEvent::History { messages: vec![] },
@@ -1024,6 +1030,7 @@ mod tests {
                 knocking: vec![],
                 max_file_size: Some(1),
                 history: Some(2),
+                admitted_by: None,
             },
             json!({"type": "init", "messages": [], "users": [], "room_salt": "cg==",
                    "user_id": "u1", "room_id": "r1", "resume_token": "dA==", "after_seq": 7,

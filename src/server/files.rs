@@ -349,7 +349,7 @@ mod tests {
         let (outbox, inbox) = outbox::channel();
         let (kick, _) = oneshot::channel();
         let membership = room
-            .join(&reservation, false, outbox.clone(), kick, false, None)
+            .join(&reservation, false, outbox.clone(), kick, None, None)
             .unwrap();
         (membership, outbox, inbox)
     }

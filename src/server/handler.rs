@@ -17,7 +17,7 @@ use super::guard::{Login, Refusal};
 use super::limits::{FAREWELL_DEADLINE, HANDSHAKE_DEADLINE, KNOCK_MAX_LINE};
 use super::outbox::Outbox;
 use super::pending::PendingSlot;
-use super::room::{Decision, Kick, Membership, NameReservation, Resume, RoomError};
+use super::room::{Admission, Decision, Kick, Membership, NameReservation, Resume, RoomError};
 use crate::crypto::Key32;
 use crate::crypto::srp::ServerSession;
 use crate::crypto::transport::{Side, derive_keys};
@@ -321,7 +321,7 @@ fn name_taken(code: ErrorCode, username: &str) -> ErrorReply {
 /// How a knock on a locked room ended, for the knocking connection.
 enum KnockEnd {
     /// A member let us in: join.
-    Admitted,
+    Admitted(Admission),
     /// The room opened before the knock was registered: join as usual.
     NotLocked,
     /// The newcomer left while waiting; nobody to tell.
@@ -389,7 +389,7 @@ where
         }
     };
     match decision {
-        Ok(Decision::Admitted { .. }) => KnockEnd::Admitted,
+        Ok(Decision::Admitted { by }) => KnockEnd::Admitted(Admission { by }),
         Ok(Decision::Denied { by }) => KnockEnd::Refused(ErrorReply::new(
             ErrorCode::KnockDenied,
             format!("{by} did not let you in: the room is locked"),
@@ -415,7 +415,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut admitted = false;
+    let mut admitted = None;
     loop {
         let (kick_tx, kick_rx) = oneshot::channel();
         let refusal = match shared.room.join(
@@ -423,7 +423,7 @@ where
             auth.legacy,
             outbox.clone(),
             kick_tx,
-            admitted,
+            admitted.clone(),
             auth.resume,
         ) {
             Ok(membership) => return Some((membership, kick_rx)),
@@ -436,8 +436,8 @@ where
             ),
             Err(RoomError::Locked { by }) => {
                 match knock(reader, writer, &auth.reservation, by, shared).await {
-                    KnockEnd::Admitted => {
-                        admitted = true;
+                    KnockEnd::Admitted(admission) => {
+                        admitted = Some(admission);
                         continue;
                     }
                     KnockEnd::NotLocked => continue,

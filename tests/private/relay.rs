@@ -254,6 +254,7 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) {
                 knocking: Vec::new(),
                 max_file_size: None,
                 history: None,
+                admitted_by: None,
             },
         );
         let joined = ServerEvent::UserJoined {

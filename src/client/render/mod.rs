@@ -460,7 +460,11 @@ impl Renderer {
 
     /// How a knock ended, and who ended it.
     fn knock_resolved(&self, user: &str, outcome: KnockOutcome, by: Option<&str>) -> String {
-        let who = self.name(user);
+        let who = if user == self.me {
+            "you".to_owned()
+        } else {
+            self.name(user)
+        };
         match (outcome, by) {
             (KnockOutcome::Admitted, Some(by)) => format!("{} let {who} in", self.name(by)),
             (KnockOutcome::Admitted, None) => format!("{who} was let in"),

@@ -180,6 +180,14 @@ fn system_lines() {
         }),
         "12:34 !! bad^[]0;x^G"
     );
+    assert_eq!(
+        one(&Event::KnockResolved {
+            user: "bob".into(),
+            outcome: KnockOutcome::Admitted,
+            by: Some("ann".into()),
+        }),
+        "12:34 -- ann let you in"
+    );
     let back = |missed, complete| one(&Event::Reconnected { missed, complete });
     assert_eq!(
         back(0, true),

@@ -9,8 +9,8 @@ use tokio::sync::oneshot;
 
 use super::names::Replacing;
 use super::{
-    HistoryCursor, Kick, Member, Membership, NameReservation, Outbound, Resume, Room, RoomError,
-    State, broadcast_presence,
+    Admission, HistoryCursor, Kick, Member, Membership, NameReservation, Outbound, Resume, Room,
+    RoomError, State, broadcast_presence,
 };
 use crate::protocol::encode;
 use crate::protocol::limits::LEGACY_MAX_LINE;
@@ -30,19 +30,20 @@ impl Room {
     /// A locked room refuses with [`RoomError::Locked`]
     /// unless a member `admitted` this login; checking and joining happen
     /// under one lock, so nobody slips in as the room is being locked.
+    #[allow(clippy::too_many_arguments)]
     pub fn join(
         self: &Arc<Self>,
         reservation: &NameReservation,
         legacy: bool,
         outbox: Outbox,
         kick: oneshot::Sender<Kick>,
-        admitted: bool,
+        admitted: Option<Admission>,
         resume: Option<Resume>,
     ) -> Result<Membership, RoomError> {
         let mut state = self.lock();
         // Taking over one's own session is no newcomer's entry: no knock.
         if let Some(by) = &state.locked
-            && !admitted
+            && admitted.is_none()
             && reservation.takeover_of.is_none()
         {
             return Err(RoomError::Locked { by: by.clone() });
@@ -62,7 +63,10 @@ impl Room {
         };
         let history = match &reservation.takeover_of {
             Some(old) => self.take_over(&mut state, old, member, resume)?,
-            None => self.admit_new(&mut state, member, resume)?,
+            None => {
+                let admitted_by = admitted.and_then(|a| a.by);
+                self.admit_new(&mut state, member, resume, admitted_by.as_deref())?
+            }
         };
         let (user_id, rate) = state
             .members
@@ -104,7 +108,7 @@ impl Room {
         member.resume_token = state.members[pos].resume_token.clone();
         // Nor does taking the session over refill its rate bucket.
         member.rate = state.members[pos].rate.clone();
-        let (init, cursor) = self.init_frame(state, &member, resume);
+        let (init, cursor) = self.init_frame(state, &member, resume, None);
         let _ = member.outbox.push(&init);
         let mut old = std::mem::replace(&mut state.members[pos], member);
         if let Some(kick) = old.kick.take() {
@@ -120,11 +124,12 @@ impl Room {
         state: &mut State,
         member: Member,
         resume: Option<Resume>,
+        admitted_by: Option<&str>,
     ) -> Result<Option<HistoryCursor>, RoomError> {
         if state.members.len() >= self.config.max_users {
             return Err(RoomError::Full(self.config.max_users));
         }
-        let (init, cursor) = self.init_frame(state, &member, resume);
+        let (init, cursor) = self.init_frame(state, &member, resume, admitted_by);
         // The new member's queue is empty, so its `init` always fits, and
         // it is the first frame the member's connection sends.
         let _ = member.outbox.push(&init);
@@ -147,6 +152,7 @@ impl Room {
         state: &State,
         joiner: &Member,
         resume: Option<Resume>,
+        admitted_by: Option<&str>,
     ) -> (Outbound, Option<HistoryCursor>) {
         let legacy = joiner.legacy;
         let mut users: Vec<UserInfo> = state
@@ -189,6 +195,7 @@ impl Room {
             },
             history: native.map(|()| state.history.len_after(after) as u64),
             max_file_size: native.map(|()| self.config.max_file_size),
+            admitted_by: native.and(admitted_by.map(str::to_owned)),
         };
         if !legacy {
             let until = state.next_seq.saturating_sub(1);

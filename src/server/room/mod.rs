@@ -138,6 +138,13 @@ pub enum Decision {
     Denied { by: String },
 }
 
+/// A knocking newcomer let in: by whom (`None` when the room opened
+/// because no member was left to answer). The newcomer's `init` says who.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub by: Option<String>,
+}
+
 /// Room settings fixed at start-up.
 #[derive(Debug, Clone)]
 pub struct RoomConfig {

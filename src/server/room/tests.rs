@@ -23,7 +23,7 @@ fn join(room: &Arc<Room>, reservation: &NameReservation) -> Joined {
     let (outbox, inbox) = outbox::channel();
     let (kick_tx, kick) = oneshot::channel();
     let membership = room
-        .join(reservation, false, outbox.clone(), kick_tx, false, None)
+        .join(reservation, false, outbox.clone(), kick_tx, None, None)
         .unwrap();
     Joined {
         membership,
@@ -103,7 +103,7 @@ fn a_takeover_replaces_only_the_connection_it_set_out_to_replace() {
     let (outbox, _inbox) = outbox::channel();
     let (kick, _) = oneshot::channel();
     assert!(matches!(
-        room.join(&slow, false, outbox, kick, false, None),
+        room.join(&slow, false, outbox, kick, None, None),
         Err(RoomError::NameTaken)
     ));
     assert!(first.kick.try_recv().is_err(), "the first takeover stays");
@@ -166,7 +166,7 @@ fn admitting_a_newcomer_queues_its_init_first_and_tells_the_others() {
     while next_frame(&mut bob.inbox).is_some() {}
     let (cat, mut cat_inbox, _kick) = newcomer(&room, "cat", 1000);
     let cat_id = cat.user_id.clone();
-    let cursor = room.admit_new(&mut room.lock(), cat, None).unwrap();
+    let cursor = room.admit_new(&mut room.lock(), cat, None, None).unwrap();
     assert!(
         cursor.is_some(),
         "a native joiner's history follows its init"
@@ -195,7 +195,7 @@ fn a_full_room_admits_no_newcomer_and_tells_nobody() {
     while next_frame(&mut bob.inbox).is_some() {}
     let (cat, mut cat_inbox, _kick) = newcomer(&room, "cat", 1000);
     assert!(matches!(
-        room.admit_new(&mut room.lock(), cat, None),
+        room.admit_new(&mut room.lock(), cat, None, None),
         Err(RoomError::Full(1))
     ));
     assert!(next_frame(&mut cat_inbox).is_none());
