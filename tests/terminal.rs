@@ -745,6 +745,47 @@ fn attempts_to_reconnect_do_not_push_the_conversation_away() {
     );
 }
 
+/// A message longer than the window goes on under its text, not under the
+/// time stamp, and every word of it arrives.
+#[test]
+fn a_long_message_wraps_under_its_text() {
+    if !tmux_available() {
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+    tmux.join("ann", server.port);
+    tmux.wait_prompt("ann");
+    tmux.join("bob", server.port);
+    tmux.wait_prompt("bob");
+    tmux.wait_line("ann", " -- bob joined");
+    let words: Vec<String> = (1..=60).map(|n| format!("word{n:02}")).collect();
+    tmux.type_line("bob", &words.join(" "));
+    let ann = tmux.wait_for("ann", "the last word", |s| {
+        s.iter().any(|l| l.trim_end().ends_with("word60"))
+    });
+    let first = ann
+        .iter()
+        .position(|l| l.get(5..).is_some_and(|r| r.starts_with(" bob: word01 ")))
+        .unwrap_or_else(|| panic!("the first row: {ann:#?}"));
+    let rest: Vec<&String> = ann[first + 1..]
+        .iter()
+        .take_while(|l| l.starts_with(' '))
+        .collect();
+    assert!(rest.len() >= 2, "{ann:#?}");
+    let indent = "HH:MM bob: ".len();
+    for row in &rest {
+        let pad = row.chars().take_while(|c| *c == ' ').count();
+        assert_eq!(pad, indent, "under the text: {ann:#?}");
+    }
+    let shown: Vec<&str> = std::iter::once(&ann[first])
+        .chain(rest.iter().copied())
+        .flat_map(|l| l.split_whitespace())
+        .filter(|w| w.starts_with("word"))
+        .collect();
+    assert_eq!(shown, words, "{ann:#?}");
+}
+
 /// Messages replayed to a newcomer are set apart from live chat by one
 /// line above the first live one.
 #[test]

@@ -19,6 +19,7 @@
 mod editor;
 mod keys;
 mod view;
+mod wrap;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -487,6 +488,9 @@ impl Screen for TermScreen<'_> {
         if lines.is_empty() && !bell {
             return self.flush().await;
         }
+        // Long lines go on under their text, not under the time stamp.
+        let width = mode::width();
+        let lines = lines.iter().flat_map(|l| wrap::wrap(l, width)).collect();
         let text = session::screen_text(lines, bell);
         self.print_above(&text);
         self.flush().await
