@@ -214,15 +214,6 @@ pub fn path_start(line: &str) -> Option<usize> {
     past(number + digits, "")
 }
 
-/// Tab completion for the input line `line` with the cursor at byte `pos`:
-/// the byte where the completed word starts, and what it may become.
-///
-/// A word starting with `/` at the start of the line completes to a command;
-/// any other word (with or without a leading `@`) to the name of someone in
-/// the room. A name alone at the start of the line gets `": "` after it, the
-/// usual way to address someone. Names that would not survive
-/// [`sanitize`] unchanged are never offered, so completion cannot put a
-/// control character into the line.
 /// Who Tab may offer by name.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -233,6 +224,16 @@ pub struct Names {
     pub knocking: Vec<String>,
 }
 
+/// Tab completion for the input line `line` with the cursor at byte `pos`:
+/// the byte where the completed word starts, and what it may become.
+///
+/// A word starting with `/` at the start of the line completes to a command;
+/// any other word (with or without a leading `@`) to the name of someone in
+/// the room. A name alone at the start of the line gets `": "` after it, the
+/// usual way to address someone. Names that would not survive
+/// [`sanitize`] unchanged are never offered, so completion cannot put a
+/// control character into the line.
+/// After `/admit` and `/deny`, only those knocking are offered.
 pub fn complete(line: &str, pos: usize, names: &Names, me: &str) -> (usize, Vec<String>) {
     let Some(before) = line.get(..pos) else {
         return (pos, Vec::new());

@@ -536,6 +536,13 @@ impl Client {
         !self.pending.is_empty()
     }
 
+    /// The events already received and not yet returned, without waiting
+    /// or any I/O: for a front end that is leaving to settle what it shows
+    /// (a private message its handshake sent just now, say).
+    pub fn take_ready_events(&mut self) -> Vec<Event> {
+        self.pending.drain(..).collect()
+    }
+
     /// Files received whole, oldest first, numbered for [`Client::save_file`].
     pub fn received_files(&self) -> impl Iterator<Item = &ReceivedFile> {
         self.transfers.received()
@@ -638,7 +645,7 @@ impl Client {
                 && self.conn.writer.has_unsent()
                 && let Err(e) = self.flush_within_silence().await
             {
-                self.lost(e.to_string())?;
+                self.lost(super::error::frame_reason(&e))?;
             }
             // Most calls have no private handshake under way: no clock read.
             if self.private.next_deadline().is_some() {

@@ -191,6 +191,15 @@ pub(crate) fn plain_io(e: &std::io::Error) -> String {
     }
 }
 
+/// Why a connection failed, in words: an I/O error as [`plain_io`] gives
+/// it, anything else as it says itself.
+pub(crate) fn frame_reason(e: &FrameError) -> String {
+    match e {
+        FrameError::Io(e) => plain_io(e),
+        other => other.to_string(),
+    }
+}
+
 impl From<FrameError> for ClientError {
     fn from(e: FrameError) -> Self {
         match e {

@@ -5,6 +5,7 @@
 //! standard input and output in [`super::line`].
 
 use std::future::Future;
+use std::time::Duration;
 
 use super::command::{self, Command, Names};
 use super::dispatch::{self, Outcome};
@@ -46,6 +47,12 @@ pub(crate) trait Screen {
     /// Lines `/help` adds about the keys this screen understands.
     fn key_help(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// Whether [`Screen::set_pending`] shows anything: where it does not,
+    /// what the pending lines would tell is printed instead.
+    fn shows_pending(&self) -> bool {
+        false
     }
 }
 
@@ -98,11 +105,36 @@ pub(crate) async fn run<S: Screen>(
         () = shutdown => Ok(()),
         chat = chat(&mut client, screen, &look, &mut sending) => chat,
     };
+    settle_what_arrived(&mut client, screen, &look, &mut sending).await;
     // Nothing is left looking as if it were still on its way.
     screen.set_pending(sending.unconfirmed(&now_rfc3339()));
     ended?;
     client.leave().await
 }
+
+/// Events that arrived as the chat ended: what they confirm is not marked
+/// unconfirmed or undelivered, and they are shown, for as long as the
+/// screen takes output (a stuck one holds nobody up).
+async fn settle_what_arrived<S: Screen>(
+    client: &mut Client,
+    screen: &mut S,
+    look: &Renderer,
+    sending: &mut Sending,
+) {
+    let mut lines = Vec::new();
+    for event in client.take_ready_events() {
+        sending.settle(&event);
+        if !Sending::told_below(&event) {
+            lines.extend(look.event(&event, &now_hhmm()).lines);
+        }
+    }
+    if !lines.is_empty() {
+        let _ = tokio::time::timeout(LAST_WORDS_PATIENCE, screen.show(lines, false)).await;
+    }
+}
+
+/// How long the last lines may wait for a screen that takes no output.
+const LAST_WORDS_PATIENCE: Duration = Duration::from_secs(1);
 
 /// The chat itself: lines typed and the room's events, until the person
 /// leaves or the room is lost.
@@ -158,7 +190,7 @@ async fn chat<S: Screen>(
                     screen.set_pending(sending.lines(&now_rfc3339()));
                 }
                 let mut shown = look.event(&event, &now_hhmm());
-                if Sending::told_below(&event) {
+                if Sending::told_below(&event) && screen.shows_pending() {
                     shown.lines.clear();
                 }
                 divide_live_from_replay(&mut replayed, &event, &mut shown.lines, look);
@@ -330,7 +362,6 @@ async fn refused_message<S: Screen>(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use tokio::sync::mpsc;
 

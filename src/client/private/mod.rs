@@ -452,13 +452,15 @@ impl PrivateChats {
     /// handshake in progress fails (a lost `hello` would never be answered)
     /// or, in an established session, the one message.
     pub fn refused(&mut self, id: &str, name: &str, why: &str, unreachable: bool) -> Vec<Event> {
-        // Only our answer to their handshake went: they left (or cannot
-        // take it), and nothing the person wrote was lost. The session is
-        // of no use without that answer.
-        if let Some(Peer {
-            state: State::Established(session),
-            ..
-        }) = self.peers.get(id)
+        // They are gone, and all that went to them in this session was
+        // our answer to their handshake: nothing the person wrote was
+        // lost. (A refusal names no frame, so one that leaves them
+        // reachable may be of a message from an earlier session.)
+        if unreachable
+            && let Some(Peer {
+                state: State::Established(session),
+                ..
+            }) = self.peers.get(id)
             && !session.sealed_any()
         {
             self.peers.remove(id);

@@ -178,6 +178,11 @@ impl LineEditor {
         self.line
             .splice(self.cursor..self.cursor, chars.iter().copied());
         self.cursor += chars.len();
+        // What was typed may join what follows it (a flag's first letter
+        // before a lone second one): the cursor goes past the whole.
+        while self.cursor < self.line.len() && joins_previous(&self.line, self.cursor) {
+            self.cursor += 1;
+        }
         Edit::Changed
     }
 
@@ -302,7 +307,6 @@ impl LineEditor {
     }
 }
 
-/// What every string of `found` starts with.
 /// Whether `line[at]` is drawn as part of the character before it, so
 /// that the cursor never stops inside one thing on screen: the parts of an
 /// emoji sequence (`👩‍💻`: a joiner and what it joins; a presentation
@@ -329,6 +333,7 @@ fn second_of_flag(line: &[char], at: usize) -> bool {
     run >= 2 && run % 2 == 0
 }
 
+/// What every string of `found` starts with.
 fn common_prefix(found: &[String]) -> String {
     let Some(first) = found.first() else {
         return String::new();
@@ -505,6 +510,13 @@ mod tests {
         e.key(Key::Left);
         e.key(Key::Backspace);
         assert_eq!(e.text(), ("\u{1F1EB}\u{1F1F7}".into(), 0));
+        // A letter typed before a flag's pair makes a pair with its first
+        // letter: the cursor goes past the new pair, never into it.
+        let mut e = LineEditor::default();
+        typed(&mut e, flags);
+        e.key(Key::Home);
+        e.key(Key::Char('\u{1F1EB}'));
+        assert_eq!(e.chars().1, 2);
         // A joiner between letters is no emoji: it is its own character.
         let mut e = LineEditor::default();
         typed(&mut e, "a\u{200D}b");

@@ -568,6 +568,10 @@ impl Screen for TermScreen<'_> {
         self.redraw();
     }
 
+    fn shows_pending(&self) -> bool {
+        true
+    }
+
     fn set_names(&mut self, names: command::Names) {
         self.names = names;
     }
