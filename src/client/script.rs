@@ -15,7 +15,7 @@ use super::command::{self, Command};
 use super::dispatch::{self, Outcome};
 use super::event::private_not_sent;
 use super::files;
-use super::{Client, ClientError, Event, KnockOutcome, Transport, Waiting};
+use super::{ChatMessage, Client, ClientError, Event, KnockOutcome, Transport, Waiting};
 
 /// The JSON object printed while the login waits at a locked room.
 pub fn waiting_json(waiting: &Waiting) -> Value {
@@ -33,23 +33,7 @@ fn direction(sending: bool) -> &'static str {
 /// The JSON object printed for an event.
 pub fn event_json(event: &Event) -> Value {
     match event {
-        Event::Message(m) => {
-            let mut line = json!({
-                "event": "message",
-                "seq": m.seq,
-                "from": m.from,
-                "text": m.text,
-                "ts": m.timestamp,
-                "history": m.history,
-            });
-            if let Some(written) = &m.relayed_again {
-                line["relayed_again"] = json!(written);
-            }
-            if let Some(action) = m.action() {
-                line["action"] = json!(action);
-            }
-            line
-        }
+        Event::Message(m) => message_json(m),
         Event::Private(m) => json!({
             "event": "private",
             "from": m.from,
@@ -86,12 +70,7 @@ pub fn event_json(event: &Event) -> Value {
         Event::KnockResolved { user, outcome, by } => json!({
             "event": "knock_resolved",
             "user": user,
-            "outcome": match outcome {
-                KnockOutcome::Admitted => "admitted",
-                KnockOutcome::Denied => "denied",
-                KnockOutcome::Expired => "expired",
-                KnockOutcome::Withdrawn => "withdrawn",
-            },
+            "outcome": outcome_name(*outcome),
             "by": by,
         }),
         Event::FileSending { name, size } => {
@@ -134,6 +113,34 @@ pub fn event_json(event: &Event) -> Value {
             "name": name,
             "reason": reason,
         }),
+    }
+}
+
+/// A chat message, with what marks it: an action, a repeat by the server.
+fn message_json(m: &ChatMessage) -> Value {
+    let mut line = json!({
+        "event": "message",
+        "seq": m.seq,
+        "from": m.from,
+        "text": m.text,
+        "ts": m.timestamp,
+        "history": m.history,
+    });
+    if let Some(written) = &m.relayed_again {
+        line["relayed_again"] = json!(written);
+    }
+    if let Some(action) = m.action() {
+        line["action"] = json!(action);
+    }
+    line
+}
+
+fn outcome_name(outcome: KnockOutcome) -> &'static str {
+    match outcome {
+        KnockOutcome::Admitted => "admitted",
+        KnockOutcome::Denied => "denied",
+        KnockOutcome::Expired => "expired",
+        KnockOutcome::Withdrawn => "withdrawn",
     }
 }
 
