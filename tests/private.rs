@@ -469,6 +469,35 @@ async fn a_handshake_nobody_answers_fails_after_its_deadline() {
     );
 }
 
+/// Scripting mode waits at end of input for a private message behind its
+/// handshake, but no longer than the handshake's deadline: a peer that
+/// never answers cannot hold the script up.
+#[tokio::test]
+async fn end_of_input_waits_for_a_silent_peer_only_until_the_deadline() {
+    let server = TestServer::native().await;
+    let mut ann = server.join("ann").await;
+    let mut rob = Raw::connect(server.addr).await;
+    rob.login("rob", PASSWORD, true).await.unwrap();
+    next(&mut ann).await; // rob joined
+    let input = tokio::io::BufReader::new(&b"/msg rob anyone?\n"[..]);
+    let script = tokio::spawn(async move {
+        let mut output = Vec::new();
+        let ended = cmd_chat::client::script::run(ann, input, &mut output).await;
+        (ended, String::from_utf8(output).unwrap())
+    });
+    rob.recv_type("private").await;
+    // Rob stays, silent; the clock jumps to the deadline once all is idle.
+    tokio::time::pause();
+    let (ended, output) = script.await.unwrap();
+    ended.unwrap();
+    let failed = output
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "error" && e.get("private_not_sent").is_some())
+        .unwrap_or_else(|| panic!("the message reported not sent: {output}"));
+    assert_eq!(failed["private_not_sent"], json!({"to": "rob", "count": 1}));
+}
+
 #[tokio::test]
 async fn legacy_members_never_see_private_frames() {
     let server = TestServer::with_legacy().await;
