@@ -142,6 +142,21 @@ impl Member {
         stdin.flush().await.unwrap();
     }
 
+    /// Closes stdin and reads every event printed until the process ends
+    /// its output.
+    async fn events_until_exit(&mut self) -> Vec<Value> {
+        drop(self.child.stdin.take());
+        let mut events = Vec::new();
+        while let Some(line) = tokio::time::timeout(PATIENCE, self.events.next_line())
+            .await
+            .expect("an event or the exit in time")
+            .unwrap()
+        {
+            events.push(serde_json::from_str::<Value>(&line).unwrap());
+        }
+        events
+    }
+
     /// Closes stdin and returns the exit code.
     async fn finish(mut self) -> i32 {
         drop(self.child.stdin.take());
@@ -268,15 +283,7 @@ async fn end_of_input_waits_for_the_last_receipt() {
     let server = serve(&[]).await;
     let mut ann = Member::join(server.port, "ann", "hunter2").await;
     ann.say("first\nlast words").await;
-    drop(ann.child.stdin.take());
-    let mut events = Vec::new();
-    while let Some(line) = tokio::time::timeout(PATIENCE, ann.events.next_line())
-        .await
-        .expect("an event or the exit in time")
-        .unwrap()
-    {
-        events.push(serde_json::from_str::<Value>(&line).unwrap());
-    }
+    let events = ann.events_until_exit().await;
     let receipts: Vec<_> = events
         .iter()
         .filter(|e| e["event"] == "sent")
@@ -297,15 +304,7 @@ async fn end_of_input_waits_for_a_private_message_to_go() {
     bob.event_of("ready").await;
     assert_eq!(ann.event_of("joined").await["user"], "bob");
     bob.say("/msg ann psst, before I go").await;
-    drop(bob.child.stdin.take());
-    let mut events = Vec::new();
-    while let Some(line) = tokio::time::timeout(PATIENCE, bob.events.next_line())
-        .await
-        .expect("an event or the exit in time")
-        .unwrap()
-    {
-        events.push(serde_json::from_str::<Value>(&line).unwrap());
-    }
+    let events = bob.events_until_exit().await;
     assert!(
         events
             .iter()

@@ -319,6 +319,16 @@ impl Tmux {
         self.wait_for(name, what, ok)
     }
 
+    /// ann and bob in the room, each at an empty prompt, ann having seen
+    /// bob join.
+    fn ann_and_bob(&self, port: u16) {
+        self.join("ann", port);
+        self.wait_prompt("ann");
+        self.join("bob", port);
+        self.wait_prompt("bob");
+        self.wait_line("ann", " -- bob joined");
+    }
+
     /// Waits for a line that contains `needle`.
     fn wait_line(&self, name: &str, needle: &str) -> Vec<String> {
         self.wait_for(name, needle, |s| s.iter().any(|l| l.contains(needle)))
@@ -611,11 +621,7 @@ fn lines_typed_ahead_all_arrive_in_order() {
     }
     let server = Server::start();
     let tmux = Tmux::new();
-    tmux.join("ann", server.port);
-    tmux.wait_prompt("ann");
-    tmux.join("bob", server.port);
-    tmux.wait_prompt("bob");
-    tmux.wait_line("ann", " -- bob joined");
+    tmux.ann_and_bob(server.port);
 
     // Three lines in one write to the terminal, as a fast typist, a macro or
     // typeahead while the previous line is being sent produce them.
@@ -686,11 +692,7 @@ fn a_long_unbracketed_paste_keeps_the_client_in_the_room() {
     }
     let server = Server::start();
     let tmux = Tmux::new();
-    tmux.join("ann", server.port);
-    tmux.wait_prompt("ann");
-    tmux.join("bob", server.port);
-    tmux.wait_prompt("bob");
-    tmux.wait_line("ann", " -- bob joined");
+    tmux.ann_and_bob(server.port);
 
     let long = "x".repeat(60_000);
     tmux.paste_unbracketed("ann", &long);
@@ -754,11 +756,7 @@ fn a_long_message_wraps_under_its_text() {
     }
     let server = Server::start();
     let tmux = Tmux::new();
-    tmux.join("ann", server.port);
-    tmux.wait_prompt("ann");
-    tmux.join("bob", server.port);
-    tmux.wait_prompt("bob");
-    tmux.wait_line("ann", " -- bob joined");
+    tmux.ann_and_bob(server.port);
     let words: Vec<String> = (1..=60).map(|n| format!("word{n:02}")).collect();
     tmux.type_line("bob", &words.join(" "));
     let ann = tmux.wait_for("ann", "the last word", |s| {
@@ -828,11 +826,7 @@ fn each_message_shows_once_pending_until_the_room_confirms_it() {
     }
     let server = Server::start();
     let tmux = Tmux::new();
-    tmux.join("ann", server.port);
-    tmux.wait_prompt("ann");
-    tmux.join("bob", server.port);
-    tmux.wait_prompt("bob");
-    tmux.wait_line("ann", " -- bob joined");
+    tmux.ann_and_bob(server.port);
 
     tmux.type_line("ann", "good morning");
     tmux.type_line("ann", "/me pours coffee");
@@ -888,11 +882,7 @@ fn resizing_keeps_every_received_line() {
     }
     let server = Server::start();
     let tmux = Tmux::new();
-    tmux.join("ann", server.port);
-    tmux.wait_prompt("ann");
-    tmux.join("bob", server.port);
-    tmux.wait_prompt("bob");
-    tmux.wait_line("ann", " -- bob joined");
+    tmux.ann_and_bob(server.port);
     tmux.type_line("bob", "before the resize");
     tmux.wait_for("ann", "bob's first message", |s| {
         timed_line(s, "bob: before the resize").is_some()
@@ -943,11 +933,7 @@ fn ctrl_c_clears_a_typed_line_and_leaves_from_an_empty_one() {
     }
     let server = Server::start();
     let tmux = Tmux::new();
-    tmux.join("ann", server.port);
-    tmux.wait_prompt("ann");
-    tmux.join("bob", server.port);
-    tmux.wait_prompt("bob");
-    tmux.wait_line("ann", " -- bob joined");
+    tmux.ann_and_bob(server.port);
 
     // As in a shell: Ctrl-C throws away the line being typed, nothing more.
     tmux.type_text("ann", "a thought ann takes back");
