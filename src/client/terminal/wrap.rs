@@ -112,8 +112,8 @@ fn breaks(chars: &[(char, usize)], room: usize, indent: usize) -> Vec<usize> {
 
 /// The column where a line's text starts, judged from what it shows:
 /// under the text of `HH:MM name: text`, `HH:MM -- text`, `HH:MM !! text`,
-/// `HH:MM * name text`; under the first character of an indented block
-/// line; else under the time, or at the edge.
+/// `HH:MM * name text`, `-- text`; under the first character of an
+/// indented block line; else under the time, or at the edge.
 fn text_start(visible: &str) -> usize {
     let spaces = visible.chars().take_while(|c| *c == ' ').count();
     if spaces > 0 {
@@ -130,7 +130,9 @@ fn text_start(visible: &str) -> usize {
         })
         && chars[5] == ' ';
     if !stamped {
-        return 0;
+        // The banner's and the client's own notes: `-- text`, `!! text`.
+        let marked = ["-- ", "!! "].iter().any(|mark| visible.starts_with(mark));
+        return if marked { 3 } else { 0 };
     }
     let rest: String = chars[6..].iter().collect();
     if ["-- ", "!! ", "* "]
@@ -206,6 +208,7 @@ mod tests {
             (format!("12:34 * ann {long}"), 8),
             (format!("12:34 [private] ann -> bob: {long}"), 28),
             (format!("    {long}"), 4),
+            (format!("-- {long}"), 3),
             (long.clone() + &long, 0),
         ];
         for (line, indent) in cases {
