@@ -7,6 +7,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 use super::command::{self, Command, Names};
 use super::dispatch::{self, Outcome};
 use super::render::{PromptKind, Renderer, Theme, now_hhmm};
@@ -161,7 +163,7 @@ async fn chat<S: Screen>(
     loop {
         tokio::select! {
             line = screen.next_line() => {
-                let Some(line) = line else { return Ok(()) };
+                let Some(line) = line.map(Zeroizing::new) else { return Ok(()) };
                 let kind = std::mem::replace(&mut asking, PromptKind::Chat);
                 let Some(next) = answer(client, screen, look, sending, kind, &line).await?
                 else {

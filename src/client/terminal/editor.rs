@@ -169,12 +169,14 @@ impl LineEditor {
                 shared
             }
         };
+        grow_wiping(&mut self.line, replacement.chars().count());
         self.line.splice(start..self.cursor, replacement.chars());
         self.cursor = start + replacement.chars().count();
         None
     }
 
     fn insert(&mut self, chars: &[char]) -> Edit {
+        grow_wiping(&mut self.line, chars.len());
         self.line
             .splice(self.cursor..self.cursor, chars.iter().copied());
         self.cursor += chars.len();
@@ -307,6 +309,19 @@ impl LineEditor {
     }
 }
 
+/// Makes room for `more` characters in `line`. Growing moves the line to a
+/// larger buffer; the old one is wiped first rather than freed as it is.
+fn grow_wiping(line: &mut Vec<char>, more: usize) {
+    let needed = line.len() + more;
+    if needed <= line.capacity() {
+        return;
+    }
+    let mut grown = Vec::with_capacity(needed.max(line.capacity() * 2));
+    grown.extend_from_slice(line);
+    line.zeroize();
+    *line = grown;
+}
+
 /// Whether `line[at]` is drawn as part of the character before it, so
 /// that the cursor never stops inside one thing on screen: the parts of an
 /// emoji sequence (`👩‍💻`: a joiner and what it joins; a presentation
@@ -413,7 +428,9 @@ mod tests {
     #[test]
     fn a_paste_keeps_its_lines_in_one_message() {
         let mut e = LineEditor::default();
-        e.key(Key::Paste("first\r\nsecond\rthird".into()));
+        e.key(Key::Paste(zeroize::Zeroizing::new(
+            "first\r\nsecond\rthird".into(),
+        )));
         assert_eq!(
             e.key(Key::Enter),
             Edit::Submit("first\nsecond\nthird".into())

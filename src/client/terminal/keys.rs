@@ -9,6 +9,8 @@
 //!
 //! No I/O: the terminal driver feeds bytes in and takes keys out.
 
+use zeroize::{Zeroize, Zeroizing};
+
 /// The longest escape sequence kept while waiting for its end; anything
 /// longer is not a key and is dropped.
 const MAX_SEQUENCE: usize = 32;
@@ -43,8 +45,9 @@ pub enum Key {
     WordRight,
     /// Escape alone.
     Escape,
-    /// Text pasted with bracketed paste, newlines and all.
-    Paste(String),
+    /// Text pasted with bracketed paste, newlines and all: typed plaintext,
+    /// wiped when dropped.
+    Paste(Zeroizing<String>),
     /// A sequence the editor has no use for (function keys and the like).
     Unknown,
 }
@@ -147,7 +150,7 @@ impl Decoder {
             return Vec::new();
         };
         keep_up_to(&mut paste, &std::mem::take(&mut self.pending));
-        vec![Key::Paste(String::from_utf8_lossy(&paste).into_owned())]
+        vec![Key::Paste(pasted_text(paste))]
     }
 
     /// Moves paste bytes out of `pending`; the paste once its end marker
@@ -157,8 +160,7 @@ impl Decoder {
         if let Some(end) = find(&self.pending, PASTE_END) {
             keep_up_to(paste, &self.pending[..end]);
             self.pending.drain(..end + PASTE_END.len());
-            let text = String::from_utf8_lossy(&self.paste.take()?).into_owned();
-            return Some(Key::Paste(text));
+            return Some(Key::Paste(pasted_text(self.paste.take()?)));
         }
         // Keep back what could be the start of the end marker.
         let keep = (1..PASTE_END.len())
@@ -169,6 +171,21 @@ impl Decoder {
         keep_up_to(paste, &self.pending[..take]);
         self.pending.drain(..take);
         None
+    }
+}
+
+/// What a paste's bytes say, the bytes wiped.
+fn pasted_text(mut paste: Vec<u8>) -> Zeroizing<String> {
+    let text = Zeroizing::new(String::from_utf8_lossy(&paste).into_owned());
+    paste.zeroize();
+    text
+}
+
+/// What is typed is plaintext: what the decoder still holds is wiped with it.
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        self.pending.zeroize();
+        self.paste.zeroize();
     }
 }
 
@@ -381,7 +398,10 @@ mod tests {
         let mut decoder = Decoder::default();
         assert_eq!(decoder.feed(b"\x1b[200~stray\x1b[2"), []);
         assert!(decoder.in_paste());
-        assert_eq!(decoder.end_paste(), [Key::Paste("stray\x1b[2".into())]);
+        assert_eq!(
+            decoder.end_paste(),
+            [Key::Paste(Zeroizing::new("stray\x1b[2".into()))]
+        );
         assert!(!decoder.in_paste());
         assert_eq!(decoder.feed(b"\r"), [Key::Enter]);
     }
@@ -402,7 +422,7 @@ mod tests {
             keys(&[b"a\x1b[200~one\r\ntwo\x1b[2", b"01~b"]),
             [
                 Key::Char('a'),
-                Key::Paste("one\r\ntwo".into()),
+                Key::Paste(Zeroizing::new("one\r\ntwo".into())),
                 Key::Char('b')
             ]
         );
@@ -412,7 +432,7 @@ mod tests {
     fn a_paste_that_looks_like_keys_stays_text() {
         assert_eq!(
             keys(&[b"\x1b[200~\x1b[A\x03\r\x1b[201~"]),
-            [Key::Paste("\x1b[A\x03\r".into())]
+            [Key::Paste(Zeroizing::new("\x1b[A\x03\r".into()))]
         );
     }
 

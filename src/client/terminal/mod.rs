@@ -27,6 +27,7 @@ use std::io::{IsTerminal, Write as _};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use zeroize::{Zeroize, Zeroizing};
 
 use self::editor::{Edit, LineEditor};
 use self::keys::{Decoder, Key};
@@ -204,13 +205,15 @@ fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> Result<(), ClientE
 /// end of input or an error (the terminal hung up); the session sees the
 /// channel close. Left blocked in `read` when the chat ends first; the
 /// process exits soon after.
-fn read_input(keys: mpsc::Sender<Vec<u8>>) {
-    let mut buf = [0u8; 4096];
+fn read_input(keys: mpsc::Sender<Zeroizing<Vec<u8>>>) {
+    let mut buf = Zeroizing::new([0u8; 4096]);
     loop {
-        match mode::read_stdin(&mut buf) {
+        match mode::read_stdin(&mut buf[..]) {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if keys.blocking_send(buf[..n].to_vec()).is_err() {
+                let chunk = Zeroizing::new(buf[..n].to_vec());
+                buf[..n].zeroize();
+                if keys.blocking_send(chunk).is_err() {
                     return;
                 }
             }
@@ -232,13 +235,14 @@ enum Output {
 fn write_output(mut updates: mpsc::Receiver<Output>, flushed: oneshot::Sender<()>) {
     while let Some(update) = updates.blocking_recv() {
         match update {
-            Output::Text(text) => {
+            Output::Text(mut text) => {
                 let mut stdout = std::io::stdout().lock();
-                if stdout
+                let written = stdout
                     .write_all(text.as_bytes())
-                    .and_then(|()| stdout.flush())
-                    .is_err()
-                {
+                    .and_then(|()| stdout.flush());
+                // What was drawn holds messages and typed text: plaintext.
+                text.zeroize();
+                if written.is_err() {
                     return;
                 }
             }
@@ -261,7 +265,7 @@ struct TermScreen<'a> {
     /// What is drawn but not yet handed to the output thread.
     out: String,
     /// From the input thread.
-    input: mpsc::Receiver<Vec<u8>>,
+    input: mpsc::Receiver<Zeroizing<Vec<u8>>>,
     /// Window size changes.
     winch: mode::Resizes,
     /// Turns the input thread's bytes into keys.
@@ -277,7 +281,7 @@ struct TermScreen<'a> {
     prompt: Option<Prompt>,
     /// The line last taken and the prompt it answered, until the session
     /// says whether it stays on screen ([`Screen::typed`]).
-    submitted: Option<(Prompt, String)>,
+    submitted: Option<(Prompt, Zeroizing<String>)>,
     /// Our messages not yet confirmed, as the session renders them.
     pending: Vec<String>,
     /// The members and those knocking, for completion.
@@ -361,7 +365,7 @@ impl TermScreen<'_> {
                 if prompt.kind == PromptKind::Chat {
                     self.editor.remember(&line);
                 }
-                self.submitted = Some((prompt, line.clone()));
+                self.submitted = Some((prompt, Zeroizing::new(line.clone())));
                 self.redraw();
                 return Acted::Line(line);
             }
