@@ -340,6 +340,12 @@ impl Client {
         }
     }
 
+    /// The text of our message `reference` while it awaits the server's
+    /// receipt (native rooms): what a front end shows as pending.
+    pub fn awaiting_text(&self, reference: u64) -> Option<&str> {
+        self.receipts.awaiting_text(reference)
+    }
+
     /// Sends again a message reported by [`Event::SendFailed`]; returns its
     /// new reference, or `None` if that message is no longer kept.
     pub async fn resend(&mut self, reference: u64) -> Result<Option<u64>, ClientError> {

@@ -143,6 +143,14 @@ impl Receipts {
     pub fn awaiting(&self) -> bool {
         !self.unconfirmed.is_empty()
     }
+
+    /// The text of message `reference`, if it awaits its receipt.
+    pub fn awaiting_text(&self, reference: u64) -> Option<&str> {
+        self.unconfirmed
+            .iter()
+            .find(|u| u.reference == reference)
+            .map(|u| u.text.as_str())
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +187,11 @@ mod tests {
         assert!(!r.awaiting());
         assert_eq!(r.take_failed(3).as_deref().map(String::as_str), Some("hi"));
         assert!(r.take_failed(3).is_none(), "taken once");
+        // Sent again, it awaits its receipt under its new reference.
+        let again = r.next_reference();
+        r.sent(again, "hi", t0);
+        assert_eq!(r.awaiting_text(again), Some("hi"));
+        assert_eq!(r.awaiting_text(3), None);
         assert!(
             r.take_failed(2).is_none(),
             "a confirmed message is not kept"

@@ -9,12 +9,9 @@
 //! No I/O: the session records what it sent and passes every event
 //! through [`Sending::settle`].
 
-use std::collections::VecDeque;
-
 use zeroize::Zeroizing;
 
 use super::core::RECONNECT_ATTEMPTS;
-use super::receipts::MAX_FAILED_KEPT;
 
 use super::event::{ChatMessage, Event, PrivateMessage};
 use super::render::{Renderer, Theme};
@@ -44,10 +41,6 @@ pub(crate) struct Sending {
     /// Messages the core reported undelivered since the session last took
     /// them, so the person sees which words did not go.
     failed: Vec<Waiting>,
-    /// The words of undelivered room messages by reference, newest last
-    /// and as many as the core keeps, so `/resend n` shows them pending
-    /// again.
-    undelivered: VecDeque<(u64, Zeroizing<String>)>,
     /// The attempt under way to get a lost connection back, and why the
     /// last one failed: one line below the pending ones that changes,
     /// rather than a line per attempt pushing the conversation away.
@@ -61,7 +54,6 @@ impl Sending {
             look: Renderer::new(me, Theme::Plain),
             waiting: Vec::new(),
             failed: Vec::new(),
-            undelivered: VecDeque::new(),
             reconnecting: None,
         }
     }
@@ -70,19 +62,6 @@ impl Sending {
     pub fn room(&mut self, reference: u64, text: &str) {
         let text = Zeroizing::new(text.to_owned());
         self.waiting.push(Waiting::Room { reference, text });
-    }
-
-    /// The undelivered message `reference` went again as `new_reference`.
-    pub fn resent(&mut self, reference: u64, new_reference: u64) {
-        let Some(at) = self.undelivered.iter().position(|(r, _)| *r == reference) else {
-            return;
-        };
-        if let Some((_, text)) = self.undelivered.remove(at) {
-            self.waiting.push(Waiting::Room {
-                reference: new_reference,
-                text,
-            });
-        }
     }
 
     /// `text` went (or is queued) to `to` alone.
@@ -118,12 +97,6 @@ impl Sending {
                 let removed = self.remove_first(
                     |w| matches!(w, Waiting::Room { reference, .. } if *reference == failed),
                 );
-                if let Some(Waiting::Room { text, .. }) = &removed {
-                    if self.undelivered.len() == MAX_FAILED_KEPT {
-                        self.undelivered.pop_front();
-                    }
-                    self.undelivered.push_back((failed, text.clone()));
-                }
                 self.failed.extend(removed);
             }
             Event::Private(m) if m.from == self.me => {
@@ -297,33 +270,15 @@ mod tests {
             "{failed:?}"
         );
         assert!(s.take_failed(NOW).is_empty());
-        // `/resend 2` shows it pending again, under its new reference.
-        s.resent(2, 3);
+        // `/resend 2` goes as 3 with the core's copy of the words: pending
+        // again, and marked again if it fails again.
+        s.room(3, "two");
         assert_eq!(pending(&s), ["ann: one …", "ann: two …"]);
-        s.resent(2, 4);
-        assert_eq!(pending(&s).len(), 2, "resent once only");
         assert!(s.settle(&Event::SendFailed {
             reference: 3,
             reason: "lost again".into(),
         }));
         assert_eq!(s.take_failed(NOW).len(), 1);
-    }
-
-    #[test]
-    fn only_as_many_undelivered_are_kept_as_the_core_keeps() {
-        let mut s = Sending::new("ann");
-        let last = MAX_FAILED_KEPT as u64 + 1;
-        for reference in 0..=last {
-            s.room(reference, &reference.to_string());
-            s.settle(&Event::SendFailed {
-                reference,
-                reason: "lost".into(),
-            });
-        }
-        s.resent(0, 1000);
-        assert!(pending(&s).is_empty(), "the oldest is forgotten");
-        s.resent(last, 1001);
-        assert_eq!(pending(&s), [format!("ann: {last} …")]);
     }
 
     #[test]

@@ -298,8 +298,9 @@ async fn show<S: Screen>(
         Outcome::Sent(reference) => {
             if let Some(text) = command.room_text() {
                 sending.room(reference, &text);
-            } else if let Command::Resend(old) = command {
-                sending.resent(*old, reference);
+            } else if let Some(text) = client.awaiting_text(reference) {
+                // `/resend n`: the words are the core's.
+                sending.room(reference, text);
             }
             screen.set_pending(sending.lines(&now_rfc3339()));
             Vec::new()
