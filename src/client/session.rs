@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use super::command::{self, Command, Names};
 use super::dispatch::{self, Outcome};
-use super::render::{PromptKind, Renderer, Theme, now_hhmm};
+use super::render::{PromptKind, Renderer, Shown, Theme, now_hhmm};
 use super::sending::Sending;
 use super::{Client, ClientError, Event};
 
@@ -124,11 +124,11 @@ async fn settle_what_arrived<S: Screen>(
     sending: &mut Sending,
 ) {
     let mut lines = Vec::new();
+    let mut replayed = false;
     for event in client.take_ready_events() {
-        sending.settle(&event);
-        if !Sending::told_below(&event) {
-            lines.extend(look.event(&event, &now_hhmm()).lines);
-        }
+        let live = screen.shows_pending();
+        let (shown, _) = take_in(&event, sending, look, live, &mut replayed);
+        lines.extend(shown.lines);
     }
     if !lines.is_empty() {
         let _ = tokio::time::timeout(LAST_WORDS_PATIENCE, screen.show(lines, false)).await;
@@ -186,22 +186,41 @@ async fn chat<S: Screen>(
                 ) {
                     screen.set_names(completion_names(client));
                 }
+                let live = screen.shows_pending();
+                let (shown, pending_changed) =
+                    take_in(&event, sending, look, live, &mut replayed);
                 // The pending line goes in the same update that shows the
                 // message: never both at once, never neither.
-                if sending.settle(&event) {
+                if pending_changed {
                     screen.set_pending(sending.lines(&now_rfc3339()));
                 }
-                let mut shown = look.event(&event, &now_hhmm());
-                if Sending::told_below(&event) && screen.shows_pending() {
-                    shown.lines.clear();
-                }
-                divide_live_from_replay(&mut replayed, &event, &mut shown.lines, look);
-                // A message that failed: its words, then why.
-                shown.lines.splice(0..0, sending.take_failed(&now_rfc3339()));
                 screen.show(shown.lines, shown.bell).await?;
             }
         }
     }
+}
+
+/// What the screen shows for `event`, and whether the pending lines changed
+/// with it: one place for the chat and for what arrives as it ends.
+/// `live_area`: the screen shows pending lines ([`Screen::shows_pending`]).
+fn take_in(
+    event: &Event,
+    sending: &mut Sending,
+    look: &Renderer,
+    live_area: bool,
+    replayed: &mut bool,
+) -> (Shown, bool) {
+    let pending_changed = sending.settle(event);
+    let mut shown = look.event(event, &now_hhmm());
+    if Sending::told_below(event) && live_area {
+        shown.lines.clear();
+    }
+    divide_live_from_replay(replayed, event, &mut shown.lines, look);
+    // A message that failed: its words, then why.
+    shown
+        .lines
+        .splice(0..0, sending.take_failed(&now_rfc3339()));
+    (shown, pending_changed)
 }
 
 /// Puts a divider above the first live line after the replayed history.
