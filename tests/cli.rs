@@ -142,6 +142,16 @@ impl Member {
         stdin.flush().await.unwrap();
     }
 
+    /// ann and bob in the room, both ready, ann having seen bob join.
+    async fn ann_and_bob(port: u16) -> (Member, Member) {
+        let mut ann = Member::join(port, "ann", "hunter2").await;
+        ann.event_of("ready").await;
+        let mut bob = Member::join(port, "bob", "hunter2").await;
+        bob.event_of("ready").await;
+        assert_eq!(ann.event_of("joined").await["user"], "bob");
+        (ann, bob)
+    }
+
     /// Closes stdin and reads every event printed until the process ends
     /// its output.
     async fn events_until_exit(&mut self) -> Vec<Value> {
@@ -298,11 +308,7 @@ async fn end_of_input_waits_for_the_last_receipt() {
 #[tokio::test]
 async fn end_of_input_waits_for_a_private_message_to_go() {
     let server = serve(&[]).await;
-    let mut ann = Member::join(server.port, "ann", "hunter2").await;
-    ann.event_of("ready").await;
-    let mut bob = Member::join(server.port, "bob", "hunter2").await;
-    bob.event_of("ready").await;
-    assert_eq!(ann.event_of("joined").await["user"], "bob");
+    let (mut ann, mut bob) = Member::ann_and_bob(server.port).await;
     bob.say("/msg ann psst, before I go").await;
     let events = bob.events_until_exit().await;
     assert!(
@@ -319,11 +325,7 @@ async fn end_of_input_waits_for_a_private_message_to_go() {
 #[tokio::test]
 async fn scripted_private_messages_and_safety_codes() {
     let server = serve(&[]).await;
-    let mut ann = Member::join(server.port, "ann", "hunter2").await;
-    ann.event_of("ready").await;
-    let mut bob = Member::join(server.port, "bob", "hunter2").await;
-    bob.event_of("ready").await;
-    assert_eq!(ann.event_of("joined").await["user"], "bob");
+    let (mut ann, mut bob) = Member::ann_and_bob(server.port).await;
 
     ann.say("/msg bob psst, only you").await;
     let expected = serde_json::json!({
